@@ -1,0 +1,726 @@
+"""The run configuration: typed pydantic models, YAML loading, dotted overrides, JSON Schema.
+
+A config file is YAML with the sections ``run``, ``data``, ``model``, ``finetune``, ``optim``,
+``schedule``, ``trainer`` and ``logging``. Every section and key is optional (defaults train
+``simple_cnn`` on the built-in ``shapes`` data); unknown keys are errors. Relative paths inside a
+config are relative to the current working directory, like every other path given to ``ftui``.
+
+This module imports neither torch nor Textual: ``ftui config check`` stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import ConfigError
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+Probability = float
+Range = tuple[float, float]
+
+
+def _check_range(value: Range | None, lo: float, hi: float, name: str) -> Range | None:
+    if value is None:
+        return value
+    a, b = value
+    if not (lo <= a <= b <= hi):
+        raise ValueError(f"{name} must be two numbers [low, high] with {lo} <= low <= high <= {hi}")
+    return value
+
+
+class RunConfig(Section):
+    """Where the run is recorded and how it is seeded."""
+
+    name: str | None = Field(
+        None,
+        description="Run name; the directory is <root>/<name> (a suffix is added if it exists). "
+        "Default: the config file's stem.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+    root: str = Field("runs", description="Directory that holds run directories.")
+    seed: int = Field(0, ge=0, description="Seeds Python, NumPy and torch (every rank gets seed + rank).")
+    notes: str = Field("", description="Free text stored with the run.")
+
+
+class ShapesConfig(Section):
+    """The built-in procedural shapes dataset."""
+
+    classes: list[str] = Field(
+        default_factory=lambda: ["circle", "square", "triangle", "cross", "ring", "star"],
+        min_length=2,
+        description="Shape classes to draw (circle, square, triangle, cross, ring, star, "
+        "pentagon, hexagon, diamond, ellipse, arrow, heart).",
+    )
+    image_size: int = Field(32, ge=8, le=512, description="Side of the generated RGB images in pixels.")
+    difficulty: float = Field(
+        0.5, ge=0.0, le=1.0, description="0 = clean centred shapes, 1 = small, cluttered, noisy shapes."
+    )
+    train_size: int = Field(20000, ge=1, description="Number of training samples (generated per index).")
+    val_size: int = Field(2000, ge=1, description="Number of validation samples.")
+    test_size: int = Field(2000, ge=0, description="Number of test samples (0 = no test split).")
+
+
+class NormalizeStats(Section):
+    """Explicit per-channel normalisation statistics."""
+
+    mean: list[float] = Field(description="Per-channel mean (in [0, 1] pixel units).")
+    std: list[float] = Field(description="Per-channel standard deviation (> 0).")
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizeStats:
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError("mean and std must be non-empty lists of the same length")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("every std must be > 0")
+        return self
+
+
+class RotationAug(Section):
+    """Random rotation."""
+
+    degrees: float = Field(15.0, ge=0, le=180, description="Rotate by up to ±degrees.")
+    p: Probability = Field(1.0, ge=0, le=1, description="Probability of applying it.")
+
+
+class ResizedCropAug(Section):
+    """Random resized crop back to the input size."""
+
+    scale: Range = Field((0.8, 1.0), description="Area fraction range of the crop, within (0, 1].")
+    ratio: Range = Field((0.75, 1.3333), description="Aspect-ratio range of the crop.")
+    p: Probability = Field(1.0, ge=0, le=1, description="Probability of applying it.")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: Range) -> Range:
+        if not (0 < v[0] <= v[1] <= 1):
+            raise ValueError("scale must be [low, high] with 0 < low <= high <= 1")
+        return v
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v: Range) -> Range:
+        if not (0 < v[0] <= v[1]):
+            raise ValueError("ratio must be [low, high] with 0 < low <= high")
+        return v
+
+
+class ColorJitterAug(Section):
+    """Random brightness, contrast, saturation and hue."""
+
+    brightness: float = Field(0.2, ge=0, description="Brightness factor range ±.")
+    contrast: float = Field(0.2, ge=0, description="Contrast factor range ±.")
+    saturation: float = Field(0.2, ge=0, description="Saturation factor range ±.")
+    hue: float = Field(0.0, ge=0, le=0.5, description="Hue shift range ±, at most 0.5.")
+    p: Probability = Field(1.0, ge=0, le=1, description="Probability of applying it.")
+
+
+class RandomErasingAug(Section):
+    """Random erasing of a rectangle (after normalisation)."""
+
+    p: Probability = Field(0.25, ge=0, le=1, description="Probability of erasing.")
+    scale: Range = Field((0.02, 0.2), description="Erased area fraction range, within (0, 1].")
+    ratio: Range = Field((0.3, 3.3), description="Aspect-ratio range of the erased area.")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: Range) -> Range:
+        if not (0 < v[0] <= v[1] <= 1):
+            raise ValueError("scale must be [low, high] with 0 < low <= high <= 1")
+        return v
+
+
+class AffineAug(Section):
+    """Pixel-value affine ``x * scale + offset`` with random ranges (on [0, 1] pixel values)."""
+
+    scale: Range = Field((0.9, 1.1), description="Multiplier range.")
+    offset: Range = Field((-0.05, 0.05), description="Offset range.")
+    p: Probability = Field(1.0, ge=0, le=1, description="Probability of applying it.")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: Range) -> Range:
+        if not (0 <= v[0] <= v[1]):
+            raise ValueError("scale must be [low, high] with 0 <= low <= high")
+        return v
+
+    @field_validator("offset")
+    @classmethod
+    def _offset(cls, v: Range) -> Range:
+        if not (v[0] <= v[1]):
+            raise ValueError("offset must be [low, high] with low <= high")
+        return v
+
+
+class AugmentConfig(Section):
+    """Train-only augmentation (validation and test are deterministic). Omit a key to turn it off."""
+
+    hflip: Probability = Field(0.0, ge=0, le=1, description="Probability of a horizontal flip.")
+    vflip: Probability = Field(0.0, ge=0, le=1, description="Probability of a vertical flip.")
+    rotation: RotationAug | None = Field(None, description="Random rotation.")
+    random_resized_crop: ResizedCropAug | None = Field(None, description="Random resized crop.")
+    color_jitter: ColorJitterAug | None = Field(None, description="Colour jitter.")
+    random_erasing: RandomErasingAug | None = Field(None, description="Random erasing.")
+    affine: AffineAug | None = Field(None, description="Pixel-value affine x*scale+offset.")
+
+
+class OutlierConfig(Section):
+    """Outlier handling for tabular data (statistics fitted on the training split)."""
+
+    method: Literal["none", "zscore", "iqr", "range"] = Field("none", description="How outliers are found.")
+    threshold: float = Field(3.0, gt=0, description="z-score threshold, or IQR multiplier (1.5 is usual).")
+    ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Per-column allowed [low, high], for method 'range'."
+    )
+    action: Literal["drop", "clip"] = Field("clip", description="Drop outlier rows or clip values.")
+
+
+class BoxCoxSpec(Section):
+    """Box-Cox transform with a given lambda (omit lmbda to fit it on the training split)."""
+
+    boxcox: float | None = Field(None, description="Lambda; null fits it on the training split.")
+
+
+class CsvConfig(Section):
+    """Tabular classification from a CSV file."""
+
+    path: str | None = Field(None, description="CSV file path.")
+    target: str | None = Field(None, description="Target (label) column.")
+    features: list[str] | None = Field(None, description="Feature columns (default: all but the target).")
+    categorical: list[str] = Field(default_factory=list, description="Columns to one-hot encode.")
+    missing: Literal["drop", "mean", "median", "ffill", "constant"] = Field(
+        "drop", description="How missing values are handled."
+    )
+    fill_value: float = Field(0.0, description="Value used when missing is 'constant'.")
+    outliers: OutlierConfig = Field(default_factory=OutlierConfig, description="Outlier handling.")
+    drop_duplicates: bool = Field(True, description="Drop duplicate rows.")
+    scaling: Literal["none", "zscore", "minmax"] = Field("zscore", description="Feature scaling.")
+    transforms: dict[str, Union[Literal["log1p", "boxcox"], BoxCoxSpec]] = Field(
+        default_factory=dict,
+        description="Per-column transform applied before scaling: 'log1p', 'boxcox' or {boxcox: lambda}.",
+    )
+
+
+class DataConfig(Section):
+    """The dataset, its preprocessing and augmentation, and the loaders."""
+
+    source: Literal["shapes", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder", "digits", "csv"] = (
+        Field("shapes", description="Dataset source.")
+    )
+    root: str | None = Field(
+        None, description="Directory of the dataset files (torchvision sets, imagefolder)."
+    )
+    download: bool = Field(False, description="Allow torchvision to download the dataset into root.")
+    shapes: ShapesConfig = Field(default_factory=ShapesConfig, description="Options of the shapes source.")
+    csv: CsvConfig = Field(default_factory=CsvConfig, description="Options of the csv source.")
+    image_size: int | None = Field(
+        None, ge=8, le=1024, description="Resize/centre-crop images to this side (default: native size)."
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="Convert images to 1 or 3 channels (default: the source's own)."
+    )
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Validation fraction when the source has no validation split."
+    )
+    test_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Test fraction carved from training data when the source has no test split."
+    )
+    normalize: Union[Literal["auto", "none", "imagenet"], NormalizeStats] = Field(
+        "auto",
+        description="'auto' computes per-channel statistics on the training split; 'imagenet'; "
+        "'none'; or {mean: [...], std: [...]}.",
+    )
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Train-only augmentation.")
+    batch_size: int = Field(64, ge=1, description="Training batch size (per process).")
+    eval_batch_size: int | None = Field(None, ge=1, description="Validation/test batch size (default: batch_size).")
+    num_workers: Union[int, Literal["auto"]] = Field(
+        "auto", description="DataLoader workers: a number >= 0, or 'auto' (cores, capped at 8)."
+    )
+    pin_memory: Union[bool, Literal["auto"]] = Field("auto", description="Pin host memory ('auto': when CUDA).")
+    persistent_workers: bool = Field(True, description="Keep workers alive between epochs (when workers > 0).")
+    prefetch_factor: int = Field(2, ge=1, description="Batches prefetched per worker (when workers > 0).")
+    drop_last: bool = Field(True, description="Drop the last incomplete training batch.")
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("num_workers must be >= 0 or 'auto'")
+        return v
+
+
+class LayerPattern(Section):
+    """Selects the last N top-level blocks of the model."""
+
+    last: int = Field(ge=1, description="Number of top-level blocks counted from the head backwards.")
+
+
+Pattern = Union[str, LayerPattern]
+
+
+class LrGroup(Section):
+    """An explicit learning-rate group."""
+
+    match: str = Field(description="Module path pattern (glob, e.g. 'layer4' or 'features.*').")
+    lr: float = Field(gt=0, description="Learning rate of the matched parameters.")
+    weight_decay: float | None = Field(None, ge=0, description="Weight decay (default: optim.weight_decay).")
+
+
+class UnfreezeStep(Section):
+    """One step of a gradual unfreezing schedule."""
+
+    epoch: int = Field(ge=0, description="Epoch (0-based) at whose start the modules are unfrozen.")
+    unfreeze: Union[Pattern, list[Pattern]] = Field(description="Pattern(s) to unfreeze.")
+    lr: float | None = Field(None, gt=0, description="Learning rate of the unfrozen parameters.")
+
+
+class FinetuneConfig(Section):
+    """Freezing, BatchNorm policy, per-layer learning rates and the unfreezing schedule."""
+
+    freeze: list[Pattern] = Field(
+        default_factory=list,
+        description="Patterns to freeze: module paths or globs ('layer1', 'features.*'), 'backbone', "
+        "'all_but_head', or {last: N}.",
+    )
+    unfreeze: list[Pattern] = Field(
+        default_factory=list, description="Patterns to unfreeze after 'freeze' is applied."
+    )
+    bn: Literal["train", "freeze"] = Field(
+        "freeze",
+        description="BatchNorm in frozen modules: 'freeze' keeps it in eval mode (running stats fixed); "
+        "'train' keeps updating running stats.",
+    )
+    lr_groups: list[LrGroup] = Field(default_factory=list, description="Explicit per-layer learning rates.")
+    layer_decay: float | None = Field(
+        None, gt=0, le=1, description="Layer-wise lr decay from the head towards the input (e.g. 0.7)."
+    )
+    head_lr: float | None = Field(None, gt=0, description="Learning rate of the head (default: optim.lr).")
+    no_decay_bias_norm: bool = Field(True, description="No weight decay on biases and norm parameters.")
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout inserted before the head.")
+    schedule: list[UnfreezeStep] = Field(default_factory=list, description="Gradual unfreezing schedule.")
+
+
+class ModelConfig(Section):
+    """The network: a built-in model or any torchvision classification model."""
+
+    name: str = Field(
+        "simple_cnn", description="'simple_cnn', 'mlp', or a torchvision model name (resnet18, vit_b_16, ...)."
+    )
+    weights: str | None = Field(
+        None,
+        description="Pretrained weights: a torchvision weights name (IMAGENET1K_V1, DEFAULT) from the local "
+        "cache, or a path to a state dict (.pt/.pth/.safetensors) or an ftui checkpoint.",
+    )
+    channels: list[int] = Field(
+        default_factory=lambda: [32, 64, 128], min_length=1, description="simple_cnn: channels of each stage."
+    )
+    batch_norm: bool = Field(True, description="simple_cnn/mlp: use batch normalisation.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="simple_cnn/mlp: dropout between layers.")
+    hidden: list[int] = Field(default_factory=lambda: [128, 64], description="mlp: hidden layer sizes.")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments for the torchvision model constructor."
+    )
+
+    @field_validator("channels", "hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(c <= 0 for c in v):
+            raise ValueError("every size must be > 0")
+        return v
+
+
+class OptimConfig(Section):
+    """The optimizer."""
+
+    name: Literal["sgd", "adam", "adamw"] = Field("adamw", description="Optimizer.")
+    lr: float = Field(1e-3, gt=0, description="Base learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    nesterov: bool = Field(False, description="SGD Nesterov momentum.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="Adam/AdamW epsilon.")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("betas must be in [0, 1)")
+        return v
+
+
+class ScheduleConfig(Section):
+    """The learning-rate schedule, applied per optimizer step as a factor on each group's lr."""
+
+    name: Literal["none", "step", "cosine", "onecycle", "plateau"] = Field("cosine", description="Schedule.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up length in epochs (cosine, step).")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr as a fraction of the base lr.")
+    step_size: int = Field(10, ge=1, description="step: epochs between decays.")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor.")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction of steps spent increasing.")
+    div_factor: float = Field(25.0, gt=1, description="onecycle: initial lr = lr / div_factor.")
+    final_div_factor: float = Field(1e4, gt=1, description="onecycle: final lr = initial lr / final_div_factor.")
+    patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing.")
+    factor: float = Field(0.5, gt=0, lt=1, description="plateau: reduction factor.")
+    monitor: str = Field("val/loss", description="plateau: metric to watch.")
+    mode: Literal["min", "max"] = Field("min", description="plateau: whether lower or higher is better.")
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when a monitored metric stops improving."""
+
+    monitor: str = Field("val/loss", description="Metric to watch, e.g. 'val/loss' or 'val/acc'.")
+    mode: Literal["min", "max"] = Field("min", description="Whether lower or higher is better.")
+    patience: int = Field(5, ge=1, description="Validation rounds without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+
+
+class CheckpointConfig(Section):
+    """Checkpointing."""
+
+    monitor: str = Field("val/acc", description="Metric that decides best.pt.")
+    mode: Literal["min", "max"] = Field("max", description="Whether lower or higher is better.")
+    save_last: bool = Field(True, description="Write checkpoints/last.pt every epoch and on interrupt.")
+    save_best: bool = Field(True, description="Write checkpoints/best.pt when the monitored metric improves.")
+    every_n_epochs: int | None = Field(None, ge=1, description="Also keep epoch-NNNN.pt every N epochs.")
+    every_n_steps: int | None = Field(
+        None, ge=1, description="Also refresh last.pt every N optimizer steps (mid-epoch resume points)."
+    )
+
+
+class TrainerConfig(Section):
+    """The training loop."""
+
+    epochs: int = Field(10, ge=1, description="Maximum number of epochs.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    max_time: float | None = Field(None, gt=0, description="Stop after this many seconds of training.")
+    device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'.")
+    devices: int = Field(1, ge=1, description="Number of processes/GPUs for distributed training.")
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
+        "32", description="'32', 'bf16-mixed' or '16-mixed' (with a gradient scaler)."
+    )
+    accumulate_grad_batches: int = Field(1, ge=1, description="Batches per optimizer step.")
+    gradient_clip_val: float | None = Field(None, gt=0, description="Clip the global gradient norm to this.")
+    channels_last: bool = Field(False, description="Use channels_last memory format for images.")
+    compile: bool = Field(False, description="torch.compile the model.")
+    cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest kernels (off when deterministic).")
+    deterministic: bool = Field(False, description="Use deterministic algorithms only.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    on_nonfinite: Literal["fail", "skip"] = Field(
+        "fail", description="Non-finite loss: 'fail' stops the run, 'skip' skips such batches and counts them."
+    )
+    val_every_n_epochs: int = Field(1, ge=1, description="Validate every N epochs.")
+    early_stopping: EarlyStoppingConfig | None = Field(None, description="Early stopping (off when omitted).")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="Checkpointing.")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+
+class LoggingConfig(Section):
+    """What the run records and how often."""
+
+    every_n_steps: int = Field(20, ge=1, description="Read out and log training loss/accuracy every N steps.")
+    flush_seconds: float = Field(1.0, gt=0, description="Flush the run directory's JSONL files at most this often.")
+    tensorboard: bool = Field(True, description="Write TensorBoard event files under tb/.")
+    tensorboard_graph: bool = Field(True, description="Add the model graph to TensorBoard.")
+    layer_stats: bool = Field(True, description="Record per-layer grad/weight norms to layers.jsonl.")
+    layer_stats_depth: int = Field(2, ge=1, description="Module tree depth of the per-layer statistics.")
+    system: bool = Field(True, description="Record GPU/CPU telemetry to system.jsonl.")
+    system_interval: float = Field(1.0, gt=0, description="Seconds between telemetry samples.")
+    progress: Literal["auto", "rich", "plain", "none"] = Field(
+        "auto", description="Console progress: 'auto' (Rich on a terminal, plain lines otherwise)."
+    )
+
+
+class Config(Section):
+    """A whole ftui run configuration."""
+
+    run: RunConfig = Field(default_factory=RunConfig, description="Run name, directory and seed.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Dataset, preprocessing and loading.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model and pretrained weights.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Training loop.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+SAMPLE_HINT = "start from sample_configs/quickstart.yaml"
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config file; every problem raises :class:`ConfigError`."""
+    path = Path(path)
+    text = _read_text(path)
+    raw, lines = _parse_yaml(text, path)
+    parsed = parse_overrides(overrides)
+    for dotted, value in parsed:
+        _check_key(dotted)
+        _assign(raw, dotted, value)
+    cfg = validate_config(raw, source=str(path), lines=lines, overridden={k for k, _ in parsed})
+    if cfg.run.name is None:
+        stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem) or "run"
+        cfg.run.name = stem if stem[0].isalnum() else f"run-{stem}"
+    return cfg
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate a config given as a dict (for notebooks and tests), with optional overrides."""
+    raw = json.loads(json.dumps(raw))
+    parsed = parse_overrides(overrides)
+    for dotted, value in parsed:
+        _check_key(dotted)
+        _assign(raw, dotted, value)
+    cfg = validate_config(raw, source="<dict>", lines={}, overridden={k for k, _ in parsed})
+    if cfg.run.name is None:
+        cfg.run.name = "run"
+    return cfg
+
+
+def validate_config(
+    raw: Any, *, source: str, lines: dict[str, int] | None = None, overridden: set[str] | None = None
+) -> Config:
+    """Validate a parsed mapping, turning pydantic's errors into one readable :class:`ConfigError`."""
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__ if raw is not None else "nothing"
+        raise ConfigError(
+            f"{source}: the config must be a YAML mapping of sections (run, data, model, ...), "
+            f"but the file holds a {kind}. Fix: write 'section:' keys at the top level; {SAMPLE_HINT}."
+        )
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source, lines or {}, overridden or set())) from None
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (every key, defaults included)."""
+    data = cfg.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON Schema of the config, for editors' YAML language servers."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ftui run configuration"
+    return schema
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found. Fix: check the path; {SAMPLE_HINT}.")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file. Fix: pass a .yaml file inside it.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}). Fix: check its permissions.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}). "
+            "Fix: save the file as UTF-8."
+        ) from None
+    if not text.strip() or all(
+        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
+    ):
+        raise ConfigError(f"{path}: the config file is empty. Fix: add sections such as 'data:'; {SAMPLE_HINT}.")
+    return text
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        hint = "YAML does not allow tabs for indentation; use spaces" if "\\t" in str(exc) or "\t" in str(
+            exc.problem
+        ) else "check the indentation and the ':' after each key"
+        raise ConfigError(f"{path}: {where}invalid YAML ({exc.problem}). Fix: {hint}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc}).") from None
+    lines: dict[str, int] = {}
+    if node is not None:
+        _collect_lines(node, "", lines)
+    return raw, lines
+
+
+def _collect_lines(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out[key] = key_node.start_mark.line + 1
+            _collect_lines(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            key = f"{prefix}[{i}]"
+            out[key] = item.start_mark.line + 1
+            _collect_lines(item, key, out)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _real_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic adds union-branch tags (e.g. 'literal[...]', 'NormalizeStats') to locations.
+    return tuple(p for p in loc if isinstance(p, int) or not re.match(r"^(literal\[|function-|[A-Z])", str(p)))
+
+
+def _format_validation(exc: ValidationError, source: str, lines: dict[str, int], overridden: set[str]) -> str:
+    seen: set[str] = set()
+    parts: list[str] = []
+    for err in exc.errors():
+        loc = _real_loc(tuple(err["loc"]))
+        key = _dotted(loc)
+        where = ""
+        if key in overridden:
+            where = " (from --set)"
+        elif key in lines:
+            where = f" (line {lines[key]})"
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            msg = f"unknown key '{loc[-1]}'"
+            if parent is not None:
+                options = list(parent.model_fields)
+                close = difflib.get_close_matches(str(loc[-1]), options, n=1)
+                msg += f" — did you mean '{close[0]}'?" if close else ""
+                msg += f" Allowed keys here: {', '.join(options)}."
+            line = f"{key}{where}: {msg}"
+        else:
+            given = err.get("input")
+            given_s = json.dumps(given, default=str) if not isinstance(given, dict) else "a mapping"
+            if len(given_s) > 60:
+                given_s = given_s[:57] + "..."
+            line = f"{key or '<top level>'}{where}: {err['msg']} (given: {given_s})"
+        if line in seen:
+            continue
+        seen.add(line)
+        parts.append(line)
+    head = f"{source}: invalid config ({len(parts)} problem{'s' if len(parts) != 1 else ''}):"
+    return head + "\n  " + "\n  ".join(parts) + "\nFix the keys above; `ftui config schema` lists every key."
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section model at a location, following nested models (None for free-form dicts)."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = _nested_model(field.annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Dotted overrides
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """Parse ``key.path=value`` strings; values are YAML scalars/lists (``0.01``, ``true``, ``[1, 2]``)."""
+    parsed: list[tuple[str, Any]] = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set optim.lr=0.01."
+            )
+        key, _, value_s = item.partition("=")
+        key = key.strip()
+        if not key or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", key):
+            raise ConfigError(f"--set {item!r}: {key!r} is not a dotted key such as optim.lr.")
+        try:
+            value = yaml.safe_load(value_s) if value_s.strip() else ""
+        except yaml.YAMLError:
+            value = value_s
+        parsed.append((key, value))
+    return parsed
+
+
+def _check_key(dotted: str) -> None:
+    model: type[BaseModel] | None = Config
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if model is None:
+            return  # inside a free-form mapping such as model.kwargs
+        fields = model.model_fields
+        if part not in fields:
+            prefix = ".".join(parts[:i])
+            close = difflib.get_close_matches(part, list(fields), n=1)
+            hint = f" — did you mean '{'.'.join([*parts[:i], close[0]])}'?" if close else ""
+            raise ConfigError(
+                f"--set {dotted}: unknown key '{part}'{' in ' + prefix if prefix else ''}{hint} "
+                f"Allowed keys here: {', '.join(fields)}."
+            )
+        annotation = fields[part].annotation
+        nested = _nested_model(annotation)
+        if i < len(parts) - 1 and nested is None and not _is_mapping(annotation):
+            raise ConfigError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is a value, not a section.")
+        model = nested
+
+
+def _is_mapping(annotation: Any) -> bool:
+    origin = getattr(annotation, "__origin__", None)
+    if origin is dict:
+        return True
+    return any(_is_mapping(a) for a in getattr(annotation, "__args__", ()) or ())
+
+
+def _assign(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value

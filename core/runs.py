@@ -1,0 +1,482 @@
+"""The run-directory contract: a writer (used by the trainer) and a torch-free reader (used by viewers).
+
+Layout of ``<root>/<name>/`` (see ``docs/run-format.md``)::
+
+    run.json        status and facts of the run, rewritten atomically
+    config.yaml     the resolved config
+    metrics.jsonl   events.jsonl  system.jsonl  layers.jsonl   append-only JSON lines
+    model.json      the layer tree
+    control/        commands from clients        checkpoints/  tb/  stdout.log
+
+Writers append whole lines and flush on a time budget; readers keep a byte offset per file, read only
+new bytes on each poll, keep a partial last line for the next poll and count (never raise on)
+garbage lines. This module must not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.errors import RunError
+
+FORMAT_VERSION = 1
+
+RUN_JSON = "run.json"
+CONFIG_YAML = "config.yaml"
+METRICS = "metrics.jsonl"
+EVENTS = "events.jsonl"
+SYSTEM = "system.jsonl"
+LAYERS = "layers.jsonl"
+MODEL_JSON = "model.json"
+CONTROL_DIR = "control"
+CHECKPOINT_DIR = "checkpoints"
+TB_DIR = "tb"
+STDOUT_LOG = "stdout.log"
+
+STATUSES = ("created", "running", "finished", "failed", "interrupted", "stopped")
+ACTIVE_STATUSES = ("created", "running")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def now() -> float:
+    """Wall-clock time in seconds since the epoch (what every ``time`` field holds)."""
+    return time.time()
+
+
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats by strings ("nan", "inf", "-inf") so every line is valid JSON."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps_line(obj: dict[str, Any]) -> str:
+    """One compact JSON line (with the newline)."""
+    return json.dumps(json_safe(obj), separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename inside it survives a crash (no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writer side
+# ---------------------------------------------------------------------------------------------
+
+
+class JsonlWriter:
+    """Appends JSON lines to a file, flushing whole lines at most every ``flush_seconds``.
+
+    Lines are buffered in memory and written with one ``write`` of whole lines to a file opened in
+    append mode, so a reader can see a partial line only if the OS splits the write.
+    """
+
+    def __init__(self, path: Path, flush_seconds: float = 1.0) -> None:
+        self.path = Path(path)
+        self.flush_seconds = flush_seconds
+        self._buffer: list[str] = []
+        self._last_flush = time.monotonic()
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+
+    def write(self, obj: dict[str, Any]) -> None:
+        """Queue one record; flush if the time budget has passed."""
+        self._buffer.append(dumps_line(obj))
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        if self._buffer and not self._fh.closed:
+            self._fh.write("".join(self._buffer))
+            self._fh.flush()
+            self._buffer.clear()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Flush and close."""
+        if not self._fh.closed:
+            self.flush()
+            self._fh.close()
+
+
+def unique_run_dir(root: Path, name: str) -> Path:
+    """Create and return ``root/name``, or ``root/name-2``, ``-3``... if taken. Never reuses one."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    candidate = root / name
+    n = 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = root / f"{name}-{n}"
+
+
+class RunWriter:
+    """Creates a run directory and writes its files (the trainer's side of the contract)."""
+
+    def __init__(self, path: Path, flush_seconds: float = 1.0) -> None:
+        self.path = Path(path)
+        self.flush_seconds = flush_seconds
+        self._writers: dict[str, JsonlWriter] = {}
+        self._info: dict[str, Any] = {}
+        for sub in (CONTROL_DIR, CHECKPOINT_DIR):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def create(cls, root: Path | str, name: str, flush_seconds: float = 1.0, **info: Any) -> RunWriter:
+        """Create a fresh run directory (suffixing the name if taken) with ``run.json`` in ``created``."""
+        path = unique_run_dir(Path(root), name)
+        writer = cls(path, flush_seconds)
+        writer._info = {
+            "format": FORMAT_VERSION,
+            "name": path.name,
+            "status": "created",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "created": now(),
+            "started": None,
+            "ended": None,
+            "error": None,
+            "best": None,
+            "paths": {
+                "config": CONFIG_YAML,
+                "metrics": METRICS,
+                "events": EVENTS,
+                "system": SYSTEM,
+                "layers": LAYERS,
+                "model": MODEL_JSON,
+                "checkpoints": CHECKPOINT_DIR,
+                "tensorboard": TB_DIR,
+                "stdout": STDOUT_LOG,
+                "control": CONTROL_DIR,
+            },
+        }
+        writer._info.update(info)
+        writer._write_info()
+        return writer
+
+    @classmethod
+    def reopen(cls, path: Path | str, flush_seconds: float = 1.0) -> RunWriter:
+        """Open an existing run directory to continue it (resume): appends, never truncates."""
+        path = Path(path)
+        info_path = path / RUN_JSON
+        if not info_path.is_file():
+            raise RunError(f"{path}: not a run directory (no {RUN_JSON}). Fix: pass a directory under runs/.")
+        writer = cls(path, flush_seconds)
+        writer._info = json.loads(info_path.read_text(encoding="utf-8"))
+        return writer
+
+    @property
+    def name(self) -> str:
+        return str(self._info.get("name", self.path.name))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """A copy of the current ``run.json`` content."""
+        return dict(self._info)
+
+    def update(self, **fields: Any) -> None:
+        """Change fields of ``run.json`` (atomically rewritten)."""
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown status {fields['status']!r}")
+        self._info.update(fields)
+        self._write_info()
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        """Move to a new status, stamping ``started``/``ended`` as appropriate."""
+        if status == "running" and not self._info.get("started"):
+            fields.setdefault("started", now())
+        if status not in ACTIVE_STATUSES:
+            fields.setdefault("ended", now())
+        else:
+            fields.setdefault("ended", None)
+        self.update(status=status, pid=os.getpid(), **fields)
+
+    def _write_info(self) -> None:
+        atomic_write_text(self.path / RUN_JSON, json.dumps(json_safe(self._info), indent=2) + "\n")
+
+    def write_text(self, filename: str, text: str) -> None:
+        """Write a whole file atomically (config.yaml, model.json)."""
+        atomic_write_text(self.path / filename, text)
+
+    def write_json(self, filename: str, obj: Any) -> None:
+        """Write a JSON file atomically."""
+        self.write_text(filename, json.dumps(json_safe(obj), indent=1) + "\n")
+
+    def _jsonl(self, filename: str) -> JsonlWriter:
+        writer = self._writers.get(filename)
+        if writer is None:
+            writer = JsonlWriter(self.path / filename, self.flush_seconds)
+            self._writers[filename] = writer
+        return writer
+
+    def log_metrics(self, step: int, epoch: int, split: str, values: dict[str, Any], **extra: Any) -> None:
+        """Append one point to ``metrics.jsonl``."""
+        self._jsonl(METRICS).write({"step": step, "epoch": epoch, "time": now(), "split": split, **extra, **values})
+
+    def log_event(self, kind: str, message: str = "", **fields: Any) -> None:
+        """Append an event (checkpoint, freeze, warning, error, control ack...) to ``events.jsonl``."""
+        self._jsonl(EVENTS).write({"time": now(), "kind": kind, "message": message, **fields})
+
+    def append(self, filename: str, record: dict[str, Any]) -> None:
+        """Append a record to any JSONL file of the run (system.jsonl, layers.jsonl)."""
+        record.setdefault("time", now())
+        self._jsonl(filename).write(record)
+
+    def flush(self) -> None:
+        """Flush every JSONL file now."""
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        """Flush and close every JSONL file."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reader side (torch-free)
+# ---------------------------------------------------------------------------------------------
+
+
+class JsonlTail:
+    """Follows a JSON-lines file: each :meth:`poll` returns only the complete lines added since the last.
+
+    A partial last line is kept for the next poll; lines that are not JSON objects are counted in
+    :attr:`bad_lines` and skipped. If the file shrinks (replaced or truncated) it is read again from
+    the start.
+    """
+
+    def __init__(self, path: Path, chunk_size: int = 1 << 22) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.bad_lines = 0
+        self.lines_read = 0
+        self._partial = b""
+        self._chunk = chunk_size
+
+    def poll(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
+        """Read the new complete lines (at most about ``max_bytes`` of them, if given)."""
+        try:
+            size = self.path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        if size < self.offset:
+            self.offset, self._partial = 0, b""
+        if size <= self.offset:
+            return []
+        want = size - self.offset if max_bytes is None else min(size - self.offset, max_bytes)
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(want)
+        except OSError:
+            return []
+        self.offset += len(data)
+        data = self._partial + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            return []
+        self._partial = data[cut + 1 :]
+        return self._parse(data[:cut])
+
+    def _parse(self, block: bytes) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        loads = json.loads
+        for raw in block.split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                obj = loads(raw)
+            except ValueError:
+                self.bad_lines += 1
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+            else:
+                self.bad_lines += 1
+        self.lines_read += len(out)
+        return out
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when the file is missing or not (yet) valid JSON."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid exists on this host."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def live_status(info: dict[str, Any]) -> str:
+    """The status to show: an active status whose process is gone on this host reads as ``lost``."""
+    status = str(info.get("status", "unknown"))
+    if status in ACTIVE_STATUSES and info.get("host") == socket.gethostname() and not pid_alive(info.get("pid")):
+        return "lost"
+    return status
+
+
+@dataclass
+class RunSnapshot:
+    """Everything a viewer has read from a run directory so far."""
+
+    info: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    system: list[dict[str, Any]] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    model: dict[str, Any] | None = None
+    bad_lines: int = 0
+
+
+class RunReader:
+    """Reads a run directory incrementally; see :meth:`poll`. Imports no torch."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not (self.path / RUN_JSON).is_file():
+            raise RunError(
+                f"{self.path}: not a run directory (no {RUN_JSON} inside). "
+                "Fix: pass a directory created by `ftui run`, or a run name under the runs root."
+            )
+        self.tails = {name: JsonlTail(self.path / name) for name in (METRICS, EVENTS, SYSTEM, LAYERS)}
+        self.snapshot = RunSnapshot()
+        self._model_mtime: float | None = None
+
+    def poll(self) -> dict[str, list[dict[str, Any]]]:
+        """Read what is new; returns the new records per file, and updates :attr:`snapshot`."""
+        info = read_json(self.path / RUN_JSON)
+        if info is not None:
+            self.snapshot.info = info
+        new = {name: tail.poll() for name, tail in self.tails.items()}
+        self.snapshot.metrics.extend(new[METRICS])
+        self.snapshot.events.extend(new[EVENTS])
+        self.snapshot.system.extend(new[SYSTEM])
+        self.snapshot.layers.extend(new[LAYERS])
+        try:
+            mtime = (self.path / MODEL_JSON).stat().st_mtime
+        except OSError:
+            mtime = None
+        if mtime is not None and mtime != self._model_mtime:
+            model = read_json(self.path / MODEL_JSON)
+            if model is not None:
+                self.snapshot.model = model
+                self._model_mtime = mtime
+        self.snapshot.bad_lines = sum(t.bad_lines for t in self.tails.values())
+        return new
+
+    @property
+    def exists(self) -> bool:
+        """False once the run directory has been deleted."""
+        return (self.path / RUN_JSON).is_file()
+
+    def stdout_tail(self, max_bytes: int = 16384) -> str:
+        """The last ``max_bytes`` of ``stdout.log`` (empty when absent)."""
+        log = self.path / STDOUT_LOG
+        try:
+            size = log.stat().st_size
+            with open(log, "rb") as fh:
+                fh.seek(max(0, size - max_bytes))
+                return fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+
+def iter_runs(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every run directory directly under ``root`` with its ``run.json``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    found = []
+    for child in root.iterdir():
+        info = read_json(child / RUN_JSON) if child.is_dir() else None
+        if info is not None:
+            found.append((child, info))
+    found.sort(key=lambda item: item[1].get("created") or 0, reverse=True)
+    yield from found
+
+
+def resolve_run(spec: str | Path, root: Path | str = "runs") -> Path:
+    """A run directory from a path or a run name under ``root``; raises :class:`RunError`."""
+    spec_path = Path(spec)
+    for candidate in (spec_path, Path(root) / spec_path):
+        if (candidate / RUN_JSON).is_file():
+            return candidate
+    if spec_path.is_dir():
+        raise RunError(
+            f"{spec}: is a directory but not a run (no {RUN_JSON} inside). "
+            "Fix: pass a directory created by `ftui run`."
+        )
+    names = [p.name for p, _ in iter_runs(root)]
+    import difflib
+
+    close = difflib.get_close_matches(str(spec), names, n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else (f" Runs under {root}: {', '.join(names[:8])}." if names else "")
+    raise RunError(f"{spec}: no such run (looked for a directory and for {Path(root) / spec_path}).{hint}")

@@ -1,0 +1,1 @@
+"""The callback-driven trainer, its callbacks, metrics, checkpoint io and control channel."""

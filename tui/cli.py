@@ -1,0 +1,310 @@
+"""The ``ftui`` command line: thin Typer commands that call ``core`` or open the app.
+
+Importing this module must stay cheap: no torch, no Textual. Every command imports what it needs
+inside its body, from ``tui.commands.*``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+
+from core import __version__
+from core.errors import FtuiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STATE = {"debug": os.environ.get("FTUI_DEBUG", "") not in ("", "0")}
+
+app = typer.Typer(
+    name="ftui",
+    help="Train and fine-tune PyTorch models from the terminal. Run without a command to open the app.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Validate, show and describe configs.", no_args_is_help=True)
+data_app = typer.Typer(help="Look at a config's data before training.", no_args_is_help=True)
+model_app = typer.Typer(help="Look at a config's model before training.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
+
+
+def print_error(message: str) -> None:
+    """Print a user-facing error to stderr (no traceback)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn ftui's errors into a message and an exit code; ``--debug`` re-raises for the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FtuiError as exc:
+            if _STATE["debug"]:
+                raise
+            print_error(_escape(str(exc)))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _STATE["debug"]:
+                raise
+            print_error("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ftui {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    root: Annotated[Path, typer.Option("--root", help="Runs root directory for the app.")] = Path("runs"),
+) -> None:
+    """Train and fine-tune PyTorch models from the terminal."""
+    if debug:
+        _STATE["debug"] = True
+    if ctx.invoked_subcommand is None:
+        _open_app(root)
+
+
+@handles_errors
+def _open_app(root: Path) -> None:
+    from tui.commands.app_cmd import open_home
+
+    open_home(root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config key: --set optim.lr=0.01 (repeatable)."),
+]
+
+
+@app.command()
+@handles_errors
+def run(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    set_: SetOption = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: run.name or the config's stem).")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Resume this run (name or directory) from its last.pt.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Start in the background (own session, output to stdout.log) and print the run directory.")] = False,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Local processes for distributed training.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+) -> None:
+    """Train headless from a config (Rich progress on a terminal, plain lines otherwise)."""
+    from tui.commands.run_cmd import run_command
+
+    code = run_command(config, list(set_ or []), name=name, resume=resume, detach=detach, nproc=nproc, quiet=quiet)
+    raise typer.Exit(code)
+
+
+@app.command()
+@handles_errors
+def watch(
+    run_: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or run name.")],
+    root: Annotated[Path, typer.Option("--root", help="Runs root for run names.")] = Path("runs"),
+) -> None:
+    """Open the live dashboard of a run."""
+    from tui.commands.app_cmd import open_watch
+
+    open_watch(run_, root)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handles_errors
+def ctl(
+    run_: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or run name.")],
+    command: Annotated[str, typer.Argument(help="freeze, unfreeze, set-lr, pause, resume, stop, checkpoint, validate.")],
+    args: Annotated[Optional[list[str]], typer.Argument(help="Arguments of the command.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the answer.")] = 30.0,
+    root: Annotated[Path, typer.Option("--root", help="Runs root for run names.")] = Path("runs"),
+) -> None:
+    """Send a control command to a running run and wait for its answer."""
+    from tui.commands.ctl_cmd import ctl_command
+
+    raise typer.Exit(ctl_command(run_, command, list(args or []), timeout=timeout, root=root))
+
+
+@app.command("eval")
+@handles_errors
+def eval_(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file.")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="Config to take the data from (default: the checkpoint's).")] = None,
+    split: Annotated[str, typer.Option("--split", help="val or test.")] = "test",
+    set_: SetOption = None,
+) -> None:
+    """Evaluate a checkpoint: metrics, per-class report, confusion matrix."""
+    from tui.commands.eval_cmd import eval_command
+
+    eval_command(ckpt, config=config, split=split, overrides=list(set_ or []))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handles_errors
+def inspect(
+    path: Annotated[Path, typer.Argument(help="Checkpoint, weights file or sharded safetensors directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="Print Rich tables instead of opening the app.")] = False,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Allow pickled code (only for files you trust).")] = False,
+) -> None:
+    """Look inside a checkpoint or weights file, safely."""
+    from tui.commands.inspect_cmd import inspect_command
+
+    inspect_command(path, as_json=as_json, plain=plain, unsafe=unsafe)
+
+
+@app.command()
+@handles_errors
+def diff(
+    a: Annotated[Path, typer.Argument(help="First checkpoint or weights file.")],
+    b: Annotated[Path, typer.Argument(help="Second checkpoint or weights file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Allow pickled code (only for files you trust).")] = False,
+) -> None:
+    """Compare two checkpoints layer by layer."""
+    from tui.commands.inspect_cmd import diff_command
+
+    diff_command(a, b, as_json=as_json, unsafe=unsafe)
+
+
+@app.command()
+@handles_errors
+def export(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file.")],
+    format_: Annotated[str, typer.Option("--format", help="safetensors or state_dict.")] = "safetensors",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output path (default: beside the checkpoint).")] = None,
+) -> None:
+    """Export a checkpoint's weights (with metadata) as safetensors or a plain state dict."""
+    from tui.commands.inspect_cmd import export_command
+
+    export_command(ckpt, format_=format_, out=out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config, data, model
+# ---------------------------------------------------------------------------------------------
+
+
+@config_app.command("check")
+@handles_errors
+def config_check(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Validate a config."""
+    from tui.commands.config_cmd import check
+
+    check(config, list(set_ or []))
+
+
+@config_app.command("show")
+@handles_errors
+def config_show(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Print the resolved config (defaults and overrides applied) as YAML."""
+    from tui.commands.config_cmd import show
+
+    show(config, list(set_ or []))
+
+
+@config_app.command("schema")
+@handles_errors
+def config_schema_cmd(
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the config's JSON Schema (for editors' YAML language servers)."""
+    from tui.commands.config_cmd import schema
+
+    schema(out)
+
+
+@data_app.command("preview")
+@handles_errors
+def data_preview(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    split: Annotated[str, typer.Option("--split", help="train or val.")] = "train",
+    n: Annotated[int, typer.Option("--n", min=1, max=256, help="Number of samples to draw.")] = 16,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the samples drawn (default: run.seed).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Dataset statistics and augmented samples drawn in the terminal."""
+    from tui.commands.data_cmd import preview
+
+    preview(config, split=split, n=n, seed=seed, overrides=list(set_ or []))
+
+
+@model_app.command("show")
+@handles_errors
+def model_show(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    depth: Annotated[int, typer.Option("--depth", min=1, help="Tree depth to print.")] = 2,
+    set_: SetOption = None,
+) -> None:
+    """Print the model's layer tree with parameter counts and output shapes."""
+    from tui.commands.model_cmd import show
+
+    show(config, depth=depth, overrides=list(set_ or []))
+
+
+@model_app.command("graph")
+@handles_errors
+def model_graph(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    format_: Annotated[str, typer.Option("--format", help="mermaid.")] = "mermaid",
+    depth: Annotated[int, typer.Option("--depth", min=1, help="Tree depth to draw.")] = 1,
+    set_: SetOption = None,
+) -> None:
+    """Print a graph of the model's top levels (Mermaid flowchart)."""
+    from tui.commands.model_cmd import graph
+
+    graph(config, format_=format_, depth=depth, overrides=list(set_ or []))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    if "--debug" in sys.argv[1:]:
+        _STATE["debug"] = True
+    app()
+
+
+if __name__ == "__main__":
+    main()
