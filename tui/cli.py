@@ -122,11 +122,14 @@ def run(
     detach: Annotated[bool, typer.Option("--detach", help="Start in the background (own session, output to stdout.log) and print the run directory.")] = False,
     nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Local processes for distributed training.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", hidden=True, help="Use this already-created run directory (set by the detached launcher).")] = None,
 ) -> None:
     """Train headless from a config (Rich progress on a terminal, plain lines otherwise)."""
     from tui.commands.run_cmd import run_command
 
-    code = run_command(config, list(set_ or []), name=name, resume=resume, detach=detach, nproc=nproc, quiet=quiet)
+    code = run_command(
+        config, list(set_ or []), name=name, resume=resume, detach=detach, nproc=nproc, quiet=quiet, run_dir=run_dir
+    )
     raise typer.Exit(code)
 
 
