@@ -524,9 +524,43 @@ def config_to_yaml(cfg: Config) -> str:
 def config_schema() -> dict[str, Any]:
     """JSON Schema of the config, for editors' YAML language servers."""
     schema = Config.model_json_schema()
+    _describe_refs(schema, Config)
+    for definition in schema.get("$defs", {}).values():
+        model = _SECTION_MODELS.get(definition.get("title", ""))
+        if model is not None:
+            _describe_refs(definition, model)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "ftui run configuration"
     return schema
+
+
+def _all_models(model: type[BaseModel], out: dict[str, type[BaseModel]]) -> dict[str, type[BaseModel]]:
+    out[model.__name__] = model
+    for field in model.model_fields.values():
+        for arg in _annotation_models(field.annotation):
+            if arg.__name__ not in out:
+                _all_models(arg, out)
+    return out
+
+
+def _annotation_models(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(_annotation_models(arg))
+    return found
+
+
+def _describe_refs(definition: dict[str, Any], model: type[BaseModel]) -> None:
+    """Give fields that are bare ``$ref``s their description (pydantic drops it beside a $ref)."""
+    for key, prop in definition.get("properties", {}).items():
+        field = model.model_fields.get(key)
+        if field is not None and field.description and "description" not in prop:
+            prop["description"] = field.description
+
+
+_SECTION_MODELS: dict[str, type[BaseModel]] = {}
 
 
 def _read_text(path: Path) -> str:
@@ -659,6 +693,8 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
             return found
     return None
 
+
+_SECTION_MODELS.update(_all_models(Config, {}))
 
 # ---------------------------------------------------------------------------------------------
 # Dotted overrides
