@@ -1,12 +1,41 @@
-"""``ftui ctl``: send a control command to a run."""
+"""``ftui ctl``: send a control command to a running run and wait for its answer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tui.commands import not_built
+import typer
+
+from core import control
+from core.errors import RunError
+from core.runs import ACTIVE_STATUSES, RUN_JSON, live_status, read_json, resolve_run
 
 
 def ctl_command(run_spec: str, command: str, args: list[str], *, timeout: float, root: Path) -> int:
-    """Send a command, wait for the answer; returns the exit code."""
-    raise not_built("ctl", 7)
+    """Send ``command`` to the run, print the trainer's answer; 0 ok, 1 refused or no answer, 2 bad input."""
+    run_dir = resolve_run(run_spec, root)
+    parsed = control.parse_cli_args(command, args)
+    info = read_json(run_dir / RUN_JSON) or {}
+    status = live_status(info)
+    if status not in ACTIVE_STATUSES:
+        raise RunError(
+            f"{run_dir}: the run is {status}, so there is nothing to control. "
+            f"Fix: resume it with `ftui run --resume {run_dir.name}` first, or pick a running run."
+        )
+    tail = control.answers_tail(run_dir)
+    cmd = control.send(run_dir, command, parsed, sender="ftui ctl")
+    shown = " ".join([command, *args])
+    answer = control.wait_for_answer(tail, cmd.id, timeout)
+    if answer is None:
+        typer.echo(
+            f"{run_dir.name}: no answer to '{shown}' within {timeout:g}s (the command stays queued in "
+            f"{run_dir / 'control'}; the trainer applies it at its next step boundary).",
+            err=True,
+        )
+        return 1
+    message = answer.get("message") or ""
+    if answer.get("status") == "ok":
+        typer.echo(f"{run_dir.name}: {shown}: ok" + (f" — {message}" if message else ""))
+        return 0
+    typer.echo(f"{run_dir.name}: {shown}: refused — {message}", err=True)
+    return 1
