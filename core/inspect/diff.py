@@ -1,0 +1,157 @@
+"""Compare the weights of two checkpoints tensor by tensor, and per top-level module."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from core.inspect.loading import LoadedCheckpoint
+
+STATUSES = ("unchanged", "changed", "shape_changed", "added", "removed")
+
+
+@dataclass
+class TensorDiff:
+    """One tensor's comparison; ``rel_change`` is ||a-b|| / ||a|| (None unless ``changed``)."""
+
+    name: str
+    status: str  # one of STATUSES
+    shape_a: tuple[int, ...] | None
+    shape_b: tuple[int, ...] | None
+    dtype_a: str | None
+    dtype_b: str | None
+    rel_change: float | None = None
+    max_abs_change: float | None = None
+
+    @property
+    def module(self) -> str:
+        """The top-level module ("" for a tensor at the root)."""
+        return self.name.split(".", 1)[0] if "." in self.name else ""
+
+
+@dataclass
+class ModuleDiff:
+    """Counts per status for one top-level module, and its overall relative change."""
+
+    module: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    rel_change: float | None = None  # sqrt(sum ||a-b||^2) / sqrt(sum ||a||^2) over compared tensors
+    max_rel_change: float | None = None
+
+    @property
+    def status(self) -> str:
+        """"unchanged" when every tensor is bitwise equal, else the most telling status."""
+        compared = {k for k, v in self.counts.items() if v}
+        if compared <= {"unchanged"}:
+            return "unchanged"
+        if compared == {"added"}:
+            return "added"
+        if compared == {"removed"}:
+            return "removed"
+        return "changed"
+
+
+@dataclass
+class DiffReport:
+    """The comparison of A and B."""
+
+    a: str
+    b: str
+    tensors: list[TensorDiff]
+    modules: list[ModuleDiff]
+
+    def counts(self) -> dict[str, int]:
+        """Tensors per status."""
+        out = dict.fromkeys(STATUSES, 0)
+        for t in self.tensors:
+            out[t.status] += 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (documented in docs/inspect.md)."""
+        return {
+            "a": self.a,
+            "b": self.b,
+            "counts": self.counts(),
+            "modules": [
+                {"module": m.module, "status": m.status, "counts": m.counts, "rel_change": m.rel_change,
+                 "max_rel_change": m.max_rel_change}
+                for m in self.modules
+            ],
+            "tensors": [
+                dict(asdict(t), shape_a=list(t.shape_a) if t.shape_a is not None else None,
+                     shape_b=list(t.shape_b) if t.shape_b is not None else None)
+                for t in self.tensors
+            ],
+        }
+
+
+def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bytes (NaNs in the same places count as equal, unlike ``torch.equal``)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    a, b = a.contiguous(), b.contiguous()
+    if a.numel() == 0:
+        return True
+    return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+
+
+def compare_tensors(name: str, a: torch.Tensor, b: torch.Tensor) -> tuple[TensorDiff, float, float]:
+    """Compare two tensors of one name; also returns ||a-b||^2 and ||a||^2 for module totals."""
+    info = dict(shape_a=tuple(a.shape), shape_b=tuple(b.shape), dtype_a=str(a.dtype).removeprefix("torch."),
+                dtype_b=str(b.dtype).removeprefix("torch."))
+    if a.shape != b.shape:
+        return TensorDiff(name, "shape_changed", **info), 0.0, 0.0
+    if _bitwise_equal(a, b):
+        return TensorDiff(name, "unchanged", **info), 0.0, 0.0
+    x = a.detach().to(torch.float64)
+    y = b.detach().to(torch.float64)
+    delta = (x - y).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    diff_sq = float(delta.pow(2).sum())
+    base_sq = float(x.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).pow(2).sum())
+    rel = math.sqrt(diff_sq / base_sq) if base_sq > 0 else (math.inf if diff_sq > 0 else 0.0)
+    max_abs = float(delta.abs().max()) if delta.numel() else 0.0
+    return TensorDiff(name, "changed", rel_change=_finite(rel), max_abs_change=max_abs, **info), diff_sq, base_sq
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> DiffReport:
+    """Compare the model weights of ``a`` and ``b``, one tensor in memory at a time."""
+    names_a, names_b = a.weights.names(), b.weights.names()
+    in_b = set(names_b)
+    in_a = set(names_a)
+    order = names_a + [n for n in names_b if n not in in_a]
+    tensors: list[TensorDiff] = []
+    sums: dict[str, list[float]] = {}
+    for name in order:
+        if name not in in_b:
+            i = a.weights.info(name)
+            result = TensorDiff(name, "removed", i.shape, None, i.dtype, None)
+            sq = (0.0, 0.0)
+        elif name not in in_a:
+            i = b.weights.info(name)
+            result = TensorDiff(name, "added", None, i.shape, None, i.dtype)
+            sq = (0.0, 0.0)
+        else:
+            result, *sq = compare_tensors(name, a.weights.get(name), b.weights.get(name))
+        tensors.append(result)
+        acc = sums.setdefault(result.module, [0.0, 0.0])
+        acc[0] += sq[0]
+        acc[1] += sq[1]
+    modules: dict[str, ModuleDiff] = {}
+    for t in tensors:
+        m = modules.setdefault(t.module, ModuleDiff(t.module))
+        m.counts[t.status] += 1
+        if t.rel_change is not None:
+            m.max_rel_change = max(m.max_rel_change or 0.0, t.rel_change)
+    for key, m in modules.items():
+        diff_sq, base_sq = sums[key]
+        if m.counts["changed"] or m.counts["unchanged"]:
+            m.rel_change = _finite(math.sqrt(diff_sq / base_sq)) if base_sq > 0 else (0.0 if diff_sq == 0 else None)
+    return DiffReport(str(a.path), str(b.path), tensors, list(modules.values()))
