@@ -1,0 +1,129 @@
+"""TelemetryCallback writes system.jsonl during a short real training loop (stand-in trainer object)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from core.config import config_from_dict
+from core.runs import RunReader, RunWriter
+from core.system.callback import NO_GPU_MESSAGE, TelemetryCallback
+from test_system_fakes import FakeNvml
+
+
+def _stand_in(tmp_path: Path, workers: int = 0) -> SimpleNamespace:
+    """What TelemetryCallback reads from the trainer: run, device, cfg and the train loader."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    cfg = config_from_dict({"data": {"num_workers": workers, "batch_size": 16}})
+    data = TensorDataset(torch.randn(256, 8), torch.randint(0, 3, (256,)))
+    return SimpleNamespace(
+        run=RunWriter.create(tmp_path, "tele", flush_seconds=0.05),
+        device=torch.device("cpu"),
+        cfg=cfg,
+        train_loader=DataLoader(data, batch_size=16, num_workers=workers),
+    )
+
+
+def _train(trainer: SimpleNamespace, seconds: float) -> float:
+    """A real little training loop that lasts ``seconds``; returns the weight change."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    before = model[0].weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for x, y in trainer.train_loader:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return float((model[0].weight.detach() - before).abs().sum())
+
+
+def test_callback_records_host_figures_during_training(tmp_path: Path) -> None:
+    trainer = _stand_in(tmp_path)
+    callback = TelemetryCallback(interval=0.05)
+    callback.on_fit_start(trainer)
+    assert callback.sampler is not None and callback.sampler.running
+    changed = _train(trainer, 0.6)
+    callback.on_fit_end(trainer)
+    assert callback.sampler.running is False
+    assert changed > 0  # it really trained
+    trainer.run.close()
+
+    lines = (trainer.run.path / "system.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) >= 5
+    total = psutil.virtual_memory().total
+    for rec in records:
+        assert rec["mem_total"] == total and 0 < rec["mem_used"] <= total
+        assert rec["proc_rss"] > 10 * 1024**2 and 0 <= rec["cpu_percent"] <= 100
+        assert rec["workers"] == 0 and rec["gpus"] == []
+    # The loop kept this process busy: its CPU figure shows it.
+    assert max(r["proc_cpu_percent"] for r in records) > 20
+
+    # The viewer side reads the same records, and the run says once that there is no GPU.
+    reader = RunReader(trainer.run.path)
+    reader.poll()
+    assert len(reader.snapshot.system) == len(records)
+    warnings = [e for e in reader.snapshot.events if e["kind"] == "warning"]
+    assert [w["message"] for w in warnings] == [NO_GPU_MESSAGE]
+    assert warnings[0]["reason"]
+
+
+def test_callback_stops_on_exception_and_teardown(tmp_path: Path) -> None:
+    trainer = _stand_in(tmp_path)
+    callback = TelemetryCallback(interval=0.02)
+    callback.on_fit_start(trainer)
+    time.sleep(0.1)
+    callback.on_exception(trainer, RuntimeError("boom"))
+    assert not callback.sampler.running
+    size = (trainer.run.path / "system.jsonl").stat().st_size
+    assert size > 0
+    callback.teardown(trainer, "fit")  # a second stop is harmless
+    time.sleep(0.1)
+    assert (trainer.run.path / "system.jsonl").stat().st_size == size
+
+
+def test_no_run_means_no_thread(tmp_path: Path) -> None:
+    trainer = _stand_in(tmp_path)
+    trainer.run = None
+    callback = TelemetryCallback()
+    callback.on_fit_start(trainer)
+    assert callback.sampler is None
+    callback.on_fit_end(trainer)
+
+
+def test_cpu_run_on_a_gpu_box_records_no_gpu_and_no_warning(tmp_path: Path) -> None:
+    trainer = _stand_in(tmp_path)
+    callback = TelemetryCallback(interval=10.0, nvml_backend=FakeNvml())
+    callback.on_fit_start(trainer)
+    callback.on_fit_end(trainer)
+    trainer.run.close()
+    (record,) = [json.loads(x) for x in (trainer.run.path / "system.jsonl").read_text().splitlines()]
+    assert record["gpus"] == []  # the run uses no GPU, so none is recorded
+    assert not (trainer.run.path / "events.jsonl").exists()
+
+
+def test_worker_count_comes_from_the_loader(tmp_path: Path) -> None:
+    trainer = _stand_in(tmp_path, workers=2)
+    callback = TelemetryCallback(interval=10.0)
+    callback.on_fit_start(trainer)
+    callback.on_fit_end(trainer)
+    trainer.run.close()
+    (record,) = [json.loads(x) for x in (trainer.run.path / "system.jsonl").read_text().splitlines()]
+    assert record["workers"] == 2
+
+
+def test_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        TelemetryCallback(interval=0)
