@@ -266,9 +266,20 @@ class DataConfig(Section):
 
 
 class LayerPattern(Section):
-    """Selects the last N top-level blocks of the model."""
+    """Selects the last N blocks of the model, counted from the head backwards, the head included.
 
-    last: int = Field(ge=1, description="Number of top-level blocks counted from the head backwards.")
+    Blocks are the top-level children that hold parameters, in registration order; the head is one
+    block of its own even when nested (``classifier.3``), and a model's trunk container (``features``,
+    ``encoder``, ``encoder.layers``, ``trunk_output``) is expanded into its children, so ``{last: 3}`` is
+    ``fc, layer4, layer3`` on a ResNet and the head plus the last two ``features.*`` stages on a MobileNet.
+    """
+
+    last: int = Field(
+        ge=1,
+        description="Number of blocks counted from the head backwards, the head included: {last: 1} is the "
+        "head, {last: 3} on a ResNet is fc, layer4 and layer3. Trunk containers (features, encoder.layers) "
+        "count per child.",
+    )
 
 
 Pattern = Union[str, LayerPattern]
@@ -331,6 +342,11 @@ class ModelConfig(Section):
         default_factory=lambda: [32, 64, 128], min_length=1, description="simple_cnn: channels of each stage."
     )
     batch_norm: bool = Field(True, description="simple_cnn/mlp: use batch normalisation.")
+    norm: Literal["batch", "layer", "none"] | None = Field(
+        None,
+        description="mlp: normalisation after each hidden layer, overriding batch_norm ('batch', 'layer' or "
+        "'none'; default: 'batch' when batch_norm is true).",
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="simple_cnn/mlp: dropout between layers.")
     hidden: list[int] = Field(default_factory=lambda: [128, 64], description="mlp: hidden layer sizes.")
     kwargs: dict[str, Any] = Field(

@@ -1,0 +1,174 @@
+"""Module-path patterns that select parts of a model for freezing, unfreezing and learning rates.
+
+A pattern is one of:
+
+- a module path or an ``fnmatch`` glob over module paths: ``layer1``, ``layer4.1.conv2``,
+  ``features.*`` (``*`` also crosses dots); a parameter name (``class_token``) works too;
+- ``backbone`` or ``all_but_head``: every parameter outside the head; ``head``: the head; ``all``;
+- ``{last: N}``: the last N blocks counted from the head backwards, the head included (see
+  :func:`blocks`);
+- a list of patterns: their union.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from core.config import LayerPattern
+from core.errors import ModelError
+
+# Trunk containers whose children count as blocks for {last: N} (torchvision's layouts).
+TRUNKS = ("features", "encoder", "encoder.layers", "trunk_output")
+BACKBONE_ALIASES = ("backbone", "all_but_head")
+
+
+@dataclass
+class Selection:
+    """What a pattern selected: the outermost matched modules and every parameter inside them."""
+
+    label: str
+    modules: list[str]
+    params: list[str]
+
+
+def pattern_label(pattern: Any) -> str:
+    """A short text form of a pattern, for group names, events and messages."""
+    if isinstance(pattern, LayerPattern):
+        return f"last:{pattern.last}"
+    if isinstance(pattern, Mapping):
+        return f"last:{pattern.get('last')}"
+    if isinstance(pattern, (list, tuple)):
+        return ",".join(pattern_label(p) for p in pattern)
+    return str(pattern)
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def _under(name: str, path: str) -> bool:
+    return path == "" or name == path or name.startswith(path + ".")
+
+
+def blocks(model: nn.Module, head_path: str) -> list[str]:
+    """The model's blocks from the input to the head (the head last).
+
+    Blocks are the top-level children that hold parameters, in registration order. The head is a
+    block of its own even when nested (its siblings in ``classifier`` become blocks too), and the
+    trunk containers in :data:`TRUNKS` are expanded into their children, so a MobileNet counts its
+    ``features.N`` stages and a ViT its encoder layers. Parameters held directly by a container
+    (ViT's ``class_token``) belong to no block.
+    """
+    units: list[str] = []
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            path = prefix + name
+            if path == head_path:
+                continue
+            if not _has_params(child):
+                continue
+            if head_path.startswith(path + ".") or path in TRUNKS:
+                walk(child, path + ".")
+            else:
+                units.append(path)
+
+    walk(model, "")
+    return [*units, head_path]
+
+
+def _outside_head(model: nn.Module, head_path: str) -> list[str]:
+    """The outermost modules (and loose parameters) that together hold everything but the head."""
+    out: list[str] = []
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, _ in module.named_parameters(recurse=False):
+            out.append(prefix + name)
+        for name, child in module.named_children():
+            path = prefix + name
+            if path == head_path or not _has_params(child):
+                continue
+            if head_path.startswith(path + "."):
+                walk(child, path + ".")
+            else:
+                out.append(path)
+
+    walk(model, "")
+    return out
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    kept: list[str] = []
+    for path in paths:  # named_modules order puts parents before children
+        if not any(_under(path, k) for k in kept):
+            kept.append(path)
+    return kept
+
+
+def select(model: nn.Module, pattern: Any, head_path: str, *, where: str = "finetune") -> Selection:
+    """Resolve a pattern to modules and parameter names.
+
+    Args:
+        model: the model.
+        pattern: see the module docstring.
+        head_path: module path of the classifier head.
+        where: the config key or command the pattern came from, for the error message.
+
+    Raises:
+        ModelError: the pattern matches no parameter; the message lists module names.
+    """
+    label = pattern_label(pattern)
+    param_names = [n for n, _ in model.named_parameters()]
+    if isinstance(pattern, (list, tuple)):
+        parts = [select(model, p, head_path, where=where) for p in pattern]
+        modules = _outermost([m for part in parts for m in part.modules])
+        wanted = {p for part in parts for p in part.params}
+        return Selection(label, modules, [n for n in param_names if n in wanted])
+    if isinstance(pattern, Mapping):
+        try:
+            pattern = LayerPattern.model_validate(pattern)
+        except ValueError:
+            raise ModelError(
+                f"{where}: pattern {dict(pattern)} is not understood; use a module path, a glob, 'backbone', "
+                f"or {{last: N}} with N >= 1."
+            ) from None
+    if isinstance(pattern, LayerPattern):
+        modules = blocks(model, head_path)[-pattern.last :]
+    elif not isinstance(pattern, str) or not pattern:
+        raise ModelError(f"{where}: pattern {pattern!r} is not understood; use a module path or a glob.")
+    elif pattern in BACKBONE_ALIASES:
+        modules = _outside_head(model, head_path)
+    elif pattern == "head":
+        modules = [head_path]
+    elif pattern == "all":
+        modules = [""]
+    else:
+        names = [n for n, _ in model.named_modules() if n]
+        modules = _outermost([n for n in names if fnmatch.fnmatchcase(n, pattern)])
+        modules += [p for p in param_names if fnmatch.fnmatchcase(p, pattern) and not any(_under(p, m) for m in modules)]
+    params = [n for n in param_names if any(_under(n, m) for m in modules)]
+    if not params:
+        raise ModelError(_no_match_message(model, label, where, bool(modules)))
+    shown = [m or "(all)" for m in modules]
+    return Selection(label, shown, params)
+
+
+def _no_match_message(model: nn.Module, label: str, where: str, matched_empty_modules: bool) -> str:
+    names = [n for n, m in model.named_modules() if n and _has_params(m)]
+    top = [n for n in names if "." not in n]
+    second = [n for n in names if n.count(".") == 1][:8]
+    close = difflib.get_close_matches(label, names, n=4, cutoff=0.5)
+    what = "matches only modules without parameters" if matched_empty_modules else "matches no module"
+    text = (
+        f"{where}: pattern '{label}' {what} of this model. Top-level modules: {', '.join(top)}"
+        f"{'; e.g. ' + ', '.join(second) if second else ''}"
+    )
+    if close:
+        text += f"; closest: {', '.join(close)}"
+    return text + ". Use a module path, a glob such as 'layer4' or 'features.*', 'backbone', 'head' or {last: N}."

@@ -1,0 +1,128 @@
+"""The layer tree of a model (``model.json``): paths, types, parameter counts, output shapes, head."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _shape(value: Any) -> Any:
+    """Output shape without the batch dimension; nested for tuples/lists/dicts of tensors."""
+    if isinstance(value, torch.Tensor):
+        return list(value.shape[1:])
+    if isinstance(value, (list, tuple)):
+        shapes = [_shape(v) for v in value]
+        return shapes if any(s is not None for s in shapes) else None
+    if isinstance(value, Mapping):
+        return {str(k): _shape(v) for k, v in value.items()}
+    return None
+
+
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, int], str | None]:
+    """One forward pass on a dummy batch of one: first output shape and call order of every module."""
+    shapes: dict[str, Any] = {}
+    order: dict[str, int] = {}
+    handles = []
+    for path, module in model.named_modules():
+        if not path:
+            continue
+
+        def hook(_m: nn.Module, _args: Any, output: Any, path: str = path) -> None:
+            if path not in shapes:
+                shapes[path] = _shape(output)
+                order[path] = len(order)
+
+        handles.append(module.register_forward_hook(hook))
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    error = None
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
+    except Exception as exc:  # a model that rejects this input size still gets its tree, without shapes
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return shapes, order, error
+
+
+def model_tree(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    head_path: str,
+    *,
+    lrs: Mapping[str, float] | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Describe ``model`` as JSON-serialisable data (the content of ``model.json``).
+
+    Output shapes come from one forward pass on a zero batch of one under ``torch.no_grad()`` in
+    eval mode (the model's mode is restored); they leave out the batch dimension, like
+    ``input_shape``. A forward pass that fails leaves shapes null and sets ``forward_error``.
+
+    Args:
+        model: the model.
+        input_shape: one input without the batch dimension, e.g. ``(3, 32, 32)``.
+        head_path: module path of the classifier head.
+        lrs: base learning rates keyed by parameter name or module path (e.g.
+            ``FineTuner.param_lrs()``); a module's ``lr`` is the one rate shared by its trainable
+            parameters, or null when they differ or none is trainable.
+        name: the model's name (default: its class name).
+
+    Returns:
+        ``{"name", "head", "total_params", "trainable_params", "input_shape", "forward_error",
+        "modules": [{"path", "type", "depth", "params", "own_params", "trainable", "frozen",
+        "output_shape", "is_head", "lr", "order"}]}``; ``order`` is the module's position in the
+        forward pass (null if it was not called).
+    """
+    shapes, order, error = _trace(model, tuple(input_shape))
+    lrs = dict(lrs or {})
+    modules = []
+    for path, module in model.named_modules():
+        if not path:
+            continue
+        params = list(module.named_parameters())
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        total = sum(p.numel() for _, p in params)
+        trainable = sum(p.numel() for _, p in params if p.requires_grad)
+        modules.append(
+            {
+                "path": path,
+                "type": type(module).__name__,
+                "depth": path.count(".") + 1,
+                "params": total,
+                "own_params": own,
+                "trainable": trainable,
+                "frozen": total > 0 and trainable == 0,
+                "output_shape": shapes.get(path),
+                "is_head": path == head_path,
+                "lr": _module_lr(path, params, lrs),
+                "order": order.get(path),
+            }
+        )
+    unique = {id(p): p for p in model.parameters()}.values()
+    return {
+        "name": name or type(model).__name__,
+        "head": head_path,
+        "total_params": sum(p.numel() for p in unique),
+        "trainable_params": sum(p.numel() for p in unique if p.requires_grad),
+        "input_shape": [int(s) for s in input_shape],
+        "forward_error": error,
+        "modules": modules,
+    }
+
+
+def _module_lr(path: str, params: list[tuple[str, nn.Parameter]], lrs: dict[str, float]) -> float | None:
+    if path in lrs:
+        return float(lrs[path])
+    found = {lrs.get(f"{path}.{name}") for name, p in params if p.requires_grad}
+    found.discard(None)
+    return float(found.pop()) if len(found) == 1 else None
