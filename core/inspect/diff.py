@@ -40,6 +40,7 @@ class ModuleDiff:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     rel_change: float | None = None  # sqrt(sum ||a-b||^2) / sqrt(sum ||a||^2) over compared tensors
     max_rel_change: float | None = None
+    frozen: bool | str | None = None  # the module's frozen flag in B (else A), when the checkpoint says
 
     @property
     def status(self) -> str:
@@ -77,8 +78,8 @@ class DiffReport:
             "b": self.b,
             "counts": self.counts(),
             "modules": [
-                {"module": m.module, "status": m.status, "counts": m.counts, "rel_change": m.rel_change,
-                 "max_rel_change": m.max_rel_change}
+                {"module": m.module, "status": m.status, "frozen": m.frozen, "counts": m.counts,
+                 "rel_change": m.rel_change, "max_rel_change": m.max_rel_change}
                 for m in self.modules
             ],
             "tensors": [
@@ -154,4 +155,14 @@ def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> DiffReport:
         diff_sq, base_sq = sums[key]
         if m.counts["changed"] or m.counts["unchanged"]:
             m.rel_change = _finite(math.sqrt(diff_sq / base_sq)) if base_sq > 0 else (0.0 if diff_sq == 0 else None)
+    frozen = _top_level_frozen(a)
+    frozen.update({k: v for k, v in _top_level_frozen(b).items() if v is not None})
+    for key, m in modules.items():
+        m.frozen = frozen.get(key)
     return DiffReport(str(a.path), str(b.path), tensors, list(modules.values()))
+
+
+def _top_level_frozen(ckpt: LoadedCheckpoint) -> dict[str, bool | str | None]:
+    from core.inspect.summary import summarize
+
+    return {m["path"]: m["frozen"] for m in summarize(ckpt)["modules"] if m["depth"] == 1}

@@ -1,0 +1,269 @@
+"""Rich renderables for checkpoint summaries, tensor statistics and diffs.
+
+Shared by ``ftui inspect --plain`` / ``ftui diff`` (printed) and the inspector's panels (shown in
+``Static`` widgets), so both views always agree. Inputs are the JSON-safe dicts of
+``core.inspect`` (summary, ``TensorStats.as_dict()``, ``DiffReport.as_dict()``); no torch here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def fmt_count(n: int | float | None) -> str:
+    """``11187671`` -> ``11.2M``."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{int(n)}"
+
+
+def fmt_bytes(n: int | None) -> str:
+    """``44750764`` -> ``42.7 MiB``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def fmt_num(value: Any) -> str:
+    """A number in 4 significant digits; '-' for missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def fmt_frozen(flag: Any) -> Text:
+    """Frozen flag as coloured text."""
+    if flag is True:
+        return Text("frozen", style="cyan")
+    if flag == "partial":
+        return Text("partial", style="yellow")
+    if flag is False:
+        return Text("trainable", style="green")
+    return Text("-", style="dim")
+
+
+def sparkline(values: Iterable[float | None]) -> str:
+    """Unicode sparkline of the finite values."""
+    vals = [v for v in values if isinstance(v, (int, float))]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = hi - lo or 1.0
+    return "".join(_SPARK[min(len(_SPARK) - 1, int((v - lo) / span * (len(_SPARK) - 1) + 0.5))] for v in vals)
+
+
+def _kv_table(title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    return table
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """Format, size, version, epoch/step, best metric, architecture and weight totals."""
+    table = _kv_table("Checkpoint")
+    weights = summary.get("weights") or {}
+    arch = summary.get("architecture") or {}
+    best = summary.get("best")
+    table.add_row("path", summary.get("path", ""))
+    fmt = summary.get("format", "")
+    if summary.get("weights_key"):
+        fmt += f"  (weights under '{summary['weights_key']}')"
+    table.add_row("format", f"{fmt}  [{summary.get('container', '')}]")
+    if summary.get("unsafe"):
+        table.add_row("loaded", Text("UNSAFE (weights_only=False)", style="bold red"))
+    files = summary.get("files") or []
+    table.add_row("file size", fmt_bytes(summary.get("file_size")) + (f" in {len(files)} files" if len(files) > 1 else ""))
+    table.add_row("modified", summary.get("created") or "-")
+    table.add_row("ftui version", summary.get("ftui_version") or "-")
+    if arch:
+        extra = ", ".join(f"{k} {arch[k]}" for k in ("head", "num_classes") if arch.get(k) is not None)
+        table.add_row("architecture", f"{arch.get('name')} ({arch.get('source')}{', ' + extra if extra else ''})")
+    table.add_row("epoch / step", f"{fmt_num(summary.get('epoch'))} / {fmt_num(summary.get('step'))}")
+    if best:
+        table.add_row("best", ", ".join(f"{k}={fmt_num(v)}" for k, v in best.items()))
+    dtypes = ", ".join(f"{k}×{v}" for k, v in (weights.get("dtypes") or {}).items())
+    table.add_row("tensors", f"{weights.get('count', 0)} ({dtypes})")
+    table.add_row("parameters", f"{fmt_count(weights.get('params'))} ({weights.get('params', 0):,}); "
+                  f"{fmt_bytes(weights.get('bytes'))} of weights")
+    frozen = [m for m in summary.get("modules") or [] if m.get("depth") == 1 and m.get("frozen") is True]
+    if frozen:
+        table.add_row("frozen", ", ".join(m["path"] for m in frozen))
+    if summary.get("other_keys"):
+        table.add_row("other keys", ", ".join(summary["other_keys"]))
+    return table
+
+
+def modules_table(summary: dict[str, Any], max_depth: int = 2) -> Table:
+    """Module paths up to ``max_depth`` with type, parameters, size and frozen flag."""
+    table = Table(title=f"Layers (depth ≤ {max_depth})", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("module", no_wrap=True)
+    table.add_column("type")
+    table.add_column("params", justify="right")
+    table.add_column("tensors", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("frozen")
+    for row in summary.get("modules") or []:
+        if row["depth"] > max_depth:
+            continue
+        table.add_row("  " * (row["depth"] - 1) + row["path"].rsplit(".", 1)[-1] if row["depth"] > 1 else row["path"],
+                      row.get("type") or "", fmt_count(row["params"]), str(row["tensors"]), fmt_bytes(row["bytes"]),
+                      fmt_frozen(row.get("frozen")))
+    return table
+
+
+def tensors_table(summary: dict[str, Any]) -> Table:
+    """Every tensor: name, shape, dtype, elements, frozen."""
+    table = Table(title="Tensors", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("name", overflow="fold")  # the only column that may wrap on a narrow terminal
+    table.add_column("shape", no_wrap=True)
+    table.add_column("dtype", no_wrap=True)
+    table.add_column("numel", justify="right", no_wrap=True)
+    table.add_column("frozen", no_wrap=True)
+    for t in summary.get("tensors") or []:
+        table.add_row(t["name"], "×".join(map(str, t["shape"])) or "scalar", t["dtype"], fmt_count(t["numel"]),
+                      fmt_frozen(t.get("frozen")))
+    return table
+
+
+def optimizer_table(summary: dict[str, Any]) -> RenderableType:
+    """Optimizer type, state size and its parameter groups with learning rates."""
+    opt = summary.get("optimizer")
+    sched = summary.get("scheduler")
+    if not opt and not sched:
+        return Text("No optimizer state in this file.", style="dim")
+    parts: list[RenderableType] = []
+    if opt:
+        head = _kv_table("Optimizer")
+        source = f" ({opt['type_source']})" if opt.get("type_source") else ""
+        head.add_row("type", f"{opt.get('type') or 'unknown'}{source}")
+        head.add_row("state", f"{opt['state_tensors']} tensors for {opt['params_with_state']} params, "
+                     f"{fmt_bytes(opt['state_bytes'])}")
+        parts.append(head)
+        groups = Table(title="Parameter groups", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("#", "name", "lr", "params", "options"):
+            groups.add_column(col, justify="right" if col in ("#", "lr", "params") else "left", overflow="fold")
+        for g in opt.get("groups") or []:
+            options = ", ".join(f"{k}={fmt_num(v) if not isinstance(v, list) else v}" for k, v in g["options"].items())
+            groups.add_row(str(g["index"]), str(g.get("name") or "-"), fmt_num(g.get("lr")), str(g["params"]), options)
+        parts.append(groups)
+    if sched:
+        table = _kv_table("Scheduler")
+        for key, value in sched.items():
+            table.add_row(key, json.dumps(value) if isinstance(value, (list, dict)) else fmt_num(value))
+        parts.append(table)
+    return Group(*parts)
+
+
+def data_table(summary: dict[str, Any]) -> RenderableType:
+    """Class names, normalisation, input shape and the rest of the data facts."""
+    data = summary.get("data")
+    if not data:
+        return Text("No data facts in this file.", style="dim")
+    table = _kv_table("Data")
+    for key, value in data.items():
+        if key == "class_names" and isinstance(value, list):
+            table.add_row("classes", f"{len(value)}: " + ", ".join(map(str, value)))
+        elif key == "normalization" and isinstance(value, dict):
+            table.add_row("normalization", "  ".join(f"{k}={[fmt_num(v) for v in vals]}" if isinstance(vals, list)
+                                                      else f"{k}={vals}" for k, vals in value.items()))
+        else:
+            table.add_row(key, json.dumps(value) if isinstance(value, (list, dict)) else fmt_num(value))
+    return table
+
+
+def metrics_table(summary: dict[str, Any]) -> RenderableType:
+    """Metric history: count, first, last, min, max and a sparkline per metric."""
+    history = ((summary.get("metrics") or {}).get("history")) or {}
+    if not history:
+        return Text("No metric history in this file.", style="dim")
+    table = Table(title="Metric history", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("metric", "points", "first", "last", "min", "max", "trend"):
+        table.add_column(col, justify="left" if col in ("metric", "trend") else "right")
+    for name, values in history.items():
+        vals = [v for v in values if v is not None]
+        table.add_row(name, str(len(values)), fmt_num(vals[0] if vals else None), fmt_num(vals[-1] if vals else None),
+                      fmt_num(min(vals) if vals else None), fmt_num(max(vals) if vals else None), sparkline(vals))
+    return table
+
+
+def config_view(summary: dict[str, Any]) -> RenderableType:
+    """The run's config (or Lightning hyper-parameters / safetensors metadata) as YAML-ish text."""
+    for key, title in (("config", "Config"), ("lightning", "Lightning"), ("metadata", "Header metadata")):
+        value = summary.get(key)
+        if value:
+            import yaml
+
+            return Group(Text(title, style="bold"), Text(yaml.safe_dump(value, sort_keys=False, width=100)))
+    return Text("No config in this file.", style="dim")
+
+
+def stats_table(stats: dict[str, Any]) -> Table:
+    """Statistics of one tensor (``TensorStats.as_dict()``)."""
+    table = _kv_table(f"Tensor {stats.get('name', '')}")
+    table.add_row("shape", "×".join(map(str, stats["shape"])) or "scalar")
+    table.add_row("dtype", stats["dtype"])
+    table.add_row("elements", f"{stats['numel']:,}")
+    for key in ("mean", "std", "min", "max", "abs_mean", "norm"):
+        table.add_row(key.replace("_", " "), fmt_num(stats[key]))
+    table.add_row("zeros", f"{stats['zeros']:,}")
+    bad = stats["nan"] + stats["inf"]
+    table.add_row("NaN / inf", Text(f"{stats['nan']:,} / {stats['inf']:,}", style="bold red" if bad else ""))
+    return table
+
+
+_STATUS_STYLE = {"unchanged": "dim", "changed": "yellow", "shape_changed": "magenta", "added": "green", "removed": "red"}
+
+
+def diff_view(report: dict[str, Any], *, show_unchanged: bool = False) -> RenderableType:
+    """Per-module summary of a diff, then every tensor that is not unchanged."""
+    counts = report["counts"]
+    head = Text(f"A: {report['a']}\nB: {report['b']}\n" + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+    modules = Table(title="Per module", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("module", "status", "frozen in B", "unchanged", "changed", "other", "rel. change", "max rel."):
+        modules.add_column(col, justify="left" if col in ("module", "status", "frozen in B") else "right")
+    for m in report["modules"]:
+        c = m["counts"]
+        other = c["added"] + c["removed"] + c["shape_changed"]
+        modules.add_row(m["module"] or "(root)", Text(m["status"], style=_STATUS_STYLE.get(m["status"], "")),
+                        fmt_frozen(m.get("frozen")), str(c["unchanged"]), str(c["changed"]), str(other),
+                        fmt_num(m["rel_change"]), fmt_num(m["max_rel_change"]))
+    tensors = Table(title="Tensors" + ("" if show_unchanged else " (unchanged ones left out)"), title_justify="left",
+                    box=box.SIMPLE_HEAD)
+    for col in ("tensor", "status", "shape A", "shape B", "rel. change", "max |Δ|"):
+        tensors.add_column(col, justify="right" if col in ("rel. change", "max |Δ|") else "left",
+                           overflow="fold", no_wrap=col != "tensor")
+    for t in report["tensors"]:
+        if t["status"] == "unchanged" and not show_unchanged:
+            continue
+        shape = lambda s: "×".join(map(str, s)) if s is not None else "-"  # noqa: E731
+        tensors.add_row(t["name"], Text(t["status"], style=_STATUS_STYLE.get(t["status"], "")), shape(t["shape_a"]),
+                        shape(t["shape_b"]), fmt_num(t["rel_change"]), fmt_num(t["max_abs_change"]))
+    return Group(head, modules, tensors)
+
+
+def plain_report(summary: dict[str, Any]) -> RenderableType:
+    """Everything ``ftui inspect --plain`` prints."""
+    return Group(summary_table(summary), modules_table(summary), tensors_table(summary), optimizer_table(summary),
+                 data_table(summary), metrics_table(summary))
