@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tui.commands import not_built
+from core.runs import resolve_run
 
 
 def open_home(root: Path) -> None:
-    """Open the home screen."""
-    raise not_built("(the app)", 6)
+    """Open the home screen; afterwards say which runs keep going and how to come back."""
+    from tui.app import FtuiApp
+
+    app = FtuiApp(root)
+    app.run()
+    _print_note(app.exit_note())
 
 
 def open_watch(run_spec: str, root: Path) -> None:
-    """Open the dashboard of one run."""
-    raise not_built("watch", 6)
+    """Open the dashboard of one run; a spec that is not a run is a RunError (exit 2) before the app opens."""
+    path = resolve_run(run_spec, root)
+    from tui.app import FtuiApp
+
+    app = FtuiApp(root, watch=path)
+    app.run()
+    _print_note(app.exit_note())
+
+
+def _print_note(note: str | None) -> None:
+    if note:
+        print(note)

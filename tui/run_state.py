@@ -1,0 +1,272 @@
+"""What the dashboard knows about one run: series, latest and best values, events (torch-free).
+
+The reader worker turns new bytes of the run directory into a :class:`RunDelta`; the screen folds each
+delta into one :class:`RunState` on the event loop and its widgets draw from that state. Everything
+shown is a function of the state, and time-dependent text of a finished run is computed from the times
+in ``run.json`` (never from the clock), so a recorded run always looks the same.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.runs import ACTIVE_STATUSES, live_status
+from tui.downsample import Series
+
+#: Keys of a metrics row that are coordinates, not metrics.
+COORDINATES = ("step", "epoch", "time", "split")
+#: Metrics where lower is better; everything else named here is higher-is-better.
+LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae")
+HIGHER_IS_BETTER = ("acc", "top5", "precision", "recall", "f1", "auc")
+MAX_EVENTS = 2000
+
+
+def to_float(value: Any) -> float | None:
+    """A metric value as a float ("nan"/"inf" strings included), or None if it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
+
+
+def better_direction(metric: str) -> str | None:
+    """"min", "max", or None when "best" means nothing for this metric (lr, samples/s...)."""
+    name = metric.lower()
+    if any(part in name for part in LOWER_IS_BETTER):
+        return "min"
+    if any(part in name for part in HIGHER_IS_BETTER):
+        return "max"
+    return None
+
+
+def format_duration(seconds: float | None) -> str:
+    """``H:MM:SS`` (or ``M:SS`` under an hour); "—" when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def format_value(value: float | None) -> str:
+    """A metric value in a short, stable form."""
+    if value is None:
+        return "—"
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+        return f"{value:.3e}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4f}"
+
+
+def format_best(best: Any) -> str:
+    """``run.json``'s ``best`` (a number or ``{"metric", "value", ...}``) as short text."""
+    if isinstance(best, dict):
+        value = to_float(best.get("value"))
+        metric = best.get("metric") or best.get("monitor") or ""
+        text = format_value(value) if value is not None else "—"
+        return f"{metric} {text}".strip()
+    value = to_float(best)
+    return format_value(value) if value is not None else "—"
+
+
+def per_class_from_confusion(matrix: list[list[float]]) -> list[tuple[float, float, float, int]]:
+    """Per class (precision, recall, F1, support) from a confusion matrix (rows true, columns predicted)."""
+    n = len(matrix)
+    out = []
+    for k in range(n):
+        tp = float(matrix[k][k])
+        support = sum(float(v) for v in matrix[k])
+        predicted = sum(float(matrix[r][k]) for r in range(n))
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.append((precision, recall, f1, int(support)))
+    return out
+
+
+@dataclass
+class RunDelta:
+    """What one poll of the run directory found (built in the worker thread, applied on the loop)."""
+
+    info: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    system: list[dict[str, Any]] = field(default_factory=list)
+    stdout: str | None = None
+    bad_lines: int = 0
+    deleted: bool = False
+    more: bool = False
+    """True when the poll stopped early on a big backlog (another delta follows at once)."""
+
+
+@dataclass
+class HeaderFacts:
+    """The dashboard header, as text."""
+
+    name: str
+    status: str
+    epoch: str
+    step: str
+    elapsed: str
+    eta: str
+    samples_per_s: str
+    error: str | None
+
+
+class RunState:
+    """Everything the dashboard draws, folded from :class:`RunDelta` values."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+        self.series: dict[tuple[str, str], Series] = {}
+        self.latest: dict[tuple[str, str], float] = {}
+        self.best: dict[tuple[str, str], float] = {}
+        self.last_row: dict[str, dict[str, Any]] = {}
+        self.confusion: dict[str, list[list[float]]] = {}
+        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.events_total = 0
+        self.system: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.stdout = ""
+        self.bad_lines = 0
+        self.deleted = False
+        self.version = 0
+        """Bumped on every change, so widgets redraw only when something is new."""
+
+    @property
+    def status(self) -> str:
+        """The live status (``lost`` for an active run whose process is gone)."""
+        return live_status(self.info) if self.info else "unknown"
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def apply(self, delta: RunDelta) -> None:
+        """Fold one delta in."""
+        if delta.info is not None:
+            self.info = delta.info
+        self._add_metrics(delta.metrics)
+        self.events.extend(delta.events)
+        self.events_total += len(delta.events)
+        self.system.extend(delta.system)
+        if delta.stdout is not None:
+            self.stdout = delta.stdout
+        self.bad_lines = delta.bad_lines
+        self.deleted = self.deleted or delta.deleted
+        self.version += 1
+
+    def _add_metrics(self, rows: list[dict[str, Any]]) -> None:
+        pending: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+        for row in rows:
+            split = str(row.get("split", "train"))
+            step = to_float(row.get("step"))
+            epoch = to_float(row.get("epoch"))
+            stamp = to_float(row.get("time"))
+            coords = (
+                step if step is not None else math.nan,
+                epoch if epoch is not None else math.nan,
+                stamp if stamp is not None else math.nan,
+            )
+            for key, raw in row.items():
+                if key in COORDINATES:
+                    continue
+                value = to_float(raw)
+                if value is None:
+                    continue
+                pending.setdefault((split, key), []).append((*coords, value))
+                self._note(split, key, value)
+            self.last_row[split] = row
+            confusion = row.get("confusion")
+            if isinstance(confusion, list) and confusion and all(isinstance(r, list) for r in confusion):
+                self.confusion[split] = confusion
+        for key, points in pending.items():
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = Series()
+            series.extend(points)
+
+    def _note(self, split: str, metric: str, value: float) -> None:
+        key = (split, metric)
+        self.latest[key] = value
+        direction = better_direction(metric)
+        if direction is None or not math.isfinite(value):
+            return
+        old = self.best.get(key)
+        if old is None or (value < old if direction == "min" else value > old):
+            self.best[key] = value
+
+    # ---- derived facts ------------------------------------------------------------------------
+
+    def elapsed(self, clock: float | None = None) -> float | None:
+        """Seconds from start to end (or to now while active); from run.json, never the clock when ended."""
+        started = to_float(self.info.get("started"))
+        if started is None:
+            return None
+        ended = to_float(self.info.get("ended"))
+        if ended is None:
+            if not self.active:
+                # A lost run has no end time: its last record is the best guess, and it is stable.
+                ended = self.last_time()
+            else:
+                ended = clock if clock is not None else time.time()
+        return None if ended is None else max(0.0, ended - started)
+
+    def last_time(self) -> float | None:
+        """Time of the newest metrics row."""
+        times = [to_float(r.get("time")) for r in self.last_row.values()]
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
+
+    def eta(self, clock: float | None = None) -> float | None:
+        """Seconds left, from the average step rate so far; None when unknown or not active."""
+        if not self.active:
+            return None
+        step = to_float(self.info.get("step"))
+        total = to_float(self.info.get("total_steps"))
+        elapsed = self.elapsed(clock)
+        if not step or not total or elapsed is None or step <= 0:
+            return None
+        return max(0.0, elapsed / step * (total - step))
+
+    def header(self, clock: float | None = None) -> HeaderFacts:
+        """The facts of the header line."""
+        info = self.info
+        epoch, epochs = info.get("epoch"), info.get("epochs")
+        step, total = info.get("step"), info.get("total_steps")
+        sps = self.latest.get(("train", "samples_per_s"))
+        status = self.status
+        eta = self.eta(clock)
+        return HeaderFacts(
+            name=str(info.get("name", "?")),
+            status=status,
+            epoch=f"{epoch if epoch is not None else '—'}/{epochs if epochs is not None else '—'}",
+            step=f"{step if step is not None else '—'}/{total if total is not None else '—'}",
+            elapsed=format_duration(self.elapsed(clock)),
+            eta=format_duration(eta) if eta is not None else ("done" if status == "finished" else "—"),
+            samples_per_s=f"{sps:,.0f}" if sps is not None and math.isfinite(sps) else "—",
+            error=str(info["error"]) if info.get("error") else None,
+        )
+
+    def metric_rows(self) -> list[tuple[str, str, float | None, float | None]]:
+        """(split, metric, latest, best) for the metrics table, grouped by split in a stable order."""
+        order = {"train": 0, "val": 1, "test": 2}
+        keys = sorted(self.latest, key=lambda k: (order.get(k[0], 9), k[0], k[1]))
+        return [(split, metric, self.latest[(split, metric)], self.best.get((split, metric))) for split, metric in keys]
+
+    def class_names(self, n: int) -> list[str]:
+        """Class names from run.json, or ``0..n-1``."""
+        names = self.info.get("class_names")
+        if isinstance(names, list) and len(names) == n:
+            return [str(x) for x in names]
+        return [str(i) for i in range(n)]

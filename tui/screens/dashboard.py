@@ -1,0 +1,286 @@
+"""The live dashboard of one run: header, plots, metrics, confusion matrix, events, output.
+
+A thread worker follows the run directory (only new bytes, through ``core.runs``) and posts
+:class:`RunUpdated` messages; the screen folds them into a :class:`tui.run_state.RunState` and a timer
+redraws what changed a few times a second. A finished or failed run is shown the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from core.runs import EVENTS, METRICS, RUN_JSON, STDOUT_LOG, SYSTEM, JsonlTail, RunReader, read_json
+from tui.run_state import RunDelta, RunState
+from tui.widgets.alert_banner import AlertBanner
+from tui.widgets.confusion_matrix import ConfusionMatrix
+from tui.widgets.event_log import EventLog
+from tui.widgets.metric_plot import X_AXES, MetricPlot, PlotOptions, cycle
+from tui.widgets.metrics_table import MetricsTable
+from tui.widgets.run_header import RunHeader
+from tui.widgets.stdout_view import StdoutView
+
+#: Seconds between polls of the run directory, and between redraws.
+POLL_SECONDS = 0.5
+REDRAW_SECONDS = 0.25
+#: Bytes read per file per poll, so a huge backlog arrives in steps and the screen stays responsive.
+POLL_BYTES = 4 << 20
+SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.98)
+TABS = ("plots", "metrics", "confusion", "events", "output")
+
+
+@dataclass
+class RunUpdated(Message):
+    """New data read from the run directory."""
+
+    delta: RunDelta
+
+
+class RunFollower:
+    """Reads a run directory incrementally (runs in the worker thread; touches no widget)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reader = RunReader(path)
+        self.tails = {name: JsonlTail(path / name) for name in (METRICS, EVENTS, SYSTEM)}
+        self._info: dict | None = None
+        self._stdout_sig: tuple[int, float] | None = None
+        self._bad = 0
+
+    def poll(self) -> RunDelta | None:
+        """What is new since the last poll, or None when nothing changed."""
+        if not (self.path / RUN_JSON).is_file():
+            return RunDelta(deleted=True, bad_lines=self._bad)
+        delta = RunDelta()
+        info = read_json(self.path / RUN_JSON)
+        changed = False
+        if info is not None and info != self._info:
+            self._info = delta.info = info
+            changed = True
+        for name, tail in self.tails.items():
+            rows = tail.poll(POLL_BYTES)
+            try:
+                delta.more = delta.more or tail.offset < (self.path / name).stat().st_size
+            except OSError:
+                pass
+            if rows:
+                changed = True
+                getattr(delta, {METRICS: "metrics", EVENTS: "events", SYSTEM: "system"}[name]).extend(rows)
+        bad = sum(t.bad_lines for t in self.tails.values())
+        if bad != self._bad:
+            self._bad, changed = bad, True
+        delta.bad_lines = bad
+        try:
+            st = (self.path / STDOUT_LOG).stat()
+            sig: tuple[int, float] | None = (st.st_size, st.st_mtime)
+        except OSError:
+            sig = None
+        if sig != self._stdout_sig:
+            self._stdout_sig = sig
+            delta.stdout = self.reader.stdout_tail()
+            changed = True
+        return delta if changed else None
+
+
+class DashboardScreen(Screen):
+    """The dashboard of the run in ``path``; ``standalone`` when opened by ``ftui watch``."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
+
+    BINDINGS = [
+        Binding("escape", "back", "Runs", tooltip="Back to the runs list (the run keeps going)."),
+        Binding("l", "toggle_log", "Log y", tooltip="Switch the plots' y axis between linear and log."),
+        Binding("e", "cycle_smoothing", "Smooth", tooltip="Cycle EMA smoothing of the plots: off, 0.6, 0.9, 0.98."),
+        Binding("x", "cycle_x", "X axis", tooltip="Cycle the plots' x axis: step, epoch, wall time."),
+        Binding("v", "cycle_split", "Split", tooltip="Show the confusion matrix of the next split (val, test)."),
+        Binding("s", "stop", "Stop", tooltip="Stop the run (SIGTERM: it saves last.pt and ends interrupted)."),
+        *(Binding(str(i + 1), f"show_tab('{tab}')", tab.title(), show=False) for i, tab in enumerate(TABS)),
+    ]
+
+    x_axis: reactive[str] = reactive("step")
+    log_y: reactive[bool] = reactive(False)
+    smoothing: reactive[float] = reactive(0.0)
+    plot_options: reactive[PlotOptions] = reactive(PlotOptions())
+    confusion_split: reactive[str | None] = reactive(None)
+
+    def __init__(self, path: Path, *, standalone: bool = False) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.standalone = standalone
+        self.state = RunState()
+        self.loaded = False
+        """True once the backlog has been read (tests wait for it)."""
+        self._drawn_version = -1
+        self._was_active: bool | None = None
+
+    # ---- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="run-header")
+        yield AlertBanner(id="alert")
+        with TabbedContent(initial="plots", id="tabs"):
+            with TabPane("1 Plots", id="plots"):
+                with Grid(id="plot-grid"):
+                    yield MetricPlot("loss", "loss", id="plot-loss")
+                    yield MetricPlot("acc", "accuracy", id="plot-acc")
+                    yield MetricPlot("lr", "learning rate", splits=("train",), id="plot-lr")
+            with TabPane("2 Metrics", id="metrics"):
+                yield MetricsTable(id="metrics-table")
+            with TabPane("3 Confusion", id="confusion"):
+                with VerticalScroll(id="confusion-scroll"):
+                    yield ConfusionMatrix(id="confusion-matrix")
+            with TabPane("4 Events", id="events"):
+                yield EventLog(id="event-log")
+            with TabPane("5 Output", id="output"):
+                yield StdoutView(id="stdout")
+            # A new view (the layer tree, the system panel) is one more TabPane here and one more
+            # entry in TABS for its number key; `redraw` hands it the state.
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.path)
+        self.follow()
+        self.set_interval(REDRAW_SECONDS, self.redraw)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run-reader")
+    def follow(self) -> None:
+        """Poll the run directory until cancelled or deleted (worker thread)."""
+        worker = get_current_worker()
+        follower = RunFollower(self.path)
+        while not worker.is_cancelled:
+            delta = follower.poll()
+            if delta is not None:
+                self.post_message(RunUpdated(delta))
+                if delta.deleted:
+                    return
+                if delta.more:
+                    continue
+            elif not self.loaded:
+                self.post_message(RunUpdated(RunDelta(bad_lines=follower._bad)))
+            deadline = time.monotonic() + POLL_SECONDS
+            while time.monotonic() < deadline and not worker.is_cancelled:
+                time.sleep(0.05)
+
+    def on_run_updated(self, message: RunUpdated) -> None:
+        self.state.apply(message.delta)
+        if not message.delta.more:
+            if not self.loaded:
+                self.loaded = True
+                self.redraw()
+
+    # ---- drawing ------------------------------------------------------------------------------
+
+    def compute_plot_options(self) -> PlotOptions:
+        return PlotOptions(x_axis=self.x_axis, log_y=self.log_y, smoothing=self.smoothing)
+
+    def watch_plot_options(self, options: PlotOptions) -> None:
+        self._draw_plots(options)
+
+    def watch_confusion_split(self) -> None:
+        self._draw_confusion()
+
+    def redraw(self, clock: float | None = None) -> None:
+        """Bring every view up to date with the state (cheap when nothing changed)."""
+        state = self.state
+        self.query_one(RunHeader).show(state.header(clock))
+        if state.active != self._was_active:
+            # The stop key is offered only while the run is active.
+            self._was_active = state.active
+            self.refresh_bindings()
+        if state.version == self._drawn_version:
+            return
+        self._drawn_version = state.version
+        self.query_one(AlertBanner).show(*self.alerts())
+        self._draw_plots()
+        self.query_one(MetricsTable).show(state.metric_rows())
+        self._draw_confusion()
+        self.query_one(EventLog).show(list(state.events), state.events_total, _started(state))
+        self.query_one(StdoutView).show(state.stdout)
+
+    def _draw_plots(self, options: PlotOptions | None = None) -> None:
+        options = self.plot_options if options is None else options
+        for plot in self.query(MetricPlot):
+            plot.show(self.state, options)
+
+    def _draw_confusion(self) -> None:
+        splits = sorted(self.state.confusion, key=lambda s: {"val": 0, "test": 1}.get(s, 2))
+        split = self.confusion_split if self.confusion_split in splits else (splits[0] if splits else None)
+        matrix = self.state.confusion.get(split) if split else None
+        names = self.state.class_names(len(matrix)) if matrix else []
+        self.query_one(ConfusionMatrix).show(split, matrix, names, splits)
+
+    def alerts(self) -> tuple[list[str], list[str]]:
+        """(errors, warnings) for the banner."""
+        state, info = self.state, self.state.info
+        errors: list[str] = []
+        warnings: list[str] = []
+        status = state.status
+        if state.deleted:
+            errors.append(f"The run directory {self.path} was deleted; showing what was read before.")
+        if status == "failed":
+            errors.append(f"Training failed: {info.get('error') or 'no message recorded (see 5 Output)'}")
+        elif info.get("error"):
+            errors.append(str(info["error"]))
+        if status == "lost":
+            errors.append(
+                f"The training process (pid {info.get('pid')}) is gone but the run never recorded an end: "
+                "it was killed. See 5 Output for its last words."
+            )
+        if status == "interrupted":
+            warnings.append("Interrupted: last.pt was saved; resume with `ftui run CONFIG --resume "
+                            f"{info.get('name', self.path.name)}`.")
+        if state.bad_lines:
+            warnings.append(f"{state.bad_lines} corrupt line(s) in the run's JSONL files were skipped.")
+        return errors, warnings
+
+    # ---- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "back":
+            return not self.standalone
+        if action == "stop":
+            return self.state.active
+        return True
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_toggle_log(self) -> None:
+        self.log_y = not self.log_y
+
+    def action_cycle_smoothing(self) -> None:
+        self.smoothing = float(cycle(SMOOTHING_STEPS, self.smoothing))
+
+    def action_cycle_x(self) -> None:
+        self.x_axis = str(cycle(X_AXES, self.x_axis))
+
+    def action_cycle_split(self) -> None:
+        splits = sorted(self.state.confusion, key=lambda s: {"val": 0, "test": 1}.get(s, 2))
+        if splits:
+            current = self.confusion_split if self.confusion_split in splits else splits[0]
+            self.confusion_split = str(cycle(tuple(splits), current))
+        self.query_one(TabbedContent).active = "confusion"
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_stop(self) -> None:
+        self.app.request_stop(self.path, self.state.info)  # type: ignore[attr-defined]
+
+
+def _started(state: RunState) -> float | None:
+    raw = state.info.get("started")
+    return float(raw) if isinstance(raw, (int, float)) else None

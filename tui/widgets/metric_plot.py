@@ -1,0 +1,132 @@
+"""A live line plot of one or more metric series (train/val...), drawn with plotext.
+
+Drawing happens in :meth:`render`, at the widget's current size, so a resize simply redraws; each
+series is smoothed (optional EMA), then reduced to about two points per column with
+:func:`tui.downsample.minmax_downsample`, so the cost does not grow with the length of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
+
+from tui.downsample import Series, minmax_downsample
+from tui.run_state import RunState
+
+X_AXES = ("step", "epoch", "time")
+#: Colours per split, the same in every plot.
+SPLIT_COLORS = {"train": "cyan", "val": "orange", "test": "magenta"}
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    """How every plot of the dashboard is drawn."""
+
+    x_axis: str = "step"
+    log_y: bool = False
+    smoothing: float = 0.0
+
+
+class MetricPlot(PlotextPlot):
+    """Plots ``metric`` of every split that has it (or of ``splits`` when given)."""
+
+    DEFAULT_CSS = """
+    MetricPlot {
+        height: 1fr;
+        min-height: 5;
+        width: 1fr;
+    }
+    """
+
+    def __init__(self, metric: str, title: str, *, splits: tuple[str, ...] = (), id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.metric = metric
+        self.title = title
+        self.splits = splits
+        self.state: RunState | None = None
+        self.options = PlotOptions()
+        self._drawn: tuple | None = None
+
+    def show(self, state: RunState, options: PlotOptions) -> None:
+        """Redraw if the data or the options changed."""
+        key = (state.version, options)
+        if key == self._drawn:
+            return
+        self.state, self.options, self._drawn = state, options, key
+        self.refresh()
+
+    def _series(self) -> list[tuple[str, Series]]:
+        if self.state is None:
+            return []
+        found = [(split, s) for (split, metric), s in self.state.series.items() if metric == self.metric and len(s)]
+        if self.splits:
+            found = [(split, s) for split, s in found if split in self.splits]
+        order = {"train": 0, "val": 1, "test": 2}
+        return sorted(found, key=lambda item: (order.get(item[0], 9), item[0]))
+
+    def _x(self, series: Series) -> np.ndarray:
+        axis = self.options.x_axis
+        if axis == "time":
+            started = None
+            if self.state is not None:
+                raw = self.state.info.get("started")
+                started = float(raw) if isinstance(raw, (int, float)) else None
+            t = series.column("time")
+            base = started if started is not None else (float(t[0]) if t.size else 0.0)
+            return (t - base) / 60.0
+        if axis == "epoch":
+            # Fractional epochs from the step, so many train points in one epoch are not a vertical line.
+            info = self.state.info if self.state is not None else {}
+            total, epochs = info.get("total_steps"), info.get("epochs")
+            if isinstance(total, (int, float)) and isinstance(epochs, (int, float)) and total > 0 and epochs > 0:
+                return series.column("step") / (float(total) / float(epochs))
+            return series.column("epoch")
+        return series.column("step")
+
+    def render(self) -> RenderResult:
+        self._draw()
+        return super().render()
+
+    def _draw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        opts = self.options
+        title = self.title + (" (log)" if opts.log_y else "") + (f" EMA {opts.smoothing:g}" if opts.smoothing else "")
+        plt.title(title)
+        plt.xlabel({"step": "step", "epoch": "epoch", "time": "minutes"}[opts.x_axis])
+        buckets = max(8, self.size.width - 10)
+        drawn = 0
+        for split, series in self._series():
+            x = self._x(series)
+            # Points measured once per epoch (val/test) are smoothed only if there are many.
+            weight = opts.smoothing if len(series) > 20 else 0.0
+            y = series.smoothed(weight)
+            if opts.log_y:
+                keep = y > 0
+                x, y = x[keep], y[keep]
+            xs, ys = minmax_downsample(x, y, buckets)
+            if not xs.size:
+                continue
+            color = SPLIT_COLORS.get(split, "white")
+            if xs.size == 1:
+                plt.scatter(xs.tolist(), ys.tolist(), label=split, color=color, marker="dot")
+            else:
+                plt.plot(xs.tolist(), ys.tolist(), label=split, color=color, marker="braille")
+            drawn += 1
+        if opts.log_y and drawn:
+            plt.yscale("log")
+        if not drawn:
+            plt.title(f"{self.title}: no data yet")
+
+
+def cycle(options: tuple, current: object) -> object:
+    """The option after ``current`` (wrapping)."""
+    try:
+        return options[(options.index(current) + 1) % len(options)]
+    except ValueError:
+        return options[0]
+
