@@ -1,17 +1,177 @@
-"""``ftui model show`` and ``ftui model graph``."""
+"""``ftui model show`` (layer tree with totals, like torchinfo) and ``ftui model graph`` (Mermaid).
+
+Both build the config's model on the CPU exactly as training would (data shape and class count,
+head surgery, fine-tuning freeze and learning rates) and describe it through
+``core.models.model_tree``. torch is imported only inside the functions.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from tui.commands import not_built
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from core.errors import UserError
+
+
+def describe(config: Path, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Build the config's model and return its layer tree and the notes on how it was built."""
+    from core.config import load_config
+    from core.finetune import FineTuner
+    from core.models import build_model, model_tree
+    from core.models.inputs import data_signature
+
+    cfg = load_config(config, overrides)
+    num_classes, input_shape = data_signature(cfg)
+    built = build_model(cfg.model, num_classes, input_shape, head_dropout=cfg.finetune.head_dropout)
+    tuner = FineTuner(built.model, cfg.finetune, cfg.optim, built.head_path)
+    tuner.setup()
+    tree = model_tree(built.model, input_shape, built.head_path, lrs=tuner.param_lrs(), name=built.name)
+    notes = list(built.notes)
+    if built.load_report is not None:
+        notes.append(built.load_report.summary())
+    return tree, notes
 
 
 def show(config: Path, *, depth: int, overrides: list[str]) -> None:
     """Print the layer tree."""
-    raise not_built("model show", 4)
+    tree, notes = describe(config, overrides)
+    Console(highlight=False).print(render_tree(tree, depth=depth, notes=notes))
 
 
 def graph(config: Path, *, format_: str, depth: int, overrides: list[str]) -> None:
     """Print a Mermaid graph."""
-    raise not_built("model graph", 4)
+    if format_ != "mermaid":
+        raise UserError(f"--format: '{format_}' is not supported; use --format mermaid.")
+    tree, _ = describe(config, overrides)
+    print(mermaid(tree, depth=depth), end="")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering (pure functions of the tree dict, tested on their own)
+# ---------------------------------------------------------------------------------------------
+
+
+def _shape_text(shape: Any) -> str:
+    if shape is None:
+        return "-"
+    if shape and all(isinstance(s, int) for s in shape):
+        return "×".join(str(s) for s in shape)
+    if shape == []:
+        return "scalar"
+    return str(shape)
+
+
+def _children(modules: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    kids: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for module in modules:
+        kids[module["path"].rpartition(".")[0]].append(module)
+    return kids
+
+
+def render_tree(tree: dict[str, Any], *, depth: int = 2, notes: list[str] | None = None) -> RenderableType:
+    """The layer tree as a Rich table with tree guides, down to ``depth``, and a totals footer.
+
+    Rows deeper than ``depth`` are folded into their ancestors' counts; frozen rows are dimmed and
+    the head is marked.
+    """
+    table = Table(
+        title=f"{tree['name']}  ·  input {_shape_text(tree['input_shape'])}",
+        title_justify="left",
+        show_edge=False,
+        header_style="bold",
+        pad_edge=False,
+    )
+    table.add_column("Layer (type)", no_wrap=True)
+    table.add_column("Output shape", no_wrap=True)
+    table.add_column("Params", justify="right")
+    table.add_column("Trainable", justify="right")
+    table.add_column("LR", justify="right")
+    kids = _children(tree["modules"])
+
+    def add(parent: str, prefix: str) -> None:
+        children = kids.get(parent, [])
+        for i, module in enumerate(children):
+            last = i == len(children) - 1
+            label = Text(prefix + ("└─ " if last else "├─ "), style="dim")
+            label.append(module["path"].rpartition(".")[2], style="bold" if module["depth"] == 1 else "")
+            label.append(f" ({module['type']})", style="cyan")
+            if module["is_head"]:
+                label.append("  ◀ head", style="bold yellow")
+            style = "dim" if module["frozen"] else ""
+            trainable = "frozen" if module["frozen"] else (f"{module['trainable']:,}" if module["params"] else "")
+            table.add_row(
+                label,
+                _shape_text(module["output_shape"]),
+                f"{module['params']:,}" if module["params"] else "-",
+                trainable,
+                f"{module['lr']:.2g}" if module["lr"] is not None else "",
+                style=style,
+            )
+            if module["depth"] < depth:
+                add(module["path"], prefix + ("   " if last else "│  "))
+
+    add("", "")
+    total, trainable = tree["total_params"], tree["trainable_params"]
+    head = next((m for m in tree["modules"] if m["is_head"]), None)
+    footer = Text()
+    footer.append(f"Total params: {total:,}\n", style="bold")
+    footer.append(f"Trainable params: {trainable:,}\n")
+    footer.append(f"Frozen params: {total - trainable:,}\n")
+    footer.append(f"Params size (fp32): {total * 4 / 1e6:.2f} MB\n")
+    if head is not None:
+        footer.append(f"Head: {head['path']} ({head['type']}, output {_shape_text(head['output_shape'])})\n")
+    for note in notes or []:
+        footer.append(f"· {note}\n", style="dim")
+    if tree.get("forward_error"):
+        footer.append(f"Output shapes unavailable: {tree['forward_error']}\n", style="red")
+    return Group(table, Text(""), footer)
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def mermaid(tree: dict[str, Any], *, depth: int = 1) -> str:
+    """A Mermaid flowchart of the modules down to ``depth``, in forward (call) order.
+
+    At depth >= 2 the children of each top-level module are drawn inside a subgraph named after it.
+    The head is highlighted and frozen modules are greyed.
+    """
+    modules = tree["modules"]
+    kids = _children(modules)
+    nodes = [m for m in modules if m["depth"] == depth or (m["depth"] < depth and not kids.get(m["path"]))]
+    if any(m["order"] is not None for m in nodes):
+        nodes = sorted((m for m in nodes if m["order"] is not None), key=lambda m: m["order"])
+    ids = {m["path"]: f"n{i}" for i, m in enumerate(nodes)}
+    lines = ["flowchart TD", f'    input(["input {_shape_text(tree["input_shape"])}"])']
+    top = {m["path"]: m for m in modules if m["depth"] == 1}
+    current_group: str | None = None
+    for module in nodes:
+        group = module["path"].split(".", 1)[0] if module["depth"] > 1 else None
+        if group != current_group:
+            if current_group is not None:
+                lines.append("    end")
+            if group is not None:
+                lines.append(f'    subgraph g_{ids[module["path"]]} ["{_mermaid_text(group)} · {top[group]["type"]}"]')
+            current_group = group
+        params = f" · {module['params']:,} params" if module["params"] else ""
+        label = f"{module['path']}<br/>{module['type']} → {_shape_text(module['output_shape'])}{params}"
+        lines.append(f'    {"    " if group else ""}{ids[module["path"]]}["{_mermaid_text(label)}"]')
+    if current_group is not None:
+        lines.append("    end")
+    chain = ["input", *(ids[m["path"]] for m in nodes)]
+    lines += [f"    {a} --> {b}" for a, b in zip(chain, chain[1:])]
+    lines.append("    classDef head fill:#fde68a,stroke:#b45309,stroke-width:2px")
+    lines.append("    classDef frozen fill:#e5e7eb,stroke:#9ca3af,color:#6b7280")
+    head = [ids[m["path"]] for m in nodes if m["is_head"] or tree["head"].startswith(m["path"] + ".")]
+    frozen = [ids[m["path"]] for m in nodes if m["frozen"]]
+    if head:
+        lines.append(f"    class {','.join(head)} head")
+    if frozen:
+        lines.append(f"    class {','.join(frozen)} frozen")
+    return "\n".join(lines) + "\n"
