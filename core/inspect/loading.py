@@ -191,15 +191,15 @@ def _load_torch(path: Path, container: str, unsafe: bool) -> LoadedCheckpoint:
         # mmap keeps the summary of a large file cheap: tensor data is read only when touched.
         obj = torch.load(path, weights_only=not unsafe, mmap=zipped, map_location="cpu")
     except Exception as exc:
-        if not unsafe and _is_unpickling_refusal(exc):
-            names = unsafe_globals(path, exc)
+        names = unsafe_globals(path, exc) if not unsafe and _is_unpickling_refusal(exc) else []
+        if names:
             raise CheckpointError(
                 f"{path} was refused by safe loading: it needs these Python globals, which could run code when "
-                f"unpickled: {', '.join(names) or 'unknown'}. Nothing was executed. If you trust the file's "
+                f"unpickled: {', '.join(names)}. Nothing was executed. If you trust the file's "
                 "source, pass --unsafe; better, re-save its state dict with torch.save(model.state_dict())."
             ) from exc
         raise CheckpointError(
-            f"{path} cannot be read as a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)}). "
+            f"{path} cannot be read as a PyTorch checkpoint ({type(exc).__name__}: {_reason(exc)}). "
             "It is truncated, corrupt or not a checkpoint; save or copy it again."
         ) from exc
     layout = classify(obj, path)
@@ -235,6 +235,11 @@ def unsafe_globals(path: Path, exc: BaseException | None = None) -> list[str]:
     return sorted(dict.fromkeys(names))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else "no details"
+def _reason(exc: BaseException) -> str:
+    """The informative line of a torch error (its unpickler explains itself after a long preamble)."""
+    text = str(exc)
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if found:
+        return found.group(1).strip().splitlines()[0][:200]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else "no details"
