@@ -1,0 +1,48 @@
+"""The trainer's standard callbacks and the default set a config asks for."""
+
+from __future__ import annotations
+
+from core.config import Config
+from core.training.callback import Callback
+from core.training.callbacks.checkpointing import CheckpointCallback
+from core.training.callbacks.early_stopping import EarlyStopping
+from core.training.callbacks.lr_monitor import LearningRateMonitor
+from core.training.callbacks.progress import ProgressCallback
+from core.training.callbacks.recorder import RecorderCallback
+from core.training.callbacks.tensorboard import TensorBoardCallback
+
+__all__ = [
+    "CheckpointCallback",
+    "EarlyStopping",
+    "LearningRateMonitor",
+    "ProgressCallback",
+    "RecorderCallback",
+    "TensorBoardCallback",
+    "default_callbacks",
+]
+
+
+def default_callbacks(cfg: Config, *, record: bool = True) -> list[Callback]:
+    """The callbacks ``cfg`` asks for, in hook order (recording first, progress last).
+
+    Without ``record`` there is no run directory, so nothing that writes one is added.
+    """
+    out: list[Callback] = []
+    ckpt = cfg.trainer.checkpoint
+    if record:
+        out.append(RecorderCallback())
+        if ckpt.save_last or ckpt.save_best or ckpt.every_n_epochs or ckpt.every_n_steps:
+            out.append(CheckpointCallback(ckpt))
+    if cfg.trainer.early_stopping is not None:
+        out.append(EarlyStopping(cfg.trainer.early_stopping))
+    if record:
+        out.append(LearningRateMonitor())
+        if cfg.logging.tensorboard:
+            out.append(TensorBoardCallback(graph=cfg.logging.tensorboard_graph))
+        if cfg.logging.system:
+            from core.system.callback import TelemetryCallback
+
+            out.append(TelemetryCallback(cfg.logging.system_interval))
+    if cfg.logging.progress != "none":
+        out.append(ProgressCallback(cfg.logging.progress))
+    return out

@@ -1,0 +1,112 @@
+"""Streaming classification metrics that accumulate on the device and sync once per read-out.
+
+Training keeps a loss sum, a correct count and a sample count as device tensors
+(:class:`TrainAccumulator`); evaluation keeps a confusion matrix built with ``bincount``
+(:class:`ClassificationMetrics`). Only :meth:`compute` / :meth:`read` move numbers to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class TrainAccumulator:
+    """Loss sum, correct predictions and sample count since the last read-out, on the device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new read-out window."""
+        zeros = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self._sums = zeros  # [loss sum, correct, count]
+
+    @torch.no_grad()
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add one batch (``loss`` is the batch mean) without a host sync."""
+        n = targets.shape[0]
+        correct = (logits.argmax(dim=1) == targets).sum()
+        self._sums += torch.stack(
+            [loss.detach().double() * n, correct.double(), torch.tensor(float(n), dtype=torch.float64, device=self.device)]
+        )
+
+    def read(self) -> tuple[float, float, int]:
+        """(mean loss, accuracy, samples) of the window — one host sync."""
+        loss_sum, correct, count = self._sums.tolist()
+        if count <= 0:
+            return float("nan"), float("nan"), 0
+        return loss_sum / count, correct / count, int(count)
+
+
+class ClassificationMetrics:
+    """Loss, accuracy, top-5, per-class and macro precision/recall/F1 and the confusion matrix.
+
+    ``confusion[i][j]`` counts samples of true class ``i`` predicted as class ``j``. Precision of a
+    class that is never predicted (and recall of a class that never occurs) is 0, as scikit-learn's
+    ``zero_division=0``; macro averages are over all classes.
+    """
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+        self.num_classes = int(num_classes)
+        self.device = torch.device(device)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything seen so far."""
+        c = self.num_classes
+        self.confusion = torch.zeros(c * c, dtype=torch.int64, device=self.device)
+        self._sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # [loss sum, top5 correct, count]
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor | None = None) -> None:
+        """Add a batch of logits ``(N, C)`` and integer targets ``(N,)``; ``loss_sum`` is the batch's summed loss."""
+        c = self.num_classes
+        targets = targets.to(torch.int64)
+        preds = logits.argmax(dim=1)
+        self.confusion += torch.bincount(targets * c + preds, minlength=c * c)
+        k = min(5, c)
+        topk = logits.topk(k, dim=1).indices
+        top_hits = (topk == targets[:, None]).any(dim=1).sum().double()
+        loss = loss_sum.detach().double() if loss_sum is not None else torch.zeros((), dtype=torch.float64, device=self.device)
+        n = torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=self.device)
+        self._sums += torch.stack([loss, top_hits, n])
+
+    def compute(self) -> dict[str, Any]:
+        """Every metric as host numbers (one sync); empty dict when nothing was seen."""
+        c = self.num_classes
+        conf = self.confusion.view(c, c).cpu().to(torch.float64)
+        loss_sum, top_hits, count = self._sums.tolist()
+        if count <= 0:
+            return {}
+        tp = conf.diag()
+        predicted = conf.sum(dim=0)
+        actual = conf.sum(dim=1)
+        precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+        recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
+        denom = precision + recall
+        f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
+        out: dict[str, Any] = {
+            "loss": loss_sum / count,
+            "acc": float(tp.sum()) / count,
+            "precision_macro": float(precision.mean()),
+            "recall_macro": float(recall.mean()),
+            "f1_macro": float(f1.mean()),
+        }
+        if c > 5:
+            out["top5"] = top_hits / count
+        out["per_class"] = {
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
+            "support": [int(v) for v in actual.tolist()],
+        }
+        out["confusion"] = [[int(v) for v in row] for row in conf.tolist()]
+        return out
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Only the number-valued entries (what monitors, TensorBoard and progress lines use)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -1,0 +1,712 @@
+"""The trainer: a readable fit loop that emits Lightning-style hooks to its callbacks.
+
+``fit`` builds the data, model, fine-tuner, optimizer and schedule from the config, then runs
+epochs of training steps and validation. Everything else — the run directory, checkpoints, early
+stopping, progress, TensorBoard, telemetry, control — is a callback (see ``callbacks/``).
+
+The loop never synchronises with the device per step: loss, correct predictions and sample counts
+accumulate on the device and are read every ``logging.every_n_steps`` optimizer steps and at the end
+of each epoch. Resume is exact: the checkpoint holds the position (completed epochs, batches done in
+the current epoch, optimizer steps) and every RNG; the data order is a function of (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core import __version__
+from core.config import Config
+from core.errors import ConfigError, FtuiError, RunError, TrainingFailed, UserError
+from core.runs import RUN_JSON, RunWriter
+from core.training.callback import Callback
+from core.training.checkpoint import CHECKPOINT_FORMAT, capture_rng, load_file, restore_rng, save_file, unwrap_model
+from core.training.metrics import ClassificationMetrics, TrainAccumulator, scalar_metrics
+from core.training.runtime import autocast, check_precision, configure_backends, resolve_device, seed_everything
+from core.training.schedule import LrSchedule, apply_lr
+
+EXIT_CODES = {"finished": 0, "stopped": 0, "failed": 1, "interrupted": 130}
+
+
+class Trainer:
+    """Trains ``cfg`` and reports to callbacks; see ``docs/architecture.md`` for the attributes.
+
+    Args:
+        cfg: the whole run configuration.
+        callbacks: extra callbacks, called after the default ones built from ``cfg``.
+        run_dir: an existing run directory to continue (status ``created`` from the launcher, or any
+            status when resuming). Default: a fresh ``<cfg.run.root>/<cfg.run.name>``.
+        record: False runs without a run directory (no recorder, checkpoints or TensorBoard).
+        default_callbacks: False uses only ``callbacks`` (for tests and notebooks).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        callbacks: list[Callback] | None = None,
+        run_dir: Path | str | None = None,
+        record: bool = True,
+        default_callbacks: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.record = record
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run: RunWriter | None = None
+        self.device = resolve_device(cfg.trainer.device)
+        check_precision(self.device, cfg.trainer.precision)
+        if cfg.trainer.devices > 1:
+            raise ConfigError(
+                f"trainer.devices: {cfg.trainer.devices} — distributed training lands with issue #10. "
+                "Fix: set trainer.devices: 1 for now."
+            )
+        self.callbacks: list[Callback] = []
+        if default_callbacks:
+            from core.training.callbacks import default_callbacks as _defaults
+
+            self.callbacks.extend(_defaults(cfg, record=record))
+        self.callbacks.extend(callbacks or [])
+
+        # built by setup()
+        self.data: Any = None
+        self.built: Any = None
+        self.model: nn.Module | None = None
+        self.train_model: nn.Module | None = None  # the compiled module when trainer.compile
+        self.finetuner: Any = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: LrSchedule | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self.train_loader: Any = None
+        self.val_loader: Any = None
+        self.test_loader: Any = None
+        self.model_tree: dict[str, Any] | None = None
+        self.class_names: list[str] = []
+
+        # progress
+        self.epoch = 0  # current epoch (0-based)
+        self.global_step = 0  # optimizer steps taken
+        self.batch_idx = 0  # index of the batch being trained (hooks' batch_idx)
+        self.batches_done = 0  # batches of the current epoch already trained
+        self.epoch_closed = False  # current epoch fully trained and validated
+        self.steps_per_epoch = 0
+        self.total_steps = 0
+        self.resumed_from: Path | None = None
+
+        # stopping
+        self.should_stop = False
+        self.stop_reason: str | None = None
+        self.stop_status = "stopped"
+        self.signal_received: int | None = None
+        self.status = "created"
+        self.error: str | None = None
+
+        # metrics
+        self.callback_metrics: dict[str, float] = {}
+        self.history: dict[str, list[float]] = {}
+        self.last_eval: dict[str, dict[str, Any]] = {}
+        self.best: dict[str, Any] | None = None
+        self.nonfinite_skipped = 0
+        self.fit_started_at: float | None = None
+        self.train_seconds = 0.0
+
+        self._setup_done = False
+        self._old_handlers: dict[int, Any] = {}
+        self._pending_rng: dict[str, Any] | None = None
+
+    # -----------------------------------------------------------------------------------------
+    # Public API
+    # -----------------------------------------------------------------------------------------
+
+    def fit(self, resume_from: Path | str | None = None) -> None:
+        """Train until the epochs, steps or time run out, early stopping, a stop request or a signal.
+
+        Raises :class:`TrainingFailed` (non-finite loss, out of memory, an exception; the run is
+        marked ``failed``), a :class:`UserError` for bad input, or ``KeyboardInterrupt`` on a second
+        interrupt. After an interrupt or stop request it returns normally; see :attr:`exit_code`.
+        """
+        ckpt = None
+        if resume_from is not None:
+            self.resumed_from = Path(resume_from)
+            ckpt = load_file(self.resumed_from)
+        self._install_signal_handlers()
+        try:
+            if self.run_dir is not None and self.record:
+                self._open_run(resume=ckpt is not None)
+            self.setup(ckpt)
+            if self.record and self.run is None:
+                self._open_run(resume=False)
+            self._call("setup", "fit")
+            if ckpt is not None:
+                self._restore_callbacks(ckpt)
+            self.status = "running"
+            self.fit_started_at = time.time()
+            self._call("on_fit_start")
+            self._call("on_train_start")
+            if self._pending_rng is not None:
+                # last, so nothing done while starting (graph tracing, model tree) shifts the streams
+                restore_rng(self._pending_rng)
+                self._pending_rng = None
+            self._fit_loop()
+            if self.signal_received is not None:
+                self.status = "interrupted"
+            elif self.should_stop:
+                self.status = self.stop_status
+            else:
+                self.status = "finished"
+            self._call("on_train_end")
+            self._call("on_fit_end")
+        except KeyboardInterrupt as exc:
+            self.status, self.error = "interrupted", "interrupted twice: stopped at once without a checkpoint"
+            self._call_safely("on_exception", exc)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the run directory
+            failure = self._as_failure(exc)
+            self.status, self.error = "failed", str(failure)
+            self._call_safely("on_exception", failure)
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            self._restore_signal_handlers()
+            self._call_safely("teardown", "fit")
+            if self.run is not None:
+                self.run.close()
+
+    def validate(self, split: str = "val") -> dict[str, Any]:
+        """Evaluate the current model on ``split`` ('val' or 'test'); returns every metric."""
+        if not self._setup_done:
+            self.setup(None)
+        if split not in ("val", "test"):
+            raise ConfigError(f"--split {split!r}: expected 'val' or 'test'.")
+        loader = self.val_loader if split == "val" else self._get_test_loader()
+        if split == "test":
+            self._call("on_test_start")
+            metrics = self._evaluate(loader, split, stoppable=False)
+            self._call("on_test_end")
+        else:
+            metrics = self._evaluate(loader, split, stoppable=False)
+        assert metrics is not None
+        return metrics
+
+    def test(self) -> dict[str, Any]:
+        """Evaluate on the test split."""
+        return self.validate("test")
+
+    def request_stop(self, reason: str, *, status: str = "stopped") -> None:
+        """Stop after the current step (``status`` becomes the run's final status unless a signal came)."""
+        if not self.should_stop:
+            self.stop_reason, self.stop_status = reason, status
+        self.should_stop = True
+
+    def save_checkpoint(self, path: Path | str) -> Path:
+        """Write a checkpoint of the current state atomically; returns its path."""
+        path = Path(path)
+        ckpt = self.checkpoint_dict()
+        self._call("on_save_checkpoint", ckpt)
+        save_file(ckpt, path)
+        return path
+
+    def log_event(self, kind: str, message: str = "", **fields: Any) -> None:
+        """Record an event in the run directory (no-op without one)."""
+        if self.run is not None:
+            self.run.log_event(kind, message, epoch=self.epoch, step=self.global_step, **fields)
+
+    @property
+    def exit_code(self) -> int:
+        """What ``ftui run`` exits with: 0, 1, 130 (SIGINT) or 143 (SIGTERM)."""
+        if self.status == "interrupted":
+            return 143 if self.signal_received == signal.SIGTERM else 130
+        return EXIT_CODES.get(self.status, 1)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(completed epochs, batches done in the next epoch to train): where a resume starts."""
+        if self.epoch_closed:
+            return self.epoch + 1, 0
+        return self.epoch, self.batches_done
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # -----------------------------------------------------------------------------------------
+    # Setup
+    # -----------------------------------------------------------------------------------------
+
+    def setup(self, ckpt: dict[str, Any] | None = None) -> None:
+        """Build data, model, fine-tuner, optimizer, schedule and loaders (restoring ``ckpt`` if given)."""
+        from core.data import build_data, build_loader
+        from core.finetune import FineTuner
+        from core.models import build_model, model_tree
+
+        cfg = self.cfg
+        seed_everything(cfg.run.seed)
+        configure_backends(cfg.trainer.deterministic, cfg.trainer.cudnn_benchmark)
+        fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
+        self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted)
+        self.class_names = list(self.data.class_names)
+        model_cfg = cfg.model
+        if ckpt is not None and model_cfg.weights is not None:
+            # the checkpoint's weights replace them anyway; the original file may be gone by now
+            model_cfg = model_cfg.model_copy(update={"weights": None})
+        self.built = build_model(
+            model_cfg, self.data.num_classes, tuple(self.data.input_shape), head_dropout=cfg.finetune.head_dropout
+        )
+        model = self.built.model
+        if self.built.load_report is not None and self.run is not None:
+            self.log_event("weights", f"loaded pretrained weights from {cfg.model.weights}", report=_report(self.built.load_report))
+        self.finetuner = FineTuner(model, cfg.finetune, cfg.optim, self.built.head_path)
+        self.finetuner.setup()
+        if ckpt is not None:
+            try:
+                unwrap_model(model).load_state_dict(ckpt["model"])
+            except RuntimeError as exc:
+                raise RunError(
+                    f"{self.resumed_from}: the checkpoint's weights do not fit the model of this config "
+                    f"({str(exc).splitlines()[0]}). Fix: resume with the config the run was started with "
+                    "(its config.yaml)."
+                ) from None
+            if ckpt.get("finetune"):
+                # before the optimizer is built: the frozen set decides the parameter groups
+                self.finetuner.load_state_dict(ckpt["finetune"])
+        model.to(self.device)
+        if cfg.trainer.channels_last and len(self.data.input_shape) == 3:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = self.finetuner.build_optimizer()
+        if ckpt is not None and ckpt.get("optimizer"):
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            except (ValueError, KeyError) as exc:
+                raise RunError(
+                    f"{self.resumed_from}: the optimizer state does not match this config's parameter groups "
+                    f"({exc}). Fix: resume with the run's own config.yaml."
+                ) from None
+
+        device_type = self.device.type
+        self.train_loader = build_loader(self.data.train, cfg.data, split="train", seed=cfg.run.seed, device_type=device_type)
+        self.val_loader = build_loader(self.data.val, cfg.data, split="val", seed=cfg.run.seed, device_type=device_type)
+        accum = cfg.trainer.accumulate_grad_batches
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / accum))
+        self.total_steps = self.steps_per_epoch * cfg.trainer.epochs
+        if cfg.trainer.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.trainer.max_steps)
+        self.schedule = LrSchedule(cfg.schedule, self.steps_per_epoch, self.total_steps)
+        self.scaler = torch.amp.GradScaler(device_type, enabled=cfg.trainer.precision == "16-mixed")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
+        self.train_model = torch.compile(model) if cfg.trainer.compile else model
+        self.model_tree = self._model_tree(model_tree)
+
+        if ckpt is not None:
+            if ckpt.get("scheduler"):
+                self.schedule.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(ckpt["scaler"])
+            self.epoch = int(ckpt.get("epoch", 0))
+            self.batches_done = int(ckpt.get("batch_idx", 0))
+            self.global_step = int(ckpt.get("step", 0))
+            metrics = ckpt.get("metrics") or {}
+            self.history = {k: list(v) for k, v in (metrics.get("history") or {}).items()}
+            self.best = metrics.get("best")
+            self.callback_metrics = dict(metrics.get("last") or {})
+            self.nonfinite_skipped = int(metrics.get("nonfinite_skipped", 0))
+            self.train_seconds = float(metrics.get("train_seconds", 0.0))
+            self._pending_rng = ckpt.get("rng")
+        self._setup_done = True
+
+    def _model_tree(self, model_tree_fn: Any) -> dict[str, Any] | None:
+        try:
+            lrs = self.finetuner.param_lrs() if self.finetuner is not None else None
+            return model_tree_fn(
+                unwrap_model(self.model), tuple(self.data.input_shape), self.built.head_path, lrs=lrs, name=self.built.name
+            )
+        except Exception as exc:  # noqa: BLE001 - the tree is informative; training must not fail on it
+            self.log_event("warning", f"could not compute the layer tree: {exc}")
+            return None
+
+    def refresh_model_tree(self) -> None:
+        """Recompute the layer tree (after freeze/unfreeze) so model.json and checkpoints stay current."""
+        from core.models import model_tree
+
+        self.model_tree = self._model_tree(model_tree)
+
+    def _get_test_loader(self) -> Any:
+        from core.data import build_loader
+
+        if self.data.test is None or len(self.data.test) == 0:
+            raise UserError(
+                f"data: the {self.cfg.data.source} source of this config has no test split. Fix: evaluate with "
+                "--split val, or give it a test split (data.test_fraction, or data.shapes.test_size for shapes)."
+            )
+        if self.test_loader is None:
+            self.test_loader = build_loader(
+                self.data.test, self.cfg.data, split="test", seed=self.cfg.run.seed, device_type=self.device.type
+            )
+        return self.test_loader
+
+    def _open_run(self, *, resume: bool) -> None:
+        flush = self.cfg.logging.flush_seconds
+        if self.run_dir is not None:
+            info_path = self.run_dir / RUN_JSON
+            if not info_path.is_file():
+                raise RunError(f"{self.run_dir}: not a run directory (no {RUN_JSON}). Fix: pass a directory under runs/.")
+            writer = RunWriter.reopen(self.run_dir, flush)
+            if not resume and writer.info.get("status") != "created":
+                raise RunError(
+                    f"{self.run_dir}: this run already ran (status {writer.info.get('status')}); a run directory is "
+                    f"never overwritten. Fix: resume it with --resume {self.run_dir}, or start a new run."
+                )
+            self.run = writer
+        else:
+            self.run = RunWriter.create(self.cfg.run.root, self.cfg.run.name or "run", flush)
+
+    def _restore_callbacks(self, ckpt: dict[str, Any]) -> None:
+        states = ckpt.get("callbacks") or {}
+        for cb in self.callbacks:
+            if cb.state_key in states:
+                cb.load_state_dict(states[cb.state_key])
+            cb.on_load_checkpoint(self, ckpt)
+
+    def checkpoint_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds (the DESIGN.md contract), as weights_only-loadable values."""
+        epoch, batch = self.position
+        assert self.model is not None and self.optimizer is not None
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "ftui_version": __version__,
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict() if self.schedule else {},
+            "scaler": self.scaler.state_dict() if self.scaler is not None and self.scaler.is_enabled() else {},
+            "epoch": epoch,
+            "batch_idx": batch,
+            "step": self.global_step,
+            "rng": capture_rng(),
+            "config": self.cfg.model_dump(mode="json"),
+            "data": self.data.checkpoint_data() if self.data is not None else {},
+            "finetune": self.finetuner.state_dict() if self.finetuner is not None else {},
+            "metrics": {
+                "history": self.history,
+                "best": self.best,
+                "last": {k: v for k, v in self.callback_metrics.items() if math.isfinite(v)},
+                "nonfinite_skipped": self.nonfinite_skipped,
+                "train_seconds": self.train_seconds,
+            },
+            "model_tree": self.model_tree or {},
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
+            "run": {"name": self.run.name if self.run else None, "saved": time.time()},
+        }
+
+    # -----------------------------------------------------------------------------------------
+    # The loop
+    # -----------------------------------------------------------------------------------------
+
+    def _fit_loop(self) -> None:
+        cfg = self.cfg.trainer
+        start_epoch, start_batch = self.epoch, self.batches_done
+        for epoch in range(start_epoch, cfg.epochs):
+            self.epoch = epoch
+            self.epoch_closed = False
+            resuming_mid_epoch = epoch == start_epoch and start_batch > 0
+            self.batches_done = start_batch if epoch == start_epoch else 0
+            if not resuming_mid_epoch:
+                # the unfreeze schedule ran before a mid-epoch checkpoint was written
+                for event in self.finetuner.on_epoch_start(epoch) or []:
+                    self._on_finetune_event(event)
+            self._call("on_train_epoch_start")
+            self._train_epoch()
+            if self.signal_received is not None or (self.should_stop and self.stop_status != "finished"):
+                break  # hard stop: no validation, last.pt records the position
+            if self._validation_due():
+                self._call("on_validation_start")
+                self._call("on_validation_epoch_start")
+                metrics = self._evaluate(self.val_loader, "val", stoppable=True)
+                if metrics is None:  # interrupted during validation
+                    break
+                self._record_eval("val", metrics)
+                if self.schedule is not None and self.schedule.observe(self.callback_metrics):
+                    self.log_event("lr", f"plateau: lr factor now {self.schedule.plateau_factor:g}", factor=self.schedule.plateau_factor)
+                self.epoch_closed = self.batches_done >= len(self.train_loader)
+                self._call("on_validation_epoch_end")
+                self._call("on_validation_end")
+            else:
+                self.epoch_closed = self.batches_done >= len(self.train_loader)
+            self._call("on_train_epoch_end")
+            if self.should_stop:
+                break
+        else:
+            self.epoch = max(self.epoch, cfg.epochs - 1)
+
+    def _validation_due(self) -> bool:
+        cfg = self.cfg.trainer
+        last_epoch = self.epoch == cfg.epochs - 1 or self.should_stop
+        return (self.epoch + 1) % cfg.val_every_n_epochs == 0 or last_epoch
+
+    def _train_epoch(self) -> None:
+        cfg = self.cfg.trainer
+        loader = self.train_loader
+        n_batches = len(loader)
+        start = self.batches_done
+        if start >= n_batches:
+            return
+        model, optimizer = self.train_model, self.optimizer
+        assert model is not None and optimizer is not None and self.scaler is not None
+        model.train()
+        self.finetuner.apply_bn_policy()
+        loader.set_epoch(self.epoch)
+        loader.set_start_batch(start)
+        with torch.random.fork_rng(devices=[]):
+            # DataLoader draws its base seed from the global RNG; keep the streams independent of it
+            iterator = iter(loader)
+        accum = cfg.accumulate_grad_batches
+        every = self.cfg.logging.every_n_steps
+        skip_nonfinite = cfg.on_nonfinite == "skip"
+        self._window = TrainAccumulator(self.device)
+        self._window_start = time.perf_counter()
+        self._window_wait = 0.0
+        self._window_samples = 0
+        self._bad_steps = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
+        epoch_start = self._epoch_t0 = time.perf_counter()  # train_seconds grows at epoch end
+        try:
+            for batch_idx in range(start, n_batches):
+                wait0 = time.perf_counter()
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                self._window_wait += time.perf_counter() - wait0
+                self.batch_idx = batch_idx
+                self._call("on_train_batch_start", batch, batch_idx)
+                x, y = self._to_device(batch)
+                with autocast(self.device, cfg.precision):
+                    logits = model(x)
+                loss = self.criterion(logits.float(), y)
+                finite = torch.isfinite(loss)
+                skipped = False
+                if skip_nonfinite:
+                    if not bool(finite):  # one flag read per step, only in skip mode (like AMP's scaler)
+                        skipped = True
+                        self.nonfinite_skipped += 1
+                else:
+                    self._bad_steps += (~finite).to(torch.int64)
+                    self._first_bad = torch.where(
+                        (~finite) & (self._first_bad < 0), torch.full_like(self._first_bad, self.global_step), self._first_bad
+                    )
+                if not skipped:
+                    self._call("on_before_backward", loss)
+                    self.scaler.scale(loss / accum).backward()
+                    self._call("on_after_backward")
+                is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
+                if is_step:
+                    self._optimizer_step()
+                if not skipped:
+                    self._window.update(loss, logits.detach().float(), y)
+                    self._window_samples += int(y.shape[0])
+                self.batches_done = batch_idx + 1
+                self._call("on_train_batch_end", {"loss": loss.detach()}, batch, batch_idx)
+                if is_step:
+                    if self.global_step % every == 0:
+                        self._read_out_train()
+                    if self._check_limits():
+                        break
+        finally:
+            self.train_seconds += time.perf_counter() - epoch_start
+        self._read_out_train()
+
+    def _optimizer_step(self) -> None:
+        cfg = self.cfg.trainer
+        optimizer = self.optimizer
+        assert optimizer is not None and self.scaler is not None and self.schedule is not None
+        apply_lr(optimizer, self.schedule.factor(self.global_step))
+        if cfg.gradient_clip_val is not None:
+            self.scaler.unscale_(optimizer)
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, cfg.gradient_clip_val)
+        self._call("on_before_optimizer_step", optimizer)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        self._call("on_before_zero_grad", optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+
+    def _check_limits(self) -> bool:
+        cfg = self.cfg.trainer
+        if self.should_stop:
+            return True
+        if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+            self.request_stop(f"reached max_steps={cfg.max_steps}", status="finished")
+            return True
+        if cfg.max_time is not None and self.train_seconds + (time.perf_counter() - self._epoch_t0) >= cfg.max_time:
+            self.request_stop(f"reached max_time={cfg.max_time:g}s", status="finished")
+            return True
+        return False
+
+    def _read_out_train(self) -> None:
+        """Read the device accumulators (one sync), check for non-finite losses, emit ``on_log``."""
+        bad, first_bad = (int(v) for v in torch.stack([self._bad_steps, self._first_bad]).tolist())
+        if bad and self.cfg.trainer.on_nonfinite == "fail":
+            step = first_bad if first_bad >= 0 else self.global_step
+            raise TrainingFailed(
+                f"non-finite loss (NaN or inf) at step {step + 1}, epoch {self.epoch + 1}: training diverged. "
+                f"Fix: lower optim.lr (now {self.cfg.optim.lr:g}), set trainer.gradient_clip_val, or use "
+                "trainer.on_nonfinite: skip to skip such batches. The last good checkpoint is kept."
+            )
+        loss, acc, count = self._window.read()
+        elapsed = max(1e-9, time.perf_counter() - self._window_start)
+        if count == 0:
+            return
+        lrs = {str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
+        row = {
+            "loss": loss,
+            "acc": acc,
+            "lr": max(lrs.values()) if lrs else 0.0,
+            "samples_per_s": self._window_samples / elapsed,
+            "data_wait": min(1.0, self._window_wait / elapsed),
+        }
+        if self.nonfinite_skipped:
+            row["nonfinite_skipped"] = self.nonfinite_skipped
+        self.callback_metrics.update({"train/loss": loss, "train/acc": acc, "lr": row["lr"]})
+        self._call("on_log", "train", {**row, "lrs": lrs})
+        self._window.reset()
+        self._window_start = time.perf_counter()
+        self._window_wait = 0.0
+        self._window_samples = 0
+
+    def _to_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch[0], batch[1]
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        if self.cfg.trainer.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _evaluate(self, loader: Iterable[Any], split: str, *, stoppable: bool) -> dict[str, Any] | None:
+        """One pass over ``loader``; None when a signal arrived during it (``stoppable``)."""
+        model = self.train_model
+        assert model is not None
+        was_training = model.training
+        model.eval()
+        metrics = ClassificationMetrics(len(self.class_names), self.device)
+        with torch.random.fork_rng(devices=[]):
+            iterator = iter(loader)
+        try:
+            with torch.no_grad():
+                for i, batch in enumerate(iterator):
+                    x, y = self._to_device(batch)
+                    with autocast(self.device, self.cfg.trainer.precision):
+                        logits = model(x)
+                    logits = logits.float()
+                    metrics.update(logits, y, F.cross_entropy(logits, y, reduction="sum"))
+                    if split == "val":
+                        self._call("on_validation_batch_end", {"logits": logits}, batch, i)
+                    if stoppable and self.signal_received is not None:
+                        return None
+        finally:
+            model.train(was_training)
+        return metrics.compute()
+
+    def _record_eval(self, split: str, metrics: dict[str, Any]) -> None:
+        scalars = scalar_metrics(metrics)
+        self.last_eval[split] = metrics
+        for key, value in scalars.items():
+            self.callback_metrics[f"{split}/{key}"] = value
+        for key in ("loss", "acc", "f1_macro"):
+            if key in scalars:
+                self.history.setdefault(f"{split}/{key}", []).append(scalars[key])
+        if "train/loss" in self.callback_metrics:
+            self.history.setdefault("train/loss", []).append(self.callback_metrics["train/loss"])
+        self._call("on_log", split, metrics)
+
+    def _on_finetune_event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("kind", "finetune"))
+        fields = {k: v for k, v in event.items() if k not in ("kind", "message")}
+        message = str(event.get("message") or f"{kind}: {', '.join(map(str, event.get('modules', [])))}")
+        self.log_event(kind, message, **fields)
+        self.refresh_model_tree()
+        if self.run is not None and self.model_tree is not None:
+            self.run.write_json("model.json", self.model_tree)
+
+    # -----------------------------------------------------------------------------------------
+    # Failures and signals
+    # -----------------------------------------------------------------------------------------
+
+    def _as_failure(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, FtuiError):
+            return exc
+        if isinstance(exc, torch.OutOfMemoryError):
+            bs = self.cfg.data.batch_size
+            return TrainingFailed(
+                f"out of memory on {self.device} with data.batch_size={bs}. Fix: lower data.batch_size (e.g. "
+                f"--set data.batch_size={max(1, bs // 2)}) and raise trainer.accumulate_grad_batches to keep the "
+                "effective batch, or use trainer.precision: bf16-mixed, or a smaller data.image_size."
+            )
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        failure = TrainingFailed(f"training failed: {type(exc).__name__}: {exc}")
+        failure.traceback = "".join(tb)  # type: ignore[attr-defined]
+        return failure
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, TypeError):
+                pass
+        self._old_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signal_received is not None:
+            raise KeyboardInterrupt  # the second signal: leave at once
+        self.signal_received = signum
+        self.request_stop(f"received {signal.Signals(signum).name}", status="interrupted")
+
+    # -----------------------------------------------------------------------------------------
+    # Hooks
+    # -----------------------------------------------------------------------------------------
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def _call_safely(self, hook: str, *args: Any) -> None:
+        """Call a hook on every callback even if some fail (used while failing or tearing down)."""
+        for cb in self.callbacks:
+            try:
+                getattr(cb, hook)(self, *args)
+            except Exception as exc:  # noqa: BLE001 - one broken callback must not hide the real error
+                if self.run is not None:
+                    try:
+                        self.run.log_event("warning", f"{type(cb).__name__}.{hook} failed: {exc}")
+                    except Exception:  # noqa: BLE001
+                        pass
+
+
+def _report(report: Any) -> Any:
+    for attr in ("to_dict", "as_dict"):
+        fn = getattr(report, attr, None)
+        if callable(fn):
+            return fn()
+    try:
+        from dataclasses import asdict, is_dataclass
+
+        if is_dataclass(report):
+            return asdict(report)
+    except Exception:  # noqa: BLE001
+        pass
+    return str(report)
