@@ -59,6 +59,12 @@ class RunConfig(Section):
     notes: str = Field("", description="Free text stored with the run.")
 
 
+SHAPE_CLASSES: tuple[str, ...] = (
+    "circle", "square", "triangle", "cross", "ring", "star",
+    "pentagon", "hexagon", "diamond", "ellipse", "arrow", "heart",
+)
+
+
 class ShapesConfig(Section):
     """The built-in procedural shapes dataset."""
 
@@ -68,6 +74,16 @@ class ShapesConfig(Section):
         description="Shape classes to draw (circle, square, triangle, cross, ring, star, "
         "pentagon, hexagon, diamond, ellipse, arrow, heart).",
     )
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in SHAPE_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown shape class(es) {unknown}; choose from {', '.join(SHAPE_CLASSES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("each class may be listed once")
+        return v
     image_size: int = Field(32, ge=8, le=512, description="Side of the generated RGB images in pixels.")
     difficulty: float = Field(
         0.5, ge=0.0, le=1.0, description="0 = clean centred shapes, 1 = small, cluttered, noisy shapes."
@@ -145,6 +161,13 @@ class RandomErasingAug(Section):
             raise ValueError("scale must be [low, high] with 0 < low <= high <= 1")
         return v
 
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v: Range) -> Range:
+        if not (0 < v[0] <= v[1]):
+            raise ValueError("ratio must be [low, high] with 0 < low <= high")
+        return v
+
 
 class AffineAug(Section):
     """Pixel-value affine ``x * scale + offset`` with random ranges (on [0, 1] pixel values)."""
@@ -188,7 +211,17 @@ class OutlierConfig(Section):
     ranges: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="Per-column allowed [low, high], for method 'range'."
     )
-    action: Literal["drop", "clip"] = Field("clip", description="Drop outlier rows or clip values.")
+    action: Literal["drop", "clip"] = Field(
+        "clip", description="Drop outlier training rows (validation/test values are clipped) or clip every split."
+    )
+
+    @field_validator("ranges")
+    @classmethod
+    def _ranges(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        bad = [k for k, (lo, hi) in v.items() if not lo <= hi]
+        if bad:
+            raise ValueError(f"each range must be [low, high] with low <= high (not so for {', '.join(bad)})")
+        return v
 
 
 class BoxCoxSpec(Section):

@@ -1,12 +1,40 @@
-"""``ftui data preview``."""
+"""``ftui data preview``: dataset statistics and augmented samples drawn in the terminal."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tui.commands import not_built
+from core.errors import DataError, UserError
+
+SPLITS = ("train", "val", "test")
 
 
 def preview(config: Path, *, split: str, n: int, seed: int | None, overrides: list[str]) -> None:
-    """Print dataset statistics and a grid of augmented samples."""
-    raise not_built("data preview", 3)
+    """Print dataset statistics and a grid of (augmented) samples of one split."""
+    from rich.console import Console
+
+    from core.config import load_config
+
+    if split not in SPLITS:
+        raise UserError(f"--split: '{split}' is not a split. Fix: use one of {', '.join(SPLITS)}.")
+    cfg = load_config(config, overrides)
+    # torch and torchvision load only now: `--help` and config errors stay fast.
+    from core.data import build_data
+    from core.data.stats import channel_stats
+    from core.data.summary import preview_renderable
+    from core.data.transforms import build_stats_transform
+
+    data = build_data(cfg.data, cfg.run.seed)
+    if getattr(data, split) is None:
+        raise DataError(
+            f"{config}: data source '{cfg.data.source}' has no {split} split. "
+            f"Fix: use --split val, or set data.test_fraction (or data.shapes.test_size) above 0."
+        )
+    measured = None
+    if data.task == "image" and not data.fitted.get("normalization"):
+        train = data.train
+        measured = channel_stats(
+            train.base, train.indices, build_stats_transform(cfg.data), seed=cfg.run.seed, max_samples=500
+        )
+    draw_seed = cfg.run.seed if seed is None else seed
+    Console(highlight=False).print(preview_renderable(data, split, n, draw_seed, measured))

@@ -1,0 +1,193 @@
+"""Loaders whose batches are a function of ``(seed, epoch)`` only, with mid-epoch resume.
+
+:class:`EpochSampler` decides the order in the main process (also with persistent workers) and
+yields ``(index, epoch)`` pairs, so the dataset can seed each sample's augmentation from
+``(seed, epoch, index)``. It shards like ``torch.utils.data.DistributedSampler``: the order is padded
+to a multiple of ``world_size`` by repeating its head, and rank ``r`` takes every
+``world_size``-th index starting at ``r``; this is the hook distributed training plugs into.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from core.config import DataConfig
+from core.data.seeding import mix_seed
+from core.errors import DataError
+
+
+class EpochSampler(Sampler):
+    """Seeded, shardable sampler yielding ``(index, epoch)``; skips a prefix once for resumes.
+
+    Args:
+        length: Size of the dataset.
+        shuffle: Permute per epoch (training) or keep the order (evaluation).
+        seed: Seed of the permutation.
+        rank: This process's rank.
+        world_size: Number of processes.
+    """
+
+    def __init__(self, length: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def skip_next(self, samples: int) -> None:
+        """Let the next iteration (only) start after ``samples`` of this rank's indices."""
+        self._skip = max(int(samples), 0)
+
+    def order(self, epoch: int) -> list[int]:
+        """This rank's full index order for ``epoch``."""
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(mix_seed(self.seed, epoch, 0x0D3E))
+            order = torch.randperm(self.length, generator=g).tolist()
+        else:
+            order = list(range(self.length))
+        total = self.num_per_rank() * self.world_size
+        while len(order) < total:  # pad by repeating the head, as DistributedSampler does
+            order += order[: total - len(order)]
+        return order[self.rank : total : self.world_size]
+
+    def num_per_rank(self) -> int:
+        """Indices per rank in one epoch (after padding)."""
+        return math.ceil(self.length / self.world_size) if self.length else 0
+
+    def __len__(self) -> int:
+        return self.num_per_rank()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        # Computed eagerly and the skip consumed here, so one resume affects exactly one epoch.
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
+        return iter([(i, epoch) for i in self.order(epoch)[skip:]])
+
+
+class EpochLoader:
+    """A ``DataLoader`` with :class:`EpochSampler`: ``set_epoch`` and ``set_start_batch`` for resumes."""
+
+    def __init__(self, loader: DataLoader, sampler: EpochSampler, batch_size: int):
+        self.loader = loader
+        self.sampler = sampler
+        self.batch_size = batch_size
+
+    @property
+    def dataset(self) -> Any:
+        """The dataset loaded."""
+        return self.loader.dataset
+
+    @property
+    def num_workers(self) -> int:
+        """Worker processes in use."""
+        return self.loader.num_workers
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration yields."""
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order and augmentation of the next iteration are those of ``epoch``."""
+        self.sampler.set_epoch(epoch)
+
+    def set_start_batch(self, index: int) -> None:
+        """The next iteration starts at batch ``index`` without loading the batches before it."""
+        self.sampler.skip_next(int(index) * self.batch_size)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.loader)
+
+
+def resolve_num_workers(value: int | str) -> int:
+    """``auto``: one worker per core but one (the training process's), capped at 8.
+
+    On a machine with two cores or fewer ``auto`` gives 0: the training step already keeps both
+    cores busy with intra-op threads, and a worker process would only compete for them and add
+    start-up and inter-process copying costs.
+    """
+    if value != "auto":
+        return int(value)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(cores - 1, 8)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and ``random`` in a worker from torch's per-worker seed (set by the DataLoader)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_loader(
+    dataset: Any,
+    cfg: DataConfig,
+    *,
+    split: str,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    device_type: str = "cpu",
+) -> EpochLoader:
+    """A loader for ``split``: shuffled, ``drop_last`` batches for ``train``; ordered ones otherwise.
+
+    Args:
+        dataset: A split of a :class:`core.data.DataBundle`.
+        cfg: The data config (batch sizes, workers, pinning, prefetching).
+        split: ``train``, ``val`` or ``test``.
+        seed: Seed of the order (with the epoch).
+        rank: This process's rank for sharding.
+        world_size: Number of processes.
+        device_type: Device the batches go to (``cuda`` pins memory when ``pin_memory: auto``).
+    """
+    train = split == "train"
+    batch_size = cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size)
+    drop_last = cfg.drop_last if train else False
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size)
+    if train and drop_last and sampler.num_per_rank() < batch_size:
+        raise DataError(
+            f"data.batch_size: {batch_size} is larger than the training split ({sampler.num_per_rank()} samples "
+            f"per process) and data.drop_last is true, so an epoch would have no batches. "
+            f"Fix: lower data.batch_size or set data.drop_last: false."
+        )
+    workers = resolve_num_workers(cfg.num_workers)
+    pin = device_type == "cuda" if cfg.pin_memory == "auto" else bool(cfg.pin_memory)
+    generator = torch.Generator()
+    generator.manual_seed(mix_seed(seed, rank, 0x10AD))
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"persistent_workers": cfg.persistent_workers, "prefetch_factor": cfg.prefetch_factor}
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin,
+        drop_last=drop_last,
+        worker_init_fn=seed_worker,
+        generator=generator,
+        **extra,
+    )
+    return EpochLoader(loader, sampler, batch_size)
