@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Label, Markdown
+from textual.widgets import Label, Static
 
 ABOUT = {
     "HomeScreen": (
@@ -20,20 +22,24 @@ ABOUT = {
         "and the run's output. Closing the dashboard leaves the run going."
     ),
 }
+#: Keys every Textual screen has; listing them would bury the ones that matter.
+GENERIC_KEYS = {"ctrl+c", "super+c", "ctrl+q", "tab", "shift+tab"}
 
 
-def bindings_markdown(screen: Screen) -> str:
-    """A Markdown table of the keys active on ``screen`` (its own, then the app's)."""
-    rows: list[str] = []
+def keys_table(screen: Screen) -> Table:
+    """The keys active on ``screen`` (its own, then the app's), one line each."""
+    table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
     seen: set[str] = set()
     for active in screen.active_bindings.values():
         binding = active.binding
-        if not binding.description or binding.key in seen:
+        if not binding.description or binding.key in seen or binding.key in GENERIC_KEYS or not active.enabled:
             continue
         seen.add(binding.key)
-        key = screen.app.get_key_display(binding)
-        rows.append(f"| `{key}` | {binding.description} | {binding.tooltip or ''} |")
-    return "| key | action | what it does |\n|---|---|---|\n" + "\n".join(rows)
+        what = binding.description + (f": {binding.tooltip}" if binding.tooltip else "")
+        table.add_row(screen.app.get_key_display(binding), what)
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
@@ -44,16 +50,17 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, screen: Screen) -> None:
         super().__init__()
         self.about = ABOUT.get(type(screen).__name__, "")
-        self.keys = bindings_markdown(screen)
+        self.keys = keys_table(screen)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="help-dialog"):
-            yield Label("Help (escape to close)", classes="dialog-title")
+            yield Label("Help (escape closes)", classes="dialog-title")
             with VerticalScroll():
-                yield Markdown(
-                    f"{self.about}\n\n{self.keys}\n\n"
-                    "`ctrl+p` opens the command palette with every action. The mouse works too: click tabs, "
-                    "rows and buttons."
+                yield Static(Text(self.about), classes="help-about")
+                yield Static(self.keys)
+                yield Static(
+                    Text("ctrl+p opens the command palette with every action. The mouse works too: "
+                         "click tabs, rows and buttons.", style="dim")
                 )
 
     def action_close(self) -> None:

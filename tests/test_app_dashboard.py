@@ -1,0 +1,206 @@
+"""Pilot tests of the dashboard on the recorded run and on runs that change or break while watched."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tui.app import FtuiApp
+from tui.screens.dashboard import DashboardScreen
+from tui.widgets.metric_plot import MetricPlot
+
+FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def screen_text(app: FtuiApp) -> str:
+    """What the terminal shows, as plain text."""
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), force_terminal=True, record=True)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def wait_loaded(pilot, screen: DashboardScreen) -> None:
+    for _ in range(200):
+        if screen.loaded:
+            break
+        await pilot.pause(0.02)
+    assert screen.loaded, "the reader never delivered the run"
+    screen.redraw()
+    await pilot.pause()
+
+
+def copy_run(tmp_path: Path, name: str = "run") -> Path:
+    run = tmp_path / name
+    shutil.copytree(FIXTURE, run)
+    return run
+
+
+def rewrite_info(run: Path, **fields) -> None:
+    info = json.loads((run / "run.json").read_text())
+    info.update(fields)
+    (run / "run.json").write_text(json.dumps(info))
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.mark.asyncio
+async def test_dashboard_shows_every_view_of_the_recorded_run() -> None:
+    app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        await wait_loaded(pilot, screen)
+        text = screen_text(app)
+        assert "recorded_run" in text and "finished" in text
+        assert "epoch 3/3" in text and "step 120/120" in text and "elapsed 0:36" in text and "ETA done" in text
+        assert "loss" in text and "accuracy" in text and "learning rate" in text
+        await pilot.press("2")
+        text = screen_text(app)
+        # test acc of the recorded run is 0.75 (its confusion matrix has 225 of 300 on the diagonal)
+        assert "test" in text and "0.7500" in text and "f1_macro" in text
+        await pilot.press("3")
+        text = screen_text(app)
+        assert "rows = true class" in text and "circle" in text and "press v for test" in text
+        await pilot.press("v")
+        assert "test: rows = true class" in screen_text(app)
+        await pilot.press("4")
+        text = screen_text(app)
+        assert "+0:36 checkpoint" in text and "new best val/acc 0.7567" in text and "warning" in text
+        await pilot.press("5")
+        assert "finished: best val/acc 0.7567" in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_plot_keys_change_the_drawing_and_resizing_never_crashes() -> None:
+    app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_loaded(pilot, screen)
+        assert "step" in screen_text(app)
+        await pilot.press("l", "e", "x")
+        await pilot.pause()
+        opts = screen.plot_options
+        assert (opts.log_y, opts.smoothing, opts.x_axis) == (True, 0.6, "epoch")
+        assert "loss (log) EMA 0.6" in screen_text(app)
+        await pilot.press("x")
+        assert screen.plot_options.x_axis == "time"
+        assert "minutes" in screen_text(app)
+        for size in ((200, 60), (40, 10), (20, 5), (80, 24), (150, 45)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            screen_text(app)
+        # wide terminals put the three plots in one row
+        assert screen.has_class("-wide")
+        plots = list(screen.query(MetricPlot))
+        assert len({p.region.y for p in plots}) == 1
+
+
+@pytest.mark.asyncio
+async def test_corrupt_lines_are_counted_and_shown_as_a_warning(tmp_path: Path) -> None:
+    run = copy_run(tmp_path)
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write("garbage\n[1, 2]\n")
+    with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+        fh.write("{broken\n")
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        assert "3 corrupt line(s)" in screen_text(app)
+        assert "finished" in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_a_failed_run_shows_its_error_prominently(tmp_path: Path) -> None:
+    run = copy_run(tmp_path)
+    rewrite_info(run, status="failed", error="non-finite loss (nan) at step 57: lower optim.lr")
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        text = screen_text(app)
+        assert "Training failed: non-finite loss (nan) at step 57" in text
+        assert "failed" in text
+
+
+@pytest.mark.asyncio
+async def test_live_updates_and_a_deleted_run_directory(tmp_path: Path) -> None:
+    run = copy_run(tmp_path)
+    rewrite_info(run, status="running", ended=None, pid=os.getpid(), host=os.uname().nodename, step=120)
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_loaded(pilot, screen)
+        assert "running" in screen_text(app)
+        with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": 125, "epoch": 3, "time": 1767225640.0, "split": "train", "loss": 0.0123}) + "\n")
+        rewrite_info(run, status="running", ended=None, pid=os.getpid(), host=os.uname().nodename, step=125)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if screen.state.latest.get(("train", "loss")) == 0.0123:
+                break
+        screen.redraw()
+        assert "step 125/120" in screen_text(app)
+        shutil.rmtree(run)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if screen.state.deleted:
+                break
+        screen.redraw()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "was deleted" in text
+        await pilot.press("2")  # still usable
+        assert "0.0123" in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_help_and_command_palette_list_the_actions() -> None:
+    app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Log y (l)" in titles and "X axis (x)" in titles and "Smooth (e)" in titles
+        assert not any(t.startswith("Stop") for t in titles)  # a finished run cannot be stopped
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Help" in text and "Cycle the plots' x axis" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+
+
+def test_watching_never_imports_torch() -> None:
+    # A fresh interpreter: other tests of this session may have imported torch already.
+    code = f"""
+import asyncio, sys
+from pathlib import Path
+from tui.app import FtuiApp
+async def main():
+    app = FtuiApp({str(FIXTURE.parent)!r}, watch=Path({str(FIXTURE)!r}))
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(200):
+            if app.screen.loaded:
+                break
+            await pilot.pause(0.02)
+        assert app.screen.loaded
+        for key in "12345lex":
+            await pilot.press(key)
+        await pilot.press("question_mark")
+        await pilot.pause()
+asyncio.run(main())
+assert "torch" not in sys.modules, "the dashboard imported torch"
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
