@@ -12,7 +12,7 @@ import pytest
 
 from core.config import config_from_dict
 from core.runs import RunReader, RunWriter
-from core.system.callback import NO_GPU_MESSAGE, TelemetryCallback
+from core.system.callback import NO_GPU_MESSAGE, NO_NVML_MESSAGE, TelemetryCallback
 from test_system_fakes import FakeNvml
 
 
@@ -127,3 +127,45 @@ def test_worker_count_comes_from_the_loader(tmp_path: Path) -> None:
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError):
         TelemetryCallback(interval=0)
+
+
+def test_cuda_run_records_its_gpu_from_nvml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device-to-NVML mapping, with a fake NVML (this machine has no GPU; torch figures stay null)."""
+    import torch
+
+    from test_system_fakes import FakeGpu
+
+    if torch.cuda.is_available():  # pragma: no cover - real CUDA maps by UUID, which the fake lacks
+        pytest.skip("real CUDA here: see test_system_gpu.py")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # cuda:0 of the run is NVML GPU 1
+    trainer = _stand_in(tmp_path)
+    trainer.device = torch.device("cuda", 0)
+    backend = FakeNvml([FakeGpu(uuid="GPU-a", util=5), FakeGpu(uuid="GPU-b", util=88)])
+    callback = TelemetryCallback(interval=10.0, nvml_backend=backend)
+    callback.on_fit_start(trainer)
+    callback.on_fit_end(trainer)
+    trainer.run.close()
+    (record,) = [json.loads(x) for x in (trainer.run.path / "system.jsonl").read_text().splitlines()]
+    (gpu,) = record["gpus"]
+    assert (gpu["index"], gpu["cuda_index"], gpu["uuid"], gpu["util"]) == (1, 0, "GPU-b", 88)
+    assert gpu["torch_allocated"] is None  # CUDA not initialised in this process: unknown, not 0
+    assert not (trainer.run.path / "events.jsonl").exists()
+    assert backend.shutdowns == backend.inits == 1
+
+
+def test_cuda_run_without_nvml_says_so(tmp_path: Path) -> None:
+    import pynvml
+    import torch
+
+    trainer = _stand_in(tmp_path)
+    trainer.device = torch.device("cuda", 0)
+    backend = FakeNvml(init_error=pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED))
+    callback = TelemetryCallback(interval=10.0, nvml_backend=backend)
+    callback.on_fit_start(trainer)
+    callback.on_fit_end(trainer)
+    trainer.run.close()
+    events = [json.loads(x) for x in (trainer.run.path / "events.jsonl").read_text().splitlines()]
+    assert [e["message"] for e in events] == [NO_NVML_MESSAGE]
+    assert "Driver Not Loaded" in events[0]["reason"]
+    (record,) = [json.loads(x) for x in (trainer.run.path / "system.jsonl").read_text().splitlines()]
+    assert len(record["gpus"]) == 1 and record["gpus"][0]["util"] is None

@@ -85,7 +85,7 @@ class TelemetryCallback(Callback):
         """The GPUs this run uses: its own CUDA device, plus its peers' in a one-node DDP run."""
         if _device_type(trainer) != "cuda":
             return []
-        from core.system.torch_memory import cuda_device_refs
+        from core.system.torch_memory import cuda_device_refs, visible_to_nvml_index
 
         import torch
 
@@ -93,7 +93,12 @@ class TelemetryCallback(Callback):
         own = index if index is not None else torch.cuda.current_device()
         world = int(getattr(trainer, "world_size", 1) or 1)
         indices = list(range(world)) if world > 1 and world <= torch.cuda.device_count() else [own]
-        refs = cuda_device_refs(indices) if nvml.available else [None] * len(indices)
+        refs: list[int | str | None] = [None] * len(indices)
+        if nvml.available:
+            refs = list(cuda_device_refs(indices))
+            for i, ref in enumerate(refs):
+                if not nvml.sample([ref]):  # UUID unknown to NVML (old torch, MIG): map the index instead
+                    refs[i] = visible_to_nvml_index(indices[i])
         out = []
         for index, ref in zip(indices, refs):
             # torch's allocator figures are per process: only our own device's are meaningful here.
