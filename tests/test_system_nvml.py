@@ -124,3 +124,18 @@ def test_real_nvml_path_without_error() -> None:
             assert nvml.sample() == [] and nvml.device_count() == 0
     finally:
         nvml.close()
+
+
+def test_machine_snapshot_trusts_nvml_names_for_pids_it_cannot_see() -> None:
+    from core.system.machine import machine_snapshot
+
+    gone = 2**22 + 12345  # above Linux's pid_max default range: no such process here
+    backend = FakeNvml([FakeGpu(mem_used=30 * GIB, processes=[(gone, 29 * GIB)])])
+    backend.nvmlSystemGetProcessName = lambda pid: b"/opt/conda/bin/python3.11"
+    with Nvml(backend) as nvml:
+        snap = machine_snapshot(nvml)
+    (gpu,) = snap.gpus
+    assert gpu["free"] == 50 * GIB
+    assert gpu["processes"] == [{"pid": gone, "name": "python3.11", "used_memory": 29 * GIB, "user": None}]
+    assert snap.mem_total > 0 and snap.nvml_reason is None and snap.driver_version == "999.99"
+    assert machine_snapshot(None).nvml_reason == "NVML is not available"
