@@ -304,7 +304,7 @@ class LayerPattern(Section):
     Blocks are the top-level children that hold parameters, in registration order; the head is one
     block of its own even when nested (``classifier.3``), and a model's trunk container (``features``,
     ``encoder``, ``encoder.layers``, ``trunk_output``) is expanded into its children, so ``{last: 3}`` is
-    ``fc, layer4, layer3`` on a ResNet and the head plus the last two ``features.*`` stages on a MobileNet.
+    ``layer3, layer4, fc`` on a ResNet and ``features.12, classifier.0, classifier.3`` on a MobileNet V3.
     """
 
     last: int = Field(
@@ -331,7 +331,12 @@ class UnfreezeStep(Section):
 
     epoch: int = Field(ge=0, description="Epoch (0-based) at whose start the modules are unfrozen.")
     unfreeze: Union[Pattern, list[Pattern]] = Field(description="Pattern(s) to unfreeze.")
-    lr: float | None = Field(None, gt=0, description="Learning rate of the unfrozen parameters.")
+    lr: float | None = Field(
+        None,
+        gt=0,
+        description="Learning rate of the newly unfrozen parameters (they move to group 'unfrozen:<pattern>'; "
+        "default: the lr of their configured group).",
+    )
 
 
 class FinetuneConfig(Section):
@@ -339,8 +344,8 @@ class FinetuneConfig(Section):
 
     freeze: list[Pattern] = Field(
         default_factory=list,
-        description="Patterns to freeze: module paths or globs ('layer1', 'features.*'), 'backbone', "
-        "'all_but_head', or {last: N}.",
+        description="Patterns to freeze: module paths or globs ('layer1', 'features.*'), 'backbone' "
+        "(= 'all_but_head'), 'head', 'all', or {last: N}. A pattern that matches nothing is an error.",
     )
     unfreeze: list[Pattern] = Field(
         default_factory=list, description="Patterns to unfreeze after 'freeze' is applied."

@@ -206,6 +206,9 @@ def test_model_tree_shapes_params_and_mode() -> None:
     total = sum(p.numel() for p in model.parameters())
     assert tree["total_params"] == total and tree["trainable_params"] == total - rows["stage1"]["params"]
     assert tree["head"] == "head" and tree["input_shape"] == [3, 12, 10] and tree["forward_error"] is None
+    model.stage1[1].eval()  # a frozen BatchNorm inside a training model keeps its own mode
+    model_tree(model, (3, 12, 10), "head")
+    assert model.training and not model.stage1[1].training
     model.eval()
     model_tree(model, (3, 12, 10), "head")
-    assert not model.training
+    assert not model.training and not model.head.training

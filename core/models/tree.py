@@ -40,7 +40,8 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, An
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     error = None
-    was_training = model.training
+    # Per-module modes: frozen BatchNorm layers sit in eval mode inside a training model.
+    modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad():
@@ -48,7 +49,8 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, An
     except Exception as exc:  # a model that rejects this input size still gets its tree, without shapes
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
     finally:
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
         for handle in handles:
             handle.remove()
     return shapes, order, error
@@ -65,7 +67,7 @@ def model_tree(
     """Describe ``model`` as JSON-serialisable data (the content of ``model.json``).
 
     Output shapes come from one forward pass on a zero batch of one under ``torch.no_grad()`` in
-    eval mode (the model's mode is restored); they leave out the batch dimension, like
+    eval mode (every module's mode is restored); they leave out the batch dimension, like
     ``input_shape``. A forward pass that fails leaves shapes null and sets ``forward_error``.
 
     Args:
