@@ -20,7 +20,7 @@ SUMMARY_SCHEMA = 1
 # Buffers of normalisation layers: tensors in a state dict that are not parameters.
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 _FTUI_KEYS = {"format", "ftui_version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
-              "config", "data", "finetune", "metrics", "model_tree"}
+              "config", "data", "finetune", "metrics", "model_tree", "batch_idx", "callbacks", "run"}
 _LIGHTNING_KEYS = {"state_dict", "epoch", "global_step", "pytorch-lightning_version", "optimizer_states",
                    "lr_schedulers", "callbacks", "hyper_parameters", "loops", "hparams_name"}
 
@@ -94,11 +94,16 @@ def _frozen_lookup(tree: dict | None, finetune: dict | None):
             if isinstance(module, dict) and "frozen" in module and module.get("path") is not None:
                 flags[str(module["path"])] = bool(module["frozen"])
     frozen_paths = [str(p) for p in (finetune or {}).get("frozen") or []] if not flags else []
+    # FineTuner records the exact frozen parameter names; modules' flags then only serve buffers.
+    exact = finetune.get("frozen_params") if isinstance(finetune, dict) else None
+    frozen_params = {str(n) for n in exact} if isinstance(exact, list) else None
     known = bool(flags) or finetune is not None
 
     def frozen(name: str) -> bool | None:
         if not known:
             return None
+        if frozen_params is not None and not is_buffer(name):
+            return name in frozen_params
         if flags:
             parts = name.split(".")
             for cut in range(len(parts) - 1, -1, -1):  # the nearest module that has a flag

@@ -73,6 +73,11 @@ def sparkline(values: Iterable[float | None]) -> str:
     return "".join(_SPARK[min(len(_SPARK) - 1, int((v - lo) / span * (len(_SPARK) - 1) + 0.5))] for v in vals)
 
 
+def _table(title: str) -> Table:
+    """A compact table (no edge padding) so that wide tables still fit 80 columns."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
 def _kv_table(title: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
     table.add_column("key", style="bold", no_wrap=True)
@@ -117,13 +122,13 @@ def summary_table(summary: dict[str, Any]) -> Table:
 
 def modules_table(summary: dict[str, Any], max_depth: int = 2) -> Table:
     """Module paths up to ``max_depth`` with type, parameters, size and frozen flag."""
-    table = Table(title=f"Layers (depth ≤ {max_depth})", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("module", no_wrap=True)
-    table.add_column("type")
-    table.add_column("params", justify="right")
-    table.add_column("tensors", justify="right")
-    table.add_column("size", justify="right")
-    table.add_column("frozen")
+    table = _table(f"Layers (depth ≤ {max_depth})")
+    table.add_column("module", overflow="fold")
+    table.add_column("type", overflow="fold")
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("tensors", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("frozen", no_wrap=True)
     for row in summary.get("modules") or []:
         if row["depth"] > max_depth:
             continue
@@ -135,7 +140,7 @@ def modules_table(summary: dict[str, Any], max_depth: int = 2) -> Table:
 
 def tensors_table(summary: dict[str, Any]) -> Table:
     """Every tensor: name, shape, dtype, elements, frozen."""
-    table = Table(title="Tensors", title_justify="left", box=box.SIMPLE_HEAD)
+    table = _table("Tensors")
     table.add_column("name", overflow="fold")  # the only column that may wrap on a narrow terminal
     table.add_column("shape", no_wrap=True)
     table.add_column("dtype", no_wrap=True)
@@ -161,7 +166,7 @@ def optimizer_table(summary: dict[str, Any]) -> RenderableType:
         head.add_row("state", f"{opt['state_tensors']} tensors for {opt['params_with_state']} params, "
                      f"{fmt_bytes(opt['state_bytes'])}")
         parts.append(head)
-        groups = Table(title="Parameter groups", title_justify="left", box=box.SIMPLE_HEAD)
+        groups = _table("Parameter groups")
         for col in ("#", "name", "lr", "params", "options"):
             groups.add_column(col, justify="right" if col in ("#", "lr", "params") else "left", overflow="fold")
         for g in opt.get("groups") or []:
@@ -198,7 +203,7 @@ def metrics_table(summary: dict[str, Any]) -> RenderableType:
     history = ((summary.get("metrics") or {}).get("history")) or {}
     if not history:
         return Text("No metric history in this file.", style="dim")
-    table = Table(title="Metric history", title_justify="left", box=box.SIMPLE_HEAD)
+    table = _table("Metric history")
     for col in ("metric", "points", "first", "last", "min", "max", "trend"):
         table.add_column(col, justify="left" if col in ("metric", "trend") else "right")
     for name, values in history.items():
@@ -240,17 +245,18 @@ def diff_view(report: dict[str, Any], *, show_unchanged: bool = False) -> Render
     """Per-module summary of a diff, then every tensor that is not unchanged."""
     counts = report["counts"]
     head = Text(f"A: {report['a']}\nB: {report['b']}\n" + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
-    modules = Table(title="Per module", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("module", "status", "frozen in B", "unchanged", "changed", "other", "rel. change", "max rel."):
-        modules.add_column(col, justify="left" if col in ("module", "status", "frozen in B") else "right")
+    modules = _table("Per module")
+    for col in ("module", "status", "frozen", "same", "changed", "other", "rel. Δ", "max rel. Δ"):
+        # Only the module name may wrap: statuses and numbers stay whole on narrow terminals.
+        modules.add_column(col, justify="left" if col in ("module", "status", "frozen") else "right",
+                           overflow="fold", no_wrap=col != "module")
     for m in report["modules"]:
         c = m["counts"]
         other = c["added"] + c["removed"] + c["shape_changed"]
         modules.add_row(m["module"] or "(root)", Text(m["status"], style=_STATUS_STYLE.get(m["status"], "")),
                         fmt_frozen(m.get("frozen")), str(c["unchanged"]), str(c["changed"]), str(other),
                         fmt_num(m["rel_change"]), fmt_num(m["max_rel_change"]))
-    tensors = Table(title="Tensors" + ("" if show_unchanged else " (unchanged ones left out)"), title_justify="left",
-                    box=box.SIMPLE_HEAD)
+    tensors = _table("Tensors" + ("" if show_unchanged else " (unchanged ones left out)"))
     for col in ("tensor", "status", "shape A", "shape B", "rel. change", "max |Δ|"):
         tensors.add_column(col, justify="right" if col in ("rel. change", "max |Δ|") else "left",
                            overflow="fold", no_wrap=col != "tensor")
