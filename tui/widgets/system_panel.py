@@ -105,7 +105,8 @@ class SystemPanel(Vertical):
         if latest is not None:
             self._show_values(latest)
         self.query_one("#system-now", Static).update(_now_text(latest))
-        self.findings = diagnose(samples, metrics)
+        # Diagnostics look at the last minute only; tails keep each redraw cheap on hours-long runs.
+        self.findings = diagnose(samples[-600:], metrics[-2000:])
         box = self.query_one("#system-findings", Static)
         box.set_class(bool(self.findings), "-shown")
         box.update(_findings_text(self.findings))
