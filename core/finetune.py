@@ -206,6 +206,8 @@ class FineTuner:
             param = self._params[name]
             param.requires_grad_(False)
             param.grad = None  # the optimizer skips parameters without a gradient
+        if self.model.training:
+            self.apply_bn_policy()
         return sel.modules
 
     def unfreeze(self, pattern: Any, lr: float | None = None, *, where: str = "unfreeze") -> list[str]:
@@ -226,6 +228,8 @@ class FineTuner:
         if lr is not None and newly:
             # Only newly trainable parameters take the new lr: a head that was training keeps its own.
             self._move(newly, f"unfrozen:{sel.label}", lr)
+        if self.model.training:
+            self.apply_bn_policy()
         return sel.modules
 
     def set_lr(self, group: str, lr: float) -> None:
@@ -273,10 +277,13 @@ class FineTuner:
         return events
 
     def apply_bn_policy(self) -> None:
-        """With ``bn: freeze``, put BatchNorm layers of frozen parts back in eval mode (call after
-        ``model.train()``) so their running statistics stay as loaded."""
+        """With ``bn: freeze``, put BatchNorm layers of frozen parts in eval mode (call after
+        ``model.train()``) so their running statistics stay as loaded; in a training model, BatchNorm
+        layers of trainable parts go (back) to train mode. Freeze and unfreeze call it themselves
+        while the model is training, so a change between steps takes effect at the next step."""
         if self.cfg.bn != "freeze":
             return
+        training = self.model.training
         frozen_owner: dict[str, bool] = {}
         for path, module in self.model.named_modules():
             params = list(module.parameters())
@@ -291,6 +298,8 @@ class FineTuner:
                 frozen = frozen_owner[max(parents, key=len)] if parents else False
             if frozen:
                 module.eval()
+            elif training:
+                module.train()
 
     def frozen_modules(self) -> list[str]:
         """The outermost modules whose parameters are all frozen, and frozen loose parameters."""
@@ -392,4 +401,6 @@ class FineTuner:
                 param.grad = None
         self._groups = groups
         self._applied = applied
+        if self.model.training:
+            self.apply_bn_policy()
         self.optimizer = None  # the old optimizer's groups no longer match; build a new one

@@ -73,6 +73,19 @@ def test_bn_train_policy_keeps_updating_running_stats() -> None:
     assert torch.equal(model.bn1.weight, torch.ones(64))  # frozen affine parameters did not move
 
 
+def test_freeze_and_unfreeze_between_steps_switch_bn_modes() -> None:
+    model = resnet()
+    tuner = FineTuner(model, FinetuneConfig(bn="freeze"), OptimConfig(), "fc")
+    model.train()
+    tuner.freeze("layer1")
+    assert not model.layer1[0].bn1.training and model.layer2[0].bn1.training and model.training
+    tuner.unfreeze("layer1")
+    assert model.layer1[0].bn1.training
+    model.eval()
+    tuner.unfreeze("all")
+    assert not model.layer2[0].bn1.training  # an evaluating model is left in eval mode
+
+
 def test_freezing_mid_training_drops_grads_so_adamw_neither_moves_nor_decays() -> None:
     model = resnet()
     tuner = FineTuner(model, FinetuneConfig(), OptimConfig(name="adamw", lr=0.01, weight_decay=0.5), "fc")
