@@ -35,9 +35,13 @@ class PanelApp(App):
     def __init__(self, widget) -> None:
         super().__init__()
         self.widget = widget
+        self.findings_messages: list[list] = []
 
     def compose(self) -> ComposeResult:
         yield self.widget
+
+    def on_system_panel_findings_changed(self, message: SystemPanel.FindingsChanged) -> None:
+        self.findings_messages.append(message.findings)
 
 
 def _gpu_record(t: float, util: float, used: float, temp: Any = 61) -> dict:
@@ -84,6 +88,10 @@ async def test_system_panel_shows_a_recorded_gpu_run(tmp_path: Path) -> None:
         assert findings.display is True
         text = findings.content.plain
         assert "input pipeline is the bottleneck" in text and "data.num_workers: 4 → 8" in text
+        assert [[f.kind for f in fs] for fs in pilot.app.findings_messages] == [["input_bottleneck"]]
+        panel.update_samples(samples, metrics)  # nothing new: no redraw, no message
+        await pilot.pause()
+        assert len(pilot.app.findings_messages) == 1
 
 
 async def test_system_panel_shows_a_real_cpu_run(tmp_path: Path) -> None:
@@ -117,6 +125,7 @@ async def test_system_panel_shows_a_real_cpu_run(tmp_path: Path) -> None:
         total_gib = psutil.virtual_memory().total / GIB
         assert f"/{total_gib:.1f} GiB" in str(panel.query_one("#value-ram", Label).content)
         assert panel.findings == [] and panel.query_one("#system-findings").display is False
+        assert pilot.app.findings_messages == []
 
 
 async def test_system_panel_fed_before_mount_and_empty() -> None:

@@ -6,11 +6,13 @@ Fed by the dashboard with everything read so far from ``system.jsonl`` and ``met
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Label, Sparkline, Static
 
 from core.system.diagnostics import Finding, diagnose
@@ -62,6 +64,12 @@ class SystemPanel(Vertical):
 
     history = 120  # samples kept in the sparklines (two minutes at 1 Hz)
 
+    @dataclass
+    class FindingsChanged(Message):
+        """The diagnostics changed (e.g. for the dashboard's alert banner); ``findings`` may be empty."""
+
+        findings: list[Finding]
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.findings: list[Finding] = []
@@ -106,7 +114,11 @@ class SystemPanel(Vertical):
             self._show_values(latest)
         self.query_one("#system-now", Static).update(_now_text(latest))
         # Diagnostics look at the last minute only; tails keep each redraw cheap on hours-long runs.
-        self.findings = diagnose(samples[-600:], metrics[-2000:])
+        findings = diagnose(samples[-600:], metrics[-2000:])
+        changed = [f.message for f in findings] != [f.message for f in self.findings]
+        self.findings = findings
+        if changed:
+            self.post_message(self.FindingsChanged(list(findings)))
         box = self.query_one("#system-findings", Static)
         box.set_class(bool(self.findings), "-shown")
         box.update(_findings_text(self.findings))
