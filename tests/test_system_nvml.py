@@ -139,3 +139,11 @@ def test_machine_snapshot_trusts_nvml_names_for_pids_it_cannot_see() -> None:
     assert gpu["processes"] == [{"pid": gone, "name": "python3.11", "used_memory": 29 * GIB, "user": None}]
     assert snap.mem_total > 0 and snap.nvml_reason is None and snap.driver_version == "999.99"
     assert machine_snapshot(None).nvml_reason == "NVML is not available"
+
+
+def test_temperature_falls_back_to_the_v_api() -> None:
+    backend = FakeNvml([FakeGpu(temp=pynvml.NVMLError_FunctionNotFound)])
+    backend.nvmlDeviceGetTemperatureV = lambda handle, sensor: 71
+    with Nvml(backend) as nvml:
+        (row,) = nvml.sample()
+    assert row["temp"] == 71

@@ -191,11 +191,20 @@ class Nvml:
             "mem_util": _num(getattr(util, "memory", None)),
             "mem_used": _num(getattr(mem, "used", None)),
             "mem_total": _num(getattr(mem, "total", None)),
-            "temp": _num(self._get(nv.nvmlDeviceGetTemperature, handle, NVML_TEMPERATURE_GPU)),
+            "temp": _num(self._temperature(handle)),
             "power": None if power is None else power / 1000.0,
             "power_limit": None if limit is None else limit / 1000.0,
             "sm_clock": _num(self._get(nv.nvmlDeviceGetClockInfo, handle, NVML_CLOCK_SM)),
         }
+
+    def _temperature(self, handle: Any) -> Any:
+        # nvmlDeviceGetTemperature is deprecated (gone with CUDA 14 drivers); its V successor is
+        # missing from older drivers, so try one then the other.
+        nv = self._backend
+        value = self._get(getattr(nv, "nvmlDeviceGetTemperature", None), handle, NVML_TEMPERATURE_GPU)
+        if value is None:
+            value = self._get(getattr(nv, "nvmlDeviceGetTemperatureV", None), handle, NVML_TEMPERATURE_GPU)
+        return value
 
     def _get(self, fn: Callable[..., Any] | None, *args: Any) -> Any:
         """Call an NVML function; a figure NVML cannot give becomes None instead of an error."""
