@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,14 @@ from tui.widgets.metric_plot import MetricPlot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
 REPO = Path(__file__).resolve().parent.parent
+
+
+def synthetic_run(tmp_path: Path) -> Path:
+    """The synthetic recorded run (has a test split and a warning event) written under ``tmp_path``."""
+    spec = importlib.util.spec_from_file_location("make_recorded_run", FIXTURE.parent / "make_recorded_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make(tmp_path / "synthetic")
 
 
 def screen_text(app: FtuiApp) -> str:
@@ -62,22 +72,39 @@ async def test_dashboard_shows_every_view_of_the_recorded_run() -> None:
         await wait_loaded(pilot, screen)
         text = screen_text(app)
         assert "recorded_run" in text and "finished" in text
-        assert "epoch 3/3" in text and "step 120/120" in text and "elapsed 0:36" in text and "ETA done" in text
+        # started/ended in run.json are 59.7 s apart
+        assert "epoch 3/3" in text and "step 72/72" in text and "elapsed 1:00" in text and "ETA done" in text
         assert "loss" in text and "accuracy" in text and "learning rate" in text
         await pilot.press("2")
         text = screen_text(app)
-        # test acc of the recorded run is 0.75 (its confusion matrix has 225 of 300 on the diagonal)
-        assert "test" in text and "0.7500" in text and "f1_macro" in text
+        assert "f1_macro" in text and "0.4740" in text  # final val acc, also the best
         await pilot.press("3")
         text = screen_text(app)
-        assert "rows = true class" in text and "circle" in text and "press v for test" in text
+        assert "val: rows = true class" in text and "circle" in text and "star" in text
+        await pilot.press("4")
+        text = screen_text(app)
+        assert "saved best.pt" in text and "+1:00 finished" in text
+        await pilot.press("5")
+        assert "finished: recorded_run" in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_dashboard_of_a_run_with_a_test_split(tmp_path: Path) -> None:
+    run = synthetic_run(tmp_path)
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        assert "elapsed 0:36" in screen_text(app)
+        await pilot.press("2")
+        # test acc of the synthetic run is 0.75 (225 of 300 on the confusion matrix's diagonal)
+        text = screen_text(app)
+        assert "test" in text and "0.7500" in text
+        await pilot.press("3")
+        assert "press v for test" in screen_text(app)
         await pilot.press("v")
         assert "test: rows = true class" in screen_text(app)
         await pilot.press("4")
-        text = screen_text(app)
-        assert "+0:36 checkpoint" in text and "new best val/acc 0.7567" in text and "warning" in text
-        await pilot.press("5")
-        assert "finished: best val/acc 0.7567" in screen_text(app)
+        assert "val/acc below 0.9" in screen_text(app)
 
 
 @pytest.mark.asyncio
@@ -134,21 +161,25 @@ async def test_a_failed_run_shows_its_error_prominently(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_live_updates_and_a_deleted_run_directory(tmp_path: Path) -> None:
     run = copy_run(tmp_path)
-    rewrite_info(run, status="running", ended=None, pid=os.getpid(), host=os.uname().nodename, step=120)
+    started = 1_800_000_000.0
+    live = {"status": "running", "ended": None, "pid": os.getpid(), "host": socket.gethostname(), "started": started}
+    rewrite_info(run, **live, step=30)
     app = FtuiApp(tmp_path, watch=run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         await wait_loaded(pilot, screen)
-        assert "running" in screen_text(app)
+        screen.redraw(clock=started + 60)
+        # 30 of 72 steps in 60 s: 42 steps left at 2 s each
+        assert "running" in screen_text(app) and "elapsed 1:00  ETA 1:24" in screen_text(app)
         with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": 125, "epoch": 3, "time": 1767225640.0, "split": "train", "loss": 0.0123}) + "\n")
-        rewrite_info(run, status="running", ended=None, pid=os.getpid(), host=os.uname().nodename, step=125)
+            fh.write(json.dumps({"step": 36, "epoch": 1, "time": started + 70, "split": "train", "loss": 0.0123}) + "\n")
+        rewrite_info(run, **live, step=36)
         for _ in range(100):
             await pilot.pause(0.05)
             if screen.state.latest.get(("train", "loss")) == 0.0123:
                 break
-        screen.redraw()
-        assert "step 125/120" in screen_text(app)
+        screen.redraw(clock=started + 72)
+        assert "step 36/72" in screen_text(app) and "ETA 1:12" in screen_text(app)
         shutil.rmtree(run)
         for _ in range(100):
             await pilot.pause(0.05)
@@ -156,8 +187,7 @@ async def test_live_updates_and_a_deleted_run_directory(tmp_path: Path) -> None:
                 break
         screen.redraw()
         await pilot.pause()
-        text = screen_text(app)
-        assert "was deleted" in text
+        assert "was deleted" in screen_text(app)
         await pilot.press("2")  # still usable
         assert "0.0123" in screen_text(app)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import shutil
 import time
@@ -115,15 +116,22 @@ def test_formatting_helpers() -> None:
     assert better_direction("lr") is None
 
 
-def test_state_from_the_recorded_run_is_deterministic() -> None:
-    follower = RunFollower(FIXTURE)
+def _synthetic(tmp_path: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("make_recorded_run", FIXTURE.parent / "make_recorded_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make(tmp_path / "synthetic")
+
+
+def test_state_from_the_synthetic_run_matches_its_generator(tmp_path: Path) -> None:
+    follower = RunFollower(_synthetic(tmp_path))
     state = RunState()
     delta = follower.poll()
     assert delta is not None and not delta.more
     state.apply(delta)
     assert follower.poll() is None  # nothing new: no delta at all
     facts = state.header(clock=0.0)
-    assert (facts.name, facts.status, facts.epoch, facts.step) == ("recorded_run", "finished", "3/3", "120/120")
+    assert (facts.name, facts.status, facts.epoch, facts.step) == ("synthetic", "finished", "3/3", "120/120")
     assert facts.elapsed == "0:36" and facts.eta == "done"  # from run.json's started/ended, not the clock
     assert len(state.series[("train", "loss")]) == 24
     losses = state.series[("train", "loss")].values
@@ -134,6 +142,19 @@ def test_state_from_the_recorded_run_is_deterministic() -> None:
     assert ("val", "confusion") not in state.latest  # matrices are not metrics
     assert sum(map(sum, state.confusion["test"])) == 300
     assert state.events_total == 9
+
+
+def test_state_from_the_real_recorded_run() -> None:
+    state = RunState()
+    state.apply(RunFollower(FIXTURE).poll())
+    facts = state.header(clock=0.0)
+    assert (facts.status, facts.epoch, facts.step, facts.elapsed) == ("finished", "3/3", "72/72", "1:00")
+    assert state.latest[("val", "acc")] == pytest.approx(0.4739583333333333)
+    assert ("train", "lrs") not in state.latest  # nested dicts are not plotted
+    matrix = state.confusion["val"]
+    assert sum(map(sum, matrix)) == 192
+    acc = sum(matrix[k][k] for k in range(len(matrix))) / 192
+    assert acc == pytest.approx(state.latest[("val", "acc")])
 
 
 def test_follower_reads_only_new_lines_and_counts_corrupt_ones(tmp_path: Path) -> None:
