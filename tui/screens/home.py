@@ -126,7 +126,12 @@ class HomeScreen(Screen):
 
         configs = self.query_one(ConfigList)
         if not configs.paths:
-            self.notify("No configs found in sample_configs/ or the current directory.", severity="warning")
+            self.notify(
+                "No configs found in sample_configs/ or the current directory: write a YAML config "
+                "(see `ftui config schema`) and it appears here.",
+                severity="warning",
+            )
+            return
 
         def started(path: Path | None) -> None:
             if path is not None:

@@ -37,7 +37,10 @@ class OpenCheckpointScreen(ModalScreen[Path | None]):
         path = Path(text).expanduser()
         if not text or not path.exists():
             error = self.query_one("#ckpt-error", Static)
-            error.update(f"{text or '(empty)'}: no such file. Fix: type the path of a checkpoint, e.g. runs/NAME/checkpoints/best.pt.")
+            error.update(
+                f"No such file: {text or '(empty)'}. Fix: type the path of a checkpoint, "
+                "e.g. runs/NAME/checkpoints/best.pt."
+            )
             error.add_class("-shown")
             return
         self.dismiss(path)

@@ -1,0 +1,201 @@
+"""Pilot tests of the home screen: runs table, configs, start form errors, stop, quit note."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tui.app import FtuiApp
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.home import HomeScreen
+from tui.screens.open_checkpoint import OpenCheckpointScreen
+from tui.screens.start_run import StartRunScreen
+from tui.widgets.runs_table import RunsTable
+
+FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
+
+
+def screen_text(app: FtuiApp) -> str:
+    """What the terminal shows, as plain text."""
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), force_terminal=True, record=True)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    assert predicate(), "condition not reached in time"
+
+
+def make_root(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "runs"
+    root.mkdir()
+    shutil.copytree(FIXTURE, root / "recorded_run")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "good.yaml").write_text("trainer:\n  epochs: 1\n")
+    (configs / "bad.yaml").write_text("trainer:\n  epochs: 0\n  epochz: 3\n")
+    return root, configs
+
+
+def app_for(root: Path, configs: Path) -> FtuiApp:
+    return FtuiApp(root, config_dirs=[configs])
+
+
+@pytest.mark.asyncio
+async def test_home_lists_runs_and_configs_and_opens_a_dashboard(tmp_path: Path) -> None:
+    root, configs = make_root(tmp_path)
+    app = app_for(root, configs)
+    async with app.run_test(size=(120, 30)) as pilot:
+        home = app.screen
+        assert isinstance(home, HomeScreen)
+        await wait_for(pilot, lambda: home.scanned)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "recorded_run" in text and "finished" in text and "simple_cnn" in text and "shapes" in text
+        assert "3/3 · 72" in text and "val/acc 0.4740" in text and "1:00" in text
+        assert "configs/bad.yaml" in text or "bad.yaml" in text
+        app.query_one(RunsTable).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.loaded)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is home
+
+
+@pytest.mark.asyncio
+async def test_a_config_that_fails_validation_shows_its_message_in_the_form(tmp_path: Path) -> None:
+    root, configs = make_root(tmp_path)
+    app = app_for(root, configs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        home = app.screen
+        await wait_for(pilot, lambda: home.scanned)
+        # the configs list is sorted: bad.yaml first
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, StartRunScreen))
+        await pilot.press("enter")
+        await pilot.pause()
+        text = screen_text(app)
+        assert isinstance(app.screen, StartRunScreen), "the form must stay open on a bad config"
+        assert "bad.yaml" in text and "epochs" in text
+        # a bad override on a good config: message, still no run
+        app.screen.query_one("#start-config").value = str(configs / "good.yaml")
+        app.screen.query_one("#start-overrides").value = "trainer.epochs=zero"
+        app.screen.query_one("#start-overrides").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, StartRunScreen)
+        assert "trainer.epochs" in screen_text(app)
+        app.screen.query_one("#start-overrides").value = "epochs"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "KEY=VALUE" in screen_text(app)
+        app.screen.query_one("#start-overrides").value = ""
+        app.screen.query_one("#start-name").value = "bad name!"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "run.name" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is home
+    assert sorted(p.name for p in root.iterdir()) == ["recorded_run"]
+
+
+@pytest.mark.asyncio
+async def test_stop_sends_sigterm_to_the_runs_process_after_confirmation(tmp_path: Path) -> None:
+    root, configs = make_root(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run = root / "live"
+        shutil.copytree(FIXTURE, run)
+        info = json.loads((run / "run.json").read_text())
+        info.update(name="live", status="running", ended=None, pid=proc.pid, host=socket.gethostname(), created=2e9)
+        (run / "run.json").write_text(json.dumps(info))
+        app = app_for(root, configs)
+        async with app.run_test(size=(120, 30)) as pilot:
+            home = app.screen
+            await wait_for(pilot, lambda: home.scanned)
+            table = app.query_one(RunsTable)
+            assert table.selected().name == "live"  # newest first
+            assert "running" in screen_text(app)
+            table.focus()
+            await pilot.press("s")
+            await pilot.pause()
+            assert "Stop live?" in screen_text(app)
+            await pilot.press("n")
+            await pilot.pause()
+            assert proc.poll() is None
+            await pilot.press("s")
+            await pilot.pause()
+            await pilot.press("y")
+            assert proc.wait(timeout=10) == -15
+            # run.json still says running, but its pid is gone: the run reads as lost, not active
+            assert app.exit_note() is None
+            await pilot.press("s")  # a lost run is not offered a stop
+            await pilot.pause()
+            assert isinstance(app.screen, HomeScreen)
+            await wait_for(pilot, lambda: table.selected().status == "lost")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.asyncio
+async def test_quit_note_says_which_runs_keep_going(tmp_path: Path) -> None:
+    root, configs = make_root(tmp_path)
+    run = root / "bg"
+    shutil.copytree(FIXTURE, run)
+    info = json.loads((run / "run.json").read_text())
+    # our own pid is certainly alive: the run reads as running
+    import os
+
+    info.update(name="bg", status="running", ended=None, pid=os.getpid(), host=socket.gethostname())
+    (run / "run.json").write_text(json.dumps(info))
+    app = app_for(root, configs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scanned)
+        await pilot.press("q")
+    note = app.exit_note()
+    assert note is not None and "bg" in note and f"ftui watch bg --root {root}" in note
+    assert "recorded_run" not in note
+
+
+@pytest.mark.asyncio
+async def test_inspect_asks_for_a_path_and_rejects_a_missing_file(tmp_path: Path) -> None:
+    root, configs = make_root(tmp_path)
+    app = app_for(root, configs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scanned)
+        await pilot.press("i")
+        await pilot.pause()
+        assert isinstance(app.screen, OpenCheckpointScreen)
+        app.screen.query_one("#ckpt-path").value = str(tmp_path / "nope.pt")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "No such file" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+
+
+@pytest.mark.asyncio
+async def test_home_with_no_runs_says_how_to_start_one(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    app = FtuiApp(tmp_path / "missing-root", config_dirs=[configs])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scanned)
+        await pilot.press("w", "s", "n")  # nothing selected, no configs: messages, no crash
+        await pilot.pause()
+        assert "No runs yet" in screen_text(app)
