@@ -218,7 +218,7 @@ class Trainer:
     def log_event(self, kind: str, message: str = "", **fields: Any) -> None:
         """Record an event in the run directory (no-op without one)."""
         if self.run is not None:
-            self.run.log_event(kind, message, epoch=self.epoch, step=self.global_step, **fields)
+            self.run.log_event(kind, message, **{"epoch": self.epoch, "step": self.global_step, **fields})
 
     @property
     def exit_code(self) -> int:
