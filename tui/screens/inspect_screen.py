@@ -179,8 +179,10 @@ class InspectScreen(Screen):
             view.show_stats(message.stats)
 
     def action_tab(self, tab: str) -> None:
-        """Switch to a tab."""
+        """Switch to a tab (the layer tab gives the tree the keyboard, ready for enter)."""
         self.query_one(TabbedContent).active = tab
+        if tab == "layers":
+            self.query_one(LayerTree).focus()
 
     def action_close(self) -> None:
         """Back to the previous screen, or quit when the inspector is the whole app."""

@@ -50,6 +50,9 @@ class MetricPlots(VerticalScroll):
             plt.clear_figure()
             plt.title(title)
             plt.xlabel("epoch")
+            longest = max(len(values) for values in series.values())
+            if longest <= 20:  # whole epochs on the x axis instead of 1.00, 1.50, ...
+                plt.xticks(list(range(1, longest + 1)))
             for name, values in series.items():
                 points = [(i + 1, v) for i, v in enumerate(values) if v is not None]
                 if points:

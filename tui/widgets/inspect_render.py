@@ -170,7 +170,9 @@ def optimizer_table(summary: dict[str, Any]) -> RenderableType:
         for col in ("#", "name", "lr", "params", "options"):
             groups.add_column(col, justify="right" if col in ("#", "lr", "params") else "left", overflow="fold")
         for g in opt.get("groups") or []:
-            options = ", ".join(f"{k}={fmt_num(v) if not isinstance(v, list) else v}" for k, v in g["options"].items())
+            # Switched-off flags (amsgrad=False, foreach=None, ...) are torch defaults: leave them out.
+            options = ", ".join(f"{k}={fmt_num(v) if not isinstance(v, list) else v}" for k, v in g["options"].items()
+                                if v is not False and v is not None)
             groups.add_row(str(g["index"]), str(g.get("name") or "-"), fmt_num(g.get("lr")), str(g["params"]), options)
         parts.append(groups)
     if sched:
@@ -191,8 +193,9 @@ def data_table(summary: dict[str, Any]) -> RenderableType:
         if key == "class_names" and isinstance(value, list):
             table.add_row("classes", f"{len(value)}: " + ", ".join(map(str, value)))
         elif key == "normalization" and isinstance(value, dict):
-            table.add_row("normalization", "  ".join(f"{k}={[fmt_num(v) for v in vals]}" if isinstance(vals, list)
-                                                      else f"{k}={vals}" for k, vals in value.items()))
+            table.add_row("normalization", "  ".join(
+                f"{k}=[{', '.join(fmt_num(v) for v in vals)}]" if isinstance(vals, list) else f"{k}={fmt_num(vals)}"
+                for k, vals in value.items()))
         else:
             table.add_row(key, json.dumps(value) if isinstance(value, (list, dict)) else fmt_num(value))
     return table
