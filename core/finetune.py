@@ -318,9 +318,6 @@ class FineTuner:
                 if not param.requires_grad:
                     out.append(prefix + name)
 
-        params = list(self.model.parameters())
-        if params and not any(p.requires_grad for p in params):
-            return [""]
         walk(self.model, "")
         return out
 

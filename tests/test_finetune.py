@@ -82,7 +82,10 @@ def test_freeze_and_unfreeze_between_steps_switch_bn_modes() -> None:
     tuner.unfreeze("layer1")
     assert model.layer1[0].bn1.training
     model.eval()
+    tuner.freeze("all")
+    assert tuner.frozen_modules() == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
     tuner.unfreeze("all")
+    assert tuner.frozen_modules() == []
     assert not model.layer2[0].bn1.training  # an evaluating model is left in eval mode
 
 

@@ -124,6 +124,9 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
         load_weights(model, path)
     with pytest.raises(ModelError, match="does not exist"):
         load_weights(model, tmp_path / "nope.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a readable PyTorch file"):
+        load_weights(model, tmp_path / "garbage.pt")
 
 
 def test_weights_for_another_architecture_are_an_error(tmp_path: Path) -> None:

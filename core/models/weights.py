@@ -101,7 +101,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "global" in str(exc).lower():
+        if "unsupported global" in str(exc).lower():  # a class or function reference, not data
             raise ModelError(
                 f"model.weights: {path} contains pickled Python objects that ftui will not execute "
                 f"(weights_only loading refused them). Re-save it as a plain state dict "
