@@ -207,3 +207,17 @@ def test_run_directory_opens_last_checkpoint(tmp_path: Path, ftui_ckpt: Path) ->
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(ftui_ckpt.read_bytes())
     assert load_checkpoint(tmp_path).format == "ftui"
+
+
+def test_summary_of_large_file_does_not_read_tensor_data(tmp_path: Path) -> None:
+    """Memory-mapped: summarising 128 MiB of weights leaves resident memory nearly unchanged."""
+    import psutil
+
+    path = tmp_path / "big.pt"
+    torch.save({f"block{i}.weight": torch.zeros(2048, 2048) for i in range(8)}, path)  # 8 x 16 MiB
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    s = summarize(load_checkpoint(path))
+    grown = proc.memory_info().rss - before
+    assert s["weights"]["bytes"] == 8 * 2048 * 2048 * 4
+    assert grown < 32 * 2**20, f"summary made {grown / 2**20:.0f} MiB resident"
