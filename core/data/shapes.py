@@ -134,6 +134,30 @@ def _lerp(a: float, b: float, t: float) -> float:
     return a + (b - a) * t
 
 
+def shape_coverage(
+    name: str, size: int, radius: float, cx: float, cy: float, theta: float = 0.0, aspect: float = 1.0
+) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of every pixel (flattened, row-major) by the placed shape.
+
+    Args:
+        name: Shape class.
+        size: Image side in pixels.
+        radius: Pixels per template unit (the shape fits in a circle of this radius).
+        cx: Centre x in pixels.
+        cy: Centre y in pixels.
+        theta: Rotation in radians.
+        aspect: Horizontal stretch (1 / aspect vertically).
+    """
+    xs, ys = _pixel_grid(size)
+    cos_t, sin_t = math.cos(theta), math.sin(theta)
+    # Inverse rotation and scaling map pixel centres into template coordinates (one affine map each).
+    ax, ay = 1.0 / (radius * aspect), aspect / radius
+    tx = (cos_t * ax) * xs + (sin_t * ax) * ys - (cos_t * cx + sin_t * cy) * ax
+    ty = (-sin_t * ay) * xs + (cos_t * ay) * ys - (-sin_t * cx + cos_t * cy) * ay
+    sdf = _bilinear(shape_template(name), tx, ty)
+    return np.minimum(np.maximum(0.5 - sdf * radius, 0.0), 1.0)
+
+
 def render_shape(name: str, size: int, difficulty: float, rng: np.random.Generator) -> np.ndarray:
     """Draw one sample of class ``name`` as a (3, H, W) uint8 array."""
     d = difficulty
@@ -148,14 +172,8 @@ def render_shape(name: str, size: int, difficulty: float, rng: np.random.Generat
         theta = 2 * math.pi * u[3]  # rotation-invariant: the angle only moves the texture
     aspect = 1.0 + _lerp(0.03, 0.12, d) * (2 * u[4] - 1)
 
+    coverage = shape_coverage(name, size, radius, cx, cy, theta, aspect)
     xs, ys = _pixel_grid(size)
-    cos_t, sin_t = math.cos(theta), math.sin(theta)
-    # Inverse rotation and scaling map pixel centres into template coordinates (one affine map each).
-    ax, ay = 1.0 / (radius * aspect), aspect / radius
-    tx = (cos_t * ax) * xs + (sin_t * ax) * ys - (cos_t * cx + sin_t * cy) * ax
-    ty = (-sin_t * ay) * xs + (cos_t * ay) * ys - (-sin_t * cx + cos_t * cy) * ay
-    sdf = _bilinear(shape_template(name), tx, ty)
-    coverage = np.minimum(np.maximum(0.5 - sdf * radius, 0.0), 1.0)
 
     # Colours: background and shape with a minimum contrast that falls with difficulty.
     bg = np.array(u[5:8], dtype=np.float32)
