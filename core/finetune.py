@@ -191,7 +191,9 @@ class FineTuner:
         elif opt.name == "adam":
             optimizer = torch.optim.Adam(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
         else:
-            optimizer = torch.optim.AdamW(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
+            optimizer = torch.optim.AdamW(
+                groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
+            )
         self.optimizer = optimizer
         return optimizer
 

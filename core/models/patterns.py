@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +151,8 @@ def select(model: nn.Module, pattern: Any, head_path: str, *, where: str = "fine
     else:
         names = [n for n, _ in model.named_modules() if n]
         modules = _outermost([n for n in names if fnmatch.fnmatchcase(n, pattern)])
-        modules += [p for p in param_names if fnmatch.fnmatchcase(p, pattern) and not any(_under(p, m) for m in modules)]
+        loose = [p for p in param_names if fnmatch.fnmatchcase(p, pattern)]
+        modules += [p for p in loose if not any(_under(p, m) for m in modules)]
     params = [n for n in param_names if any(_under(n, m) for m in modules)]
     if not params:
         raise ModelError(_no_match_message(model, label, where, bool(modules)))

@@ -53,7 +53,8 @@ class LoadReport:
             text += f"; the head {self.head_path} was not loaded, as expected after a change of classes"
         elif self.mismatched or self.missing:
             shown = [k for k, _, _ in self.mismatched][:3] + self.missing[:3]
-            text += f"; not loaded: {', '.join(shown)}{' ...' if len(shown) < len(self.missing) + len(self.mismatched) else ''}"
+            more = " ..." if len(shown) < len(self.missing) + len(self.mismatched) else ""
+            text += f"; not loaded: {', '.join(shown)}{more}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +137,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         try:
             state.update(load_file(str(file), device="cpu"))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelError(f"model.weights: {file} is not a readable safetensors file ({_first_line(exc)}).") from None
+            raise ModelError(
+                f"model.weights: {file} is not a readable safetensors file ({_first_line(exc)})."
+            ) from None
     return state
 
 
