@@ -242,8 +242,12 @@ class Trainer:
     # Setup
     # -----------------------------------------------------------------------------------------
 
-    def setup(self, ckpt: dict[str, Any] | None = None) -> None:
-        """Build data, model, fine-tuner, optimizer, schedule and loaders (restoring ``ckpt`` if given)."""
+    def setup(self, ckpt: dict[str, Any] | None = None, *, weights_only: bool = False) -> None:
+        """Build data, model, fine-tuner, optimizer, schedule and loaders (restoring ``ckpt`` if given).
+
+        With ``weights_only`` only the model weights and the data statistics of ``ckpt`` are used
+        (evaluation); otherwise everything needed to continue training exactly is restored.
+        """
         from core.data import build_data, build_loader
         from core.finetune import FineTuner
         from core.models import build_model, model_tree
@@ -271,11 +275,13 @@ class Trainer:
                 unwrap_model(model).load_state_dict(ckpt["model"])
             except RuntimeError as exc:
                 raise RunError(
-                    f"{self.resumed_from}: the checkpoint's weights do not fit the model of this config "
-                    f"({str(exc).splitlines()[0]}). Fix: resume with the config the run was started with "
-                    "(its config.yaml)."
+                    f"{self.resumed_from or 'checkpoint'}: the checkpoint's weights do not fit the model of this "
+                    f"config ({str(exc).splitlines()[0]}). Fix: use the config the run was started with (its "
+                    "config.yaml), or leave --config out so the checkpoint's own config is used."
                 ) from None
-            if ckpt.get("finetune"):
+            if weights_only:
+                ckpt = None
+            elif ckpt.get("finetune"):
                 # before the optimizer is built: the frozen set decides the parameter groups
                 self.finetuner.load_state_dict(ckpt["finetune"])
         model.to(self.device)
