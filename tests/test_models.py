@@ -76,6 +76,15 @@ def test_unknown_model_lists_close_names() -> None:
     assert "resnet18" in str(err.value) and "model.name" in str(err.value)
 
 
+def test_model_that_does_not_fit_the_data_or_bad_kwargs_is_a_model_error() -> None:
+    with pytest.raises(ModelError, match="mlp"):
+        build_model(ModelConfig(name="simple_cnn"), 3, (12,))
+    with pytest.raises(ModelError, match="model.kwargs"):
+        build_model(ModelConfig(name="resnet18", kwargs={"bogus": 1}), 3, (3, 32, 32))
+    with pytest.raises(ModelError, match="weights file"):
+        build_model(ModelConfig(name="simple_cnn", weights="IMAGENET1K_V1"), 3, (3, 32, 32))
+
+
 def test_weights_file_report_head_mismatch_expected(tmp_path: Path) -> None:
     source = build_model(ModelConfig(name="resnet18"), 10, (3, 32, 32)).model
     state = {f"module.{k}": v for k, v in source.state_dict().items()}  # as saved from DataParallel
