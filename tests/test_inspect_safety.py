@@ -83,6 +83,9 @@ def test_broken_safetensors_header(tmp_path: Path) -> None:
     header = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
     path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)  # 12 of 16 data bytes missing
     assert_user_error(runner.invoke(app, ["inspect", str(path), "--json"]), path, "safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(len(header).to_bytes(8, "little") + header[:20])  # cut inside the header
+    assert_user_error(runner.invoke(app, ["inspect", str(cut)]), cut, "truncated")
 
 
 @pytest.mark.parametrize("flags", [[], ["--json"], ["--plain"]])

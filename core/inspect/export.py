@@ -22,7 +22,7 @@ _SUFFIX = {"safetensors": ".safetensors", "state_dict": ".state_dict.pt"}
 def default_export_path(ckpt: LoadedCheckpoint, fmt: str) -> Path:
     """Beside the checkpoint: ``best.pt`` -> ``best.safetensors`` / ``best.state_dict.pt``."""
     base = ckpt.path if ckpt.path.is_file() else ckpt.path / ckpt.path.name
-    return base.with_name(base.name.split(".")[0] + _SUFFIX[fmt])
+    return base.with_name(base.stem + _SUFFIX[fmt])
 
 
 def export_metadata(ckpt: LoadedCheckpoint) -> dict[str, str]:

@@ -108,17 +108,27 @@ def _resolve_directory(path: Path) -> Path:
     )
 
 
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
     """Safetensors: an 8-byte little-endian header length, then a JSON object."""
     if len(head) < 9:
         return False
     (header_len,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and 0 < header_len <= size - 8
+    return head[8:9] == b"{" and 0 < header_len <= _MAX_HEADER
 
 
 def _load_safetensors(path: Path) -> LoadedCheckpoint:
     from safetensors import safe_open
 
+    with path.open("rb") as fh:
+        (header_len,) = struct.unpack("<Q", fh.read(8))
+    if header_len > path.stat().st_size - 8:
+        raise CheckpointError(
+            f"{path} is truncated: its safetensors header says {header_len} bytes of header follow, but the file "
+            f"is only {path.stat().st_size} bytes long. Copy or export it again."
+        )
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             names = list(handle.keys())
