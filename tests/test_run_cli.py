@@ -1,0 +1,124 @@
+"""`ftui run` and `ftui eval` through the command line: exit codes, signals, plain output, resume, detach."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from core.runs import read_json
+from core.training.checkpoint import load_file
+from test_trainer_support import tiny_raw
+from tui.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def _write(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def _wait_for(predicate, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_bad_config_key_exits_2_naming_the_key_without_traceback(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path)
+    raw["trainer"]["epoch"] = 3
+    result = runner.invoke(app, ["run", str(_write(tmp_path / "bad.yaml", raw))])
+    assert result.exit_code == 2
+    assert "trainer.epoch" in result.output and "epochs" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "tiny").exists()  # bad input leaves no run directory behind
+
+
+def test_distributed_and_unknown_resume_exit_2(tmp_path: Path) -> None:
+    cfg = _write(tmp_path / "c.yaml", tiny_raw(tmp_path))
+    result = runner.invoke(app, ["run", str(cfg), "--nproc", "2"])
+    assert result.exit_code == 2 and "issue #10" in result.output
+    result = runner.invoke(app, ["run", str(cfg), "--resume", "no-such-run"])
+    assert result.exit_code == 2 and "no-such-run" in result.output and "Traceback" not in result.output
+
+
+def test_absurd_lr_exits_1_with_the_nonfinite_message(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path, "diverge", optim={"name": "sgd", "lr": 1e6})
+    result = runner.invoke(app, ["run", str(_write(tmp_path / "c.yaml", raw))])
+    assert result.exit_code == 1
+    assert "non-finite loss" in result.output and "optim.lr" in result.output
+    info = read_json(tmp_path / "diverge" / "run.json")
+    assert info["status"] == "failed" and "non-finite loss" in info["error"]
+
+
+@pytest.mark.slow
+def test_sigint_saves_last_pt_exits_130_and_resume_finishes(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path, "sig", trainer={"epochs": 200}, logging={"every_n_steps": 1})
+    cfg = _write(tmp_path / "sig.yaml", raw)
+    run_dir = tmp_path / "sig"
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", str(cfg)], cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        metrics = run_dir / "metrics.jsonl"
+        _wait_for(lambda: metrics.is_file() and '"split":"val"' in metrics.read_text())  # past one epoch
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    info = read_json(run_dir / "run.json")
+    assert info["status"] == "interrupted"
+    ckpt = load_file(run_dir / "checkpoints" / "last.pt")
+    assert ckpt["step"] == info["step"] and ckpt["epoch"] >= 1
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
+    # plain output: lines, no terminal control codes, and how to resume
+    assert "\x1b[" not in out and "epoch 1/200" in out and "--resume" in out
+
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "run", str(cfg), "--resume", "sig", "--quiet",
+                           "--set", f"run.root={tmp_path}", "--set", f"trainer.epochs={ckpt['epoch'] + 1}"],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "epoch 1/" not in done.stdout  # --quiet: the summary only
+    assert "finished: sig" in done.stdout
+    info = read_json(run_dir / "run.json")
+    assert info["status"] == "finished" and info["resumes"] == 1
+    kinds = [json.loads(line)["kind"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert kinds.index("interrupted") < kinds.index("resumed") < kinds.index("finished")
+
+
+@pytest.mark.slow
+def test_detach_starts_in_background_and_eval_reads_the_result(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path, "bg", trainer={"epochs": 1})
+    cfg = _write(tmp_path / "bg.yaml", raw)
+    result = subprocess.run([sys.executable, "-m", "tui.cli", "run", str(cfg), "--detach"], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "bg"
+    assert str(run_dir) in result.stdout and "ftui watch" in result.stdout
+    _wait_for(lambda: (read_json(run_dir / "run.json") or {}).get("status") in ("finished", "failed"), 120)
+    info = read_json(run_dir / "run.json")
+    assert info["status"] == "finished", (run_dir / "stdout.log").read_text()
+    assert "finished: bg" in (run_dir / "stdout.log").read_text()
+
+    ev = runner.invoke(app, ["eval", str(run_dir / "checkpoints" / "best.pt"), "--split", "test"])
+    assert ev.exit_code == 0, ev.output
+    assert "confusion matrix" in ev.output and "per class" in ev.output and "circle" in ev.output
+    assert "32 samples" in ev.output
