@@ -86,6 +86,9 @@ async def test_dashboard_shows_every_view_of_the_recorded_run() -> None:
         assert "saved best.pt" in text and "+1:00 finished" in text
         await pilot.press("5")
         assert "finished: recorded_run" in screen_text(app)
+        await pilot.press("6")
+        text = screen_text(app)
+        assert "system" in text and "no NVIDIA GPU recorded" in text and "of 2 cores" in text
 
 
 @pytest.mark.asyncio

@@ -137,6 +137,8 @@ class RunState:
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.events_total = 0
         self.system: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.recent_metrics: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        """The newest raw metrics rows (the system panel's diagnostics read data_wait from them)."""
         self.stdout = ""
         self.bad_lines = 0
         self.deleted = False
@@ -157,6 +159,7 @@ class RunState:
         if delta.info is not None:
             self.info = delta.info
         self._add_metrics(delta.metrics)
+        self.recent_metrics.extend(delta.metrics)
         self.events.extend(delta.events)
         self.events_total += len(delta.events)
         self.system.extend(delta.system)

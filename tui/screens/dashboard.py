@@ -30,6 +30,7 @@ from tui.widgets.metric_plot import X_AXES, MetricPlot, PlotOptions, cycle
 from tui.widgets.metrics_table import MetricsTable
 from tui.widgets.run_header import RunHeader
 from tui.widgets.stdout_view import StdoutView
+from tui.widgets.system_panel import SystemPanel
 
 #: Seconds between polls of the run directory, and between redraws.
 POLL_SECONDS = 0.5
@@ -37,7 +38,7 @@ REDRAW_SECONDS = 0.25
 #: Bytes read per file per poll, so a huge backlog arrives in steps and the screen stays responsive.
 POLL_BYTES = 4 << 20
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.98)
-TABS = ("plots", "metrics", "confusion", "events", "output")
+TABS = ("plots", "metrics", "confusion", "events", "output", "system")
 
 
 @dataclass
@@ -123,6 +124,7 @@ class DashboardScreen(Screen):
         """True once the backlog has been read (tests wait for it)."""
         self._drawn_version = -1
         self._was_active: bool | None = None
+        self._findings: list[str] = []
 
     # ---- layout -------------------------------------------------------------------------------
 
@@ -144,8 +146,11 @@ class DashboardScreen(Screen):
                 yield EventLog(id="event-log")
             with TabPane("5 Output", id="output"):
                 yield StdoutView(id="stdout")
-            # A new view (the layer tree, the system panel) is one more TabPane here and one more
-            # entry in TABS for its number key; `redraw` hands it the state.
+            with TabPane("6 System", id="system"):
+                with VerticalScroll():
+                    yield SystemPanel(id="system-panel")
+            # A new view (the layer tree) is one more TabPane here and one more entry in TABS for its
+            # number key; `redraw` hands it the state.
         yield Footer()
 
     def on_mount(self) -> None:
@@ -209,6 +214,11 @@ class DashboardScreen(Screen):
         self._draw_confusion()
         self.query_one(EventLog).show(list(state.events), state.events_total, _started(state))
         self.query_one(StdoutView).show(state.stdout)
+        self.query_one(SystemPanel).update_samples(list(state.system), list(state.recent_metrics))
+
+    def on_system_panel_findings_changed(self, message: SystemPanel.FindingsChanged) -> None:
+        self._findings = [f.message for f in message.findings if f.level == "warning"]
+        self.query_one(AlertBanner).show(*self.alerts())
 
     def _draw_plots(self, options: PlotOptions | None = None) -> None:
         options = self.plot_options if options is None else options
@@ -242,6 +252,7 @@ class DashboardScreen(Screen):
         if status == "interrupted":
             warnings.append("Interrupted: last.pt was saved; resume with `ftui run CONFIG --resume "
                             f"{info.get('name', self.path.name)}`.")
+        warnings.extend(self._findings)
         if state.bad_lines:
             warnings.append(f"{state.bad_lines} corrupt line(s) in the run's JSONL files were skipped.")
         return errors, warnings

@@ -10,7 +10,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, OptionList
@@ -18,6 +18,7 @@ from textual.worker import get_current_worker
 
 from core.runs import CHECKPOINT_DIR, RUN_JSON, iter_runs, read_json
 from tui.widgets.config_list import ConfigList, find_configs
+from tui.widgets.machine_panel import MachinePanel
 from tui.widgets.runs_table import RunRow, RunsTable, run_row
 
 SCAN_SECONDS = 1.0
@@ -56,10 +57,11 @@ class HomeScreen(Screen):
             yield Label(f"Runs in {self.root} (enter: watch)", id="runs-title", classes="pane-title")
             yield RunsTable(id="runs")
             yield Label("No runs yet: pick a config below and press n to start one.", id="runs-empty")
-        with Vertical(id="configs-pane"):
-            yield Label("Configs (n: start a run from the highlighted one)", classes="pane-title")
-            yield ConfigList(id="configs")
-        # The machine panel (issue 8, tui/widgets/machine_panel.py) goes here, beside the configs.
+        with Horizontal(id="home-bottom"):
+            with Vertical(id="configs-pane"):
+                yield Label("Configs (n: new run)", classes="pane-title")
+                yield ConfigList(id="configs")
+            yield MachinePanel(id="machine")
         yield Footer()
 
     def on_mount(self) -> None:
