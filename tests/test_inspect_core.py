@@ -174,3 +174,26 @@ def test_export_refuses_bad_requests(tmp_path: Path) -> None:
     # A safetensors input can be exported as a plain state dict.
     result = runner.invoke(app, ["export", str(path), "--format", "state_dict"])
     assert result.exit_code == 0 and torch.equal(torch.load(tmp_path / "w.state_dict.pt", weights_only=True)["w"], torch.ones(2))
+
+
+def test_export_drops_wrapper_prefixes(tmp_path: Path) -> None:
+    """Lightning's ``model.`` and DDP's ``module.`` prefixes are removed so the bare model loads the export."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    lightning = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 3,
+                "pytorch-lightning_version": "2.4.0"}, lightning)
+    out = export_weights(load_checkpoint(lightning), "safetensors")
+    fresh = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    fresh.load_state_dict(load_file(str(out)), strict=True)
+    x = torch.randn(5, 4)
+    assert torch.equal(fresh(x), model(x))
+    with safe_open(str(out), framework="pt") as fh:
+        assert fh.metadata()["removed_prefix"] == "model."
+    ddp = tmp_path / "ddp.pth"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, ddp)
+    state = torch.load(export_weights(load_checkpoint(ddp), "state_dict"), weights_only=True)
+    assert set(state) == set(model.state_dict())
+    # An ordinary state dict whose keys share a first module keeps its names.
+    plain = tmp_path / "plain.pth"
+    torch.save({"backbone.w": torch.ones(1), "backbone.b": torch.ones(1)}, plain)
+    assert set(load_file(str(export_weights(load_checkpoint(plain), "safetensors")))) == {"backbone.w", "backbone.b"}

@@ -45,14 +45,29 @@ def export_metadata(ckpt: LoadedCheckpoint) -> dict[str, str]:
         "task": data.get("task"),
         "epoch": summary.get("epoch"),
         "step": summary.get("step"),
+        "removed_prefix": wrapper_prefix(ckpt) or None,
     }
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items() if v is not None}
+
+
+def wrapper_prefix(ckpt: LoadedCheckpoint) -> str:
+    """The prefix a wrapper put on every key: DDP's ``module.``, or a LightningModule's attribute
+    (``model.``) when all weights sit under one; exports drop it so the bare model loads them."""
+    names = ckpt.weights.names()
+    if not names:
+        return ""
+    firsts = {n.split(".", 1)[0] for n in names}
+    if len(firsts) != 1 or any("." not in n for n in names):
+        return ""
+    first = next(iter(firsts))
+    return f"{first}." if first == "module" or ckpt.format == "lightning" else ""
 
 
 def _weights(ckpt: LoadedCheckpoint) -> dict[str, torch.Tensor]:
     """Contiguous tensors, each with its own storage (safetensors refuses shared or strided ones)."""
     out: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int]] = set()
+    prefix = wrapper_prefix(ckpt)
     for name in ckpt.weights.names():
         t = ckpt.weights.get(name).detach()
         storage = t.untyped_storage()
@@ -61,7 +76,7 @@ def _weights(ckpt: LoadedCheckpoint) -> dict[str, torch.Tensor]:
         seen.add(key)
         if shared or not t.is_contiguous() or t.storage_offset() != 0 or t.nbytes != storage.nbytes():
             t = t.clone(memory_format=torch.contiguous_format)
-        out[name] = t
+        out[name.removeprefix(prefix)] = t
     return out
 
 
