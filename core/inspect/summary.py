@@ -61,10 +61,17 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         "config": to_jsonable(config) if config is not None else None,
         "lightning": _lightning(raw) if lightning else None,
         "metadata": dict(ckpt.metadata) or None,
-        "other_keys": sorted(str(k) for k in raw if str(k) not in (_LIGHTNING_KEYS if lightning else _FTUI_KEYS)
-                             and str(k) != ckpt.weights_key) if raw else [],
+        "other_keys": _other_keys(raw, ckpt),
     }
     return summary
+
+
+def _other_keys(raw: dict, ckpt: LoadedCheckpoint) -> list[str]:
+    """Top-level keys that no part of the summary interprets (a plain state dict has none)."""
+    if ckpt.weights_key is None and ckpt.format == "state_dict":
+        return []
+    known = _LIGHTNING_KEYS if ckpt.format == "lightning" else _FTUI_KEYS
+    return sorted(str(k) for k in raw if str(k) not in known and str(k) != ckpt.weights_key)
 
 
 def _str_or_none(value: Any) -> str | None:
