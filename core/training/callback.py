@@ -40,7 +40,10 @@ class Callback:
     def on_before_optimizer_step(self, trainer: Trainer, optimizer: Any) -> None: ...
     def on_before_zero_grad(self, trainer: Trainer, optimizer: Any) -> None: ...
     def on_log(self, trainer: Trainer, split: str, metrics: dict[str, float]) -> None:
-        """Called at each read-out with host floats (train every N steps, val/test per epoch)."""
+        """Called at each read-out with host numbers (train every N steps, val/test per epoch).
+
+        Train rows also carry ``lrs`` ({group: lr}); val/test rows ``per_class`` and ``confusion``.
+        """
 
     # validation / test
     def on_validation_start(self, trainer: Trainer) -> None: ...
