@@ -134,7 +134,7 @@ def _torchvision(cfg: DataConfig) -> RawSplits:
     try:
         train = cls(str(root), train=True, download=cfg.download)
         test = cls(str(root), train=False, download=cfg.download)
-    except (RuntimeError, FileNotFoundError) as exc:
+    except (RuntimeError, FileNotFoundError):
         present = sorted(p.name for p in (root / folder).iterdir()) if (root / folder).is_dir() else []
         found = f" (found there: {', '.join(present[:8])})" if present else " (the folder is missing)"
         fix = (
@@ -144,7 +144,7 @@ def _torchvision(cfg: DataConfig) -> RawSplits:
         )
         raise DataError(
             f"data.root: {cfg.source} files not found or incomplete in {root / folder}{found}; looked for "
-            f"{', '.join(files)} ({exc}). Fix: {fix}."
+            f"{', '.join(files)}. Fix: {fix}."
         ) from None
     except OSError as exc:  # a download without network, a permission problem
         raise DataError(
