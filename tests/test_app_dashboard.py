@@ -136,6 +136,37 @@ async def test_plot_keys_change_the_drawing_and_resizing_never_crashes() -> None
 
 
 @pytest.mark.asyncio
+async def test_a_million_points_redraw_quickly() -> None:
+    import time
+
+    import numpy as np
+
+    from tui.downsample import Series
+
+    app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = app.screen
+        await wait_loaded(pilot, screen)
+        n = 1_000_000
+        steps = np.arange(n, dtype=float)
+        big = Series()
+        big.extend(np.column_stack([steps, steps / 1e5, 1.8e9 + steps, 2.0 + np.sin(steps / 5e3)]))
+        screen.state.series[("train", "loss")] = big
+        screen.state.version += 1
+        await pilot.press("e")  # smoothing on: the EMA of all points is computed once, then extended
+        start = time.perf_counter()
+        for _ in range(3):
+            screen.state.version += 1
+            screen.redraw()
+            screen_text(app)  # renders the plots at their size
+        assert (time.perf_counter() - start) / 3 < 1.0
+        plot = app.query_one("#plot-loss", MetricPlot)
+        points, x_max = plot.drawn["train"]
+        assert x_max == n - 1  # the whole run is drawn...
+        assert points <= 2 * plot.size.width + 2  # ...as about two points per column
+
+
+@pytest.mark.asyncio
 async def test_corrupt_lines_are_counted_and_shown_as_a_warning(tmp_path: Path) -> None:
     run = copy_run(tmp_path)
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:

@@ -32,9 +32,10 @@ class Series:
         """Add one point."""
         self.extend([(step, epoch, time, value)])
 
-    def extend(self, rows: Iterable[tuple[float, float, float, float]]) -> None:
-        """Add many points (tuples in :data:`COLUMNS` order)."""
-        block = np.asarray(list(rows), dtype=np.float64).reshape(-1, len(COLUMNS)).T
+    def extend(self, rows: Iterable[tuple[float, float, float, float]] | np.ndarray) -> None:
+        """Add many points (tuples in :data:`COLUMNS` order, or an ``(n, 4)`` array)."""
+        data = rows if isinstance(rows, np.ndarray) else list(rows)
+        block = np.asarray(data, dtype=np.float64).reshape(-1, len(COLUMNS)).T
         k = block.shape[1]
         if not k:
             return

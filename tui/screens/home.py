@@ -89,8 +89,13 @@ class HomeScreen(Screen):
             table.move_cursor(row=list(table.runs).index(str(self._select_after_scan)))
             table.focus()
             self._select_after_scan = None
+        table.display = bool(message.rows)
         self.query_one("#runs-empty").display = not message.rows
-        self.query_one(ConfigList).show(message.configs)
+        configs = self.query_one(ConfigList)
+        configs.show(message.configs)
+        if not self.scanned and not message.rows:
+            # Nothing to watch yet: the first thing to do is to pick a config.
+            configs.focus()
         self.scanned = True
 
     def rescan(self) -> None:

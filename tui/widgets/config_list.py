@@ -52,7 +52,9 @@ class ConfigList(OptionList):
         self.clear_options()
         self.add_options([Option(display_path(p), id=str(p)) for p in paths])
         if paths and self.highlighted is None:
-            self.highlighted = 0
+            # The quickstart is what a new user wants first.
+            names = [p.name for p in paths]
+            self.highlighted = names.index("quickstart.yaml") if "quickstart.yaml" in names else 0
 
     def selected(self) -> Path | None:
         """The highlighted config."""

@@ -49,6 +49,8 @@ class MetricPlot(PlotextPlot):
         self.state: RunState | None = None
         self.options = PlotOptions()
         self._drawn: tuple | None = None
+        self.drawn: dict[str, tuple[int, float]] = {}
+        """Per split, the points handed to plotext at the last draw and the largest x (for tests)."""
 
     def show(self, state: RunState, options: PlotOptions) -> None:
         """Redraw if the data or the options changed."""
@@ -100,6 +102,7 @@ class MetricPlot(PlotextPlot):
         plt.xlabel({"step": "step", "epoch": "epoch", "time": "minutes"}[opts.x_axis])
         buckets = max(8, self.size.width - 10)
         drawn = 0
+        self.drawn = {}
         for split, series in self._series():
             x = self._x(series)
             # Points measured once per epoch (val/test) are smoothed only if there are many.
@@ -111,6 +114,7 @@ class MetricPlot(PlotextPlot):
             xs, ys = minmax_downsample(x, y, buckets)
             if not xs.size:
                 continue
+            self.drawn[split] = (int(xs.size), float(xs[-1]))
             color = SPLIT_COLORS.get(split, "white")
             if xs.size == 1:
                 plt.scatter(xs.tolist(), ys.tolist(), label=split, color=color, marker="dot")

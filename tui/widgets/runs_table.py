@@ -105,7 +105,8 @@ class RunsTable(DataTable):
             for key, row in wanted.items():
                 if row != self.runs[key]:
                     for col, value in zip((c for c, _ in COLUMNS), self._cells(row)):
-                        self.update_cell(key, col, value)
+                        # Widen the column when a value grows (a run fills in its model, times...).
+                        self.update_cell(key, col, value, update_width=True)
         else:
             self.clear()
             for key, row in wanted.items():
