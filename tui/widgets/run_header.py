@@ -25,32 +25,48 @@ def status_text(status: str) -> Text:
 
 
 class RunHeader(Static):
-    """Shows :class:`tui.run_state.HeaderFacts`; wraps onto a second line on narrow terminals."""
+    """Shows :class:`tui.run_state.HeaderFacts` on one line; shorter labels when the terminal is narrow."""
 
     DEFAULT_CSS = """
     RunHeader {
-        height: auto;
-        max-height: 2;
+        height: 1;
         padding: 0 1;
         background: $panel;
     }
     """
 
+    facts: HeaderFacts | None = None
+
     def show(self, facts: HeaderFacts) -> None:
         """Redraw with new facts."""
-        text = Text.assemble(
-            (facts.name, "bold"),
-            " ",
-            status_text(facts.status),
-            ("  epoch ", "dim"),
-            facts.epoch,
-            ("  step ", "dim"),
-            facts.step,
-            ("  elapsed ", "dim"),
-            facts.elapsed,
-            ("  ETA ", "dim"),
-            facts.eta,
-            ("  samples/s ", "dim"),
-            facts.samples_per_s,
+        if facts == self.facts:
+            return
+        self.facts = facts
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.facts is None:
+            return
+        full = header_text(self.facts, compact=False)
+        fits = self.size.width == 0 or full.cell_len <= self.size.width
+        self.update(full if fits else header_text(self.facts, compact=True))
+
+
+def header_text(facts: HeaderFacts, *, compact: bool) -> Text:
+    """The header line; ``compact`` drops words, not facts, so 80 columns hold it all."""
+    if compact:
+        return Text.assemble(
+            (facts.name, "bold"), " ", status_text(facts.status),
+            ("  ep ", "dim"), facts.epoch, ("  step ", "dim"), facts.step,
+            "  ", facts.elapsed, (" ETA ", "dim"), facts.eta,
+            "  ", facts.samples_per_s, ("/s", "dim"),
         )
-        self.update(text)
+    return Text.assemble(
+        (facts.name, "bold"), " ", status_text(facts.status),
+        ("  epoch ", "dim"), facts.epoch, ("  step ", "dim"), facts.step,
+        ("  elapsed ", "dim"), facts.elapsed, ("  ETA ", "dim"), facts.eta,
+        ("  samples/s ", "dim"), facts.samples_per_s,
+    )
