@@ -5,7 +5,9 @@ from __future__ import annotations
 from core.config import Config
 from core.training.callback import Callback
 from core.training.callbacks.checkpointing import CheckpointCallback
+from core.training.callbacks.control import ControlCallback
 from core.training.callbacks.early_stopping import EarlyStopping
+from core.training.callbacks.layer_stats import LayerStatsCallback
 from core.training.callbacks.lr_monitor import LearningRateMonitor
 from core.training.callbacks.progress import ProgressCallback
 from core.training.callbacks.recorder import RecorderCallback
@@ -13,7 +15,9 @@ from core.training.callbacks.tensorboard import TensorBoardCallback
 
 __all__ = [
     "CheckpointCallback",
+    "ControlCallback",
     "EarlyStopping",
+    "LayerStatsCallback",
     "LearningRateMonitor",
     "ProgressCallback",
     "RecorderCallback",
@@ -43,6 +47,10 @@ def default_callbacks(cfg: Config, *, record: bool = True) -> list[Callback]:
             from core.system.callback import TelemetryCallback
 
             out.append(TelemetryCallback(cfg.logging.system_interval))
+        if cfg.logging.layer_stats:
+            out.append(LayerStatsCallback(cfg.logging.layer_stats_depth, cfg.logging.every_n_steps))
+        # last before progress: a pause blocks in its hooks, after the others have seen the step
+        out.append(ControlCallback())
     if cfg.logging.progress != "none":
         out.append(ProgressCallback(cfg.logging.progress))
     return out

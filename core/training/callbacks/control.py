@@ -1,0 +1,257 @@
+"""The trainer's side of the control channel: apply commands from ``control/`` between optimizer steps.
+
+Clients (``ftui ctl``, the app's layer tree) drop one JSON file per command into the run's
+``control/`` directory (see :mod:`core.control`). This callback lists that directory at most every
+:attr:`ControlCallback.poll_seconds` at step boundaries — after a real optimizer step, never between
+backward and step — and at epoch boundaries, applies each command, answers it in ``events.jsonl``
+(flushed at once, so a waiting client sees the answer right away) and moves the file to
+``control/done/``. A bad command is answered ``error`` and training goes on.
+
+``pause`` blocks the loop at the step boundary while still serving commands (``resume``, ``stop``,
+``checkpoint``, ``freeze``...) and signals; ``run.json`` shows ``"paused": true`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from core import control
+from core.errors import UserError
+from core.runs import CHECKPOINT_DIR, CONTROL_DIR
+from core.training.callback import Callback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.training.trainer import Trainer
+
+#: A command file that does not parse yet may still be being written by a non-atomic client.
+UNREADABLE_GRACE_S = 1.0
+
+
+class CommandRefused(Exception):
+    """A command that cannot be applied; its message is the answer."""
+
+
+class ControlCallback(Callback):
+    """Serves the run directory's ``control/`` commands (needs ``trainer.run``).
+
+    Args:
+        poll_seconds: the least time between two listings of ``control/`` while training.
+    """
+
+    def __init__(self, poll_seconds: float = 0.1) -> None:
+        self.poll_seconds = poll_seconds
+        self.paused = False
+        self._run_dir: Path | None = None
+        self._last_poll = float("-inf")
+        self._seen_step: int | None = None
+        self._handlers: dict[str, Callable[[Trainer, dict[str, Any]], str]] = {
+            "freeze": self._freeze,
+            "unfreeze": self._unfreeze,
+            "set-lr": self._set_lr,
+            "pause": self._pause,
+            "resume": self._resume,
+            "stop": self._stop,
+            "checkpoint": self._checkpoint,
+            "validate": self._validate,
+        }
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def setup(self, trainer: Trainer, stage: str) -> None:
+        if trainer.run is not None:
+            self._run_dir = trainer.run.path
+            (self._run_dir / CONTROL_DIR).mkdir(exist_ok=True)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        # A run resumed after it was killed while paused must not read as paused.
+        if trainer.run is not None and trainer.run.info.get("paused"):
+            trainer.run.update(paused=False, paused_since=None)
+        self._seen_step = trainer.global_step
+
+    def on_train_epoch_start(self, trainer: Trainer) -> None:
+        self.poll(trainer, force=True)
+
+    def on_train_batch_end(self, trainer: Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Only after a real optimizer step: with gradient accumulation, gradients of the batches
+        # seen so far are waiting for the step, and a freeze now would drop them half-applied.
+        if trainer.global_step == self._seen_step:
+            return
+        self._seen_step = trainer.global_step
+        self.poll(trainer)
+
+    def on_validation_start(self, trainer: Trainer) -> None:
+        # the epoch's training is done: a command sent now need not wait for validation
+        self.poll(trainer, force=True)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self._answer_leftovers(trainer, f"the run ended ({trainer.status}) before applying it")
+
+    def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
+        if self.paused and trainer.run is not None:
+            self.paused = False
+            trainer.run.update(paused=False, paused_since=None)
+        self._answer_leftovers(trainer, f"the run ended ({trainer.status}) before applying it")
+
+    # -- polling --------------------------------------------------------------------------------
+
+    def poll(self, trainer: Trainer, *, force: bool = False) -> int:
+        """Apply the waiting commands (at most one listing per ``poll_seconds`` unless ``force``);
+        blocks here while paused. Returns how many commands were handled."""
+        if self._run_dir is None:
+            return 0
+        now = time.monotonic()
+        if not force and now - self._last_poll < self.poll_seconds:
+            return 0
+        self._last_poll = now
+        handled = self._handle_pending(trainer)
+        if self.paused:
+            handled += self._wait_while_paused(trainer)
+        return handled
+
+    def _handle_pending(self, trainer: Trainer) -> int:
+        assert self._run_dir is not None
+        handled = 0
+        for path, obj in control.pending_commands(self._run_dir):
+            if obj is None and _younger_than(path, UNREADABLE_GRACE_S):
+                continue  # maybe still being written; look again next time
+            self.handle(trainer, path, obj)
+            handled += 1
+        return handled
+
+    def _wait_while_paused(self, trainer: Trainer) -> int:
+        """Block until resumed, stopped or signalled, serving commands every ``poll_seconds``."""
+        paused_at = time.perf_counter()
+        handled = 0
+        try:
+            while self.paused and not trainer.should_stop and trainer.signal_received is None:
+                time.sleep(self.poll_seconds)  # a signal interrupts the sleep; its handler sets the flags
+                handled += self._handle_pending(trainer)
+        finally:
+            waited = time.perf_counter() - paused_at
+            # a pause is not training time: keep max_time and samples/s about the training only
+            trainer.train_seconds -= waited
+            if hasattr(trainer, "_window_start"):
+                trainer._window_start += waited
+            if self.paused:  # left by a stop or a signal
+                self.paused = False
+                self._mark_paused(trainer, False)
+        return handled
+
+    # -- one command ----------------------------------------------------------------------------
+
+    def handle(self, trainer: Trainer, path: Path, obj: dict[str, Any] | None) -> dict[str, Any]:
+        """Apply one command file, answer it in events.jsonl and move it to ``control/done/``."""
+        command_id = str((obj or {}).get("id") or path.stem)
+        name = str((obj or {}).get("command") or "")
+        args = (obj or {}).get("args") or {}
+        answer: dict[str, Any] = {"id": command_id, "command": name or None, "args": args}
+        try:
+            if obj is None:
+                raise CommandRefused(f"{path.name} is not a JSON command object; write commands with `ftui ctl`.")
+            if not isinstance(args, dict):
+                raise CommandRefused(f"'args' must be an object, got {type(args).__name__}.")
+            args = control.validate_command(name, args)
+            answer["args"] = args
+            message = self._handlers[name](trainer, {**args, "_id": command_id})
+            answer.update(status="ok", message=message)
+        except (CommandRefused, UserError) as exc:
+            answer.update(status="error", message=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a failing command is answered; training goes on
+            answer.update(status="error", message=f"{name} failed: {type(exc).__name__}: {exc}")
+        control.mark_done(path)
+        trainer.log_event("control", answer.pop("message"), **answer)
+        if trainer.run is not None:
+            trainer.run.flush()  # the client is waiting for this line
+        return answer
+
+    def _answer_leftovers(self, trainer: Trainer, reason: str) -> None:
+        if self._run_dir is None or trainer.run is None:
+            return
+        for path, obj in control.pending_commands(self._run_dir):
+            command_id = str((obj or {}).get("id") or path.stem)
+            control.mark_done(path)
+            trainer.log_event("control", reason, id=command_id, command=(obj or {}).get("command"), status="error")
+        trainer.run.flush()
+
+    # -- commands (each returns the answer's message or raises) -----------------------------------
+
+    def _freeze(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        modules = trainer.finetuner.freeze(args["pattern"], where=f"freeze {args['pattern']!r}")
+        self._tree_changed(trainer, "freeze", f"froze {', '.join(modules)}", modules=modules, pattern=args["pattern"],
+                           command_id=args["_id"])
+        return f"froze {', '.join(modules)}"
+
+    def _unfreeze(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        lr = args.get("lr")
+        modules = trainer.finetuner.unfreeze(args["pattern"], lr, where=f"unfreeze {args['pattern']!r}")
+        text = f"unfroze {', '.join(modules)}" + (f" at lr {lr:g}" if lr is not None else "")
+        self._tree_changed(trainer, "unfreeze", text, modules=modules, pattern=args["pattern"], lr=lr, command_id=args["_id"])
+        return text
+
+    def _set_lr(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        group, lr = args["group"], args["lr"]
+        trainer.finetuner.set_lr(group, lr)
+        text = f"lr of {group} set to {lr:g}"
+        self._tree_changed(trainer, "lr", text, group=group, lr=lr, groups=trainer.finetuner.groups_summary(),
+                           command_id=args["_id"])
+        return text
+
+    def _pause(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        if self.paused:
+            return "already paused"
+        self.paused = True
+        self._mark_paused(trainer, True)
+        return f"paused at step {trainer.global_step}"
+
+    def _resume(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        if not self.paused:
+            return "not paused; nothing to do"
+        self.paused = False
+        self._mark_paused(trainer, False)
+        return f"resumed at step {trainer.global_step}"
+
+    def _stop(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        trainer.request_stop(f"stopped by a control command ({args['_id']})", status="stopped")
+        return f"stopping at step {trainer.global_step}; last.pt is saved on the way out"
+
+    def _checkpoint(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        from core.training.checkpoint import all_finite
+
+        if trainer.run is None or trainer.model is None:
+            raise CommandRefused("this trainer has no run directory to save into.")
+        if not all_finite(trainer.model):
+            raise CommandRefused("the model has non-finite weights; keeping the last good checkpoint.")
+        path = trainer.save_checkpoint(trainer.run.path / CHECKPOINT_DIR / "last.pt")
+        epoch, batch = trainer.position
+        trainer.log_event("checkpoint", "saved last.pt", path=str(path), file="last.pt", reason="control",
+                          position={"epoch": epoch, "batch": batch})
+        return f"saved {path.name} at step {trainer.global_step}"
+
+    def _validate(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        metrics = trainer.validate("val")
+        # validate() leaves every module in train mode; frozen BatchNorm layers go back to eval
+        trainer.finetuner.apply_bn_policy()
+        trainer._record_eval("val", metrics)
+        shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "acc") if isinstance(metrics.get(k), (int, float)))
+        return f"validated at step {trainer.global_step}: {shown}"
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _tree_changed(self, trainer: Trainer, kind: str, message: str, **fields: Any) -> None:
+        """Log the change and rewrite model.json (before the answer, so a client that sees the answer
+        finds the new tree)."""
+        trainer._on_finetune_event({"kind": kind, "message": message, "source": "control", **fields})
+
+    def _mark_paused(self, trainer: Trainer, paused: bool) -> None:
+        if trainer.run is not None:
+            trainer.run.update(paused=paused, paused_since=time.time() if paused else None, step=trainer.global_step)
+        trainer.log_event("paused" if paused else "resumed", f"{'paused' if paused else 'resumed'} at step {trainer.global_step}")
+
+
+def _younger_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
