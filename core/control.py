@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.errors import UserError
 from core.runs import CONTROL_DIR, EVENTS, JsonlTail, atomic_write_text
@@ -152,15 +152,33 @@ def answers_tail(run_dir: Path) -> JsonlTail:
     return tail
 
 
-def wait_for_answer(tail: JsonlTail, command_id: str, timeout: float, poll: float = 0.05) -> dict[str, Any] | None:
-    """The trainer's answer event for ``command_id``, or None after ``timeout`` seconds."""
+def wait_for_answer(
+    tail: JsonlTail,
+    command_id: str,
+    timeout: float,
+    poll: float = 0.05,
+    *,
+    alive: Callable[[], bool] | None = None,
+) -> dict[str, Any] | None:
+    """The trainer's answer event for ``command_id``, or None after ``timeout`` seconds.
+
+    With ``alive`` (checked about once a second), waiting also ends, with None, once it returns
+    False: a trainer that is gone will not answer.
+    """
     deadline = time.monotonic() + timeout
+    next_check = time.monotonic() + 1.0
     while True:
         for event in tail.poll():
             if event.get("kind") == "control" and event.get("id") == command_id and event.get("status") in ("ok", "error"):
                 return event
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             return None
+        if alive is not None and now >= next_check:
+            next_check = now + 1.0
+            if not alive():
+                # one last look: the answer may have been written just before the exit
+                return next((e for e in tail.poll() if e.get("kind") == "control" and e.get("id") == command_id), None)
         time.sleep(poll)
 
 

@@ -1,4 +1,9 @@
-"""``ftui ctl``: send a control command to a running run and wait for its answer."""
+"""``ftui ctl``: send a control command to a running run and wait for its answer.
+
+Exit codes: 0 the trainer applied the command; 1 it refused it (the reason is printed), did not answer
+within ``--timeout``, or ended before answering; 2 bad input (unknown run, a run that is not running,
+an unknown command or a bad argument) — raised as a :class:`~core.errors.UserError`.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +30,16 @@ def ctl_command(run_spec: str, command: str, args: list[str], *, timeout: float,
     tail = control.answers_tail(run_dir)
     cmd = control.send(run_dir, command, parsed, sender="ftui ctl")
     shown = " ".join([command, *args])
-    answer = control.wait_for_answer(tail, cmd.id, timeout)
+    answer = control.wait_for_answer(tail, cmd.id, timeout, alive=lambda: _still_active(run_dir))
     if answer is None:
-        typer.echo(
-            f"{run_dir.name}: no answer to '{shown}' within {timeout:g}s (the command stays queued in "
-            f"{run_dir / 'control'}; the trainer applies it at its next step boundary).",
-            err=True,
-        )
+        if not _still_active(run_dir):
+            typer.echo(f"{run_dir.name}: the run ended before it answered '{shown}'.", err=True)
+        else:
+            typer.echo(
+                f"{run_dir.name}: no answer to '{shown}' within {timeout:g}s (the command stays queued in "
+                f"{run_dir / 'control'}; the trainer applies it at its next step boundary).",
+                err=True,
+            )
         return 1
     message = answer.get("message") or ""
     if answer.get("status") == "ok":
@@ -39,3 +47,7 @@ def ctl_command(run_spec: str, command: str, args: list[str], *, timeout: float,
         return 0
     typer.echo(f"{run_dir.name}: {shown}: refused — {message}", err=True)
     return 1
+
+
+def _still_active(run_dir: Path) -> bool:
+    return live_status(read_json(run_dir / RUN_JSON) or {}) in ACTIVE_STATUSES
