@@ -283,7 +283,9 @@ class DataConfig(Section):
     batch_size: int = Field(64, ge=1, description="Training batch size (per process).")
     eval_batch_size: int | None = Field(None, ge=1, description="Validation/test batch size (default: batch_size).")
     num_workers: Union[int, Literal["auto"]] = Field(
-        "auto", description="DataLoader workers: a number >= 0, or 'auto' (cores, capped at 8)."
+        "auto",
+        description="DataLoader workers: a number >= 0, or 'auto' (cores - 1, capped at 8; 0 with two cores "
+        "or fewer, where the training step already uses both).",
     )
     pin_memory: Union[bool, Literal["auto"]] = Field("auto", description="Pin host memory ('auto': when CUDA).")
     persistent_workers: bool = Field(True, description="Keep workers alive between epochs (when workers > 0).")

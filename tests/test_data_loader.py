@@ -66,8 +66,12 @@ def test_num_workers_do_not_change_batches(bundle) -> None:
     loader = build_loader(bundle.train, shapes_cfg(num_workers=2), split="train", seed=5)
     assert loader.num_workers == 2 and loader.loader.persistent_workers
     assert same(plain, batches(loader, 3))
-    # Persistent workers: the next epoch is still ordered and augmented by (seed, epoch).
+    # Persistent workers: the next epoch is still ordered and augmented by (seed, epoch) ...
     assert same(batches(build_loader(bundle.train, shapes_cfg(), split="train", seed=5), 4), batches(loader, 4))
+    # ... and a mid-epoch resume skips in the main process, so workers see the same indices.
+    loader.set_epoch(3)
+    loader.set_start_batch(2)
+    assert same([(x.clone(), y.clone()) for x, y in loader], plain[2:])
 
 
 def test_set_start_batch_resumes_mid_epoch_once(bundle) -> None:

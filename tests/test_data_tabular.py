@@ -191,8 +191,20 @@ def test_csv_source_fits_on_training_rows_only(tmp_path: Path) -> None:
 
 def test_csv_fitted_statistics_are_reused(tmp_path: Path) -> None:
     path = write_csv(tmp_path)
-    cfg = data_cfg(path, target="label", categorical=["colour"], missing="mean")
+    cfg = data_cfg(
+        path, target="label", categorical=["colour"], missing="mean", transforms={"weight": "boxcox"},
+        outliers={"method": "range", "ranges": {"size": [0, 30]}},
+    )
     first = build_data(cfg, seed=0)
+    # What goes into checkpoint["data"] survives torch.load(weights_only=True) and JSON unchanged.
+    import json
+
+    import torch
+
+    torch.save({"data": first.checkpoint_data()}, tmp_path / "ckpt.pt")
+    loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)["data"]
+    assert loaded == first.checkpoint_data() == json.loads(json.dumps(first.checkpoint_data()))
+    assert loaded["task"] == "tabular" and loaded["input_shape"] == [5] and loaded["source"] == "csv"
     # Different rows (another seed) but the stored statistics: nothing is refitted.
     again = build_data(cfg, seed=7, fitted=first.checkpoint_data()["fitted"])
     assert again.fitted["tabular"]["scaling"] == first.fitted["tabular"]["scaling"]

@@ -103,6 +103,13 @@ def test_normalize_auto_is_fitted_on_training_images() -> None:
     xs = torch.stack([bundle.train[i][0] for i in range(12)]).double()
     assert xs.mean((0, 2, 3)).abs().max() < 1e-5 and (xs.std((0, 2, 3), unbiased=False) - 1).abs().max() < 1e-5
     assert build_data(data_cfg(normalize="imagenet"), seed=0).normalization["mean"] == IMAGENET_MEAN
+    # checkpoint["data"] carries the statistics; passing its "fitted" back reuses them exactly.
+    ckpt = bundle.checkpoint_data()
+    assert ckpt["normalization"] == bundle.normalization and ckpt["input_shape"] == [3, 16, 16]
+    assert ckpt["class_names"] == bundle.class_names and ckpt["source"] == "shapes" and ckpt["task"] == "image"
+    other_seed = build_data(cfg, seed=9, fitted=ckpt["fitted"])
+    assert other_seed.normalization == bundle.normalization
+    assert build_data(cfg, seed=9).normalization != bundle.normalization
 
 
 def test_normalization_that_does_not_fit_the_channels() -> None:
