@@ -16,6 +16,7 @@ from tui.run_state import (
     RunDelta,
     RunState,
     better_direction,
+    display_epoch,
     format_best,
     format_duration,
     per_class_from_confusion,
@@ -114,6 +115,11 @@ def test_formatting_helpers() -> None:
     assert format_best(0.5) == "0.5000"
     assert better_direction("loss") == "min" and better_direction("f1_macro") == "max"
     assert better_direction("lr") is None
+    # run.json counts completed epochs; while training the epoch in progress is shown, 1-based
+    assert display_epoch({"epoch": 0, "epochs": 5, "status": "running", "started": 1.0}) == "1/5"
+    assert display_epoch({"epoch": 5, "epochs": 5, "status": "running", "started": 1.0}) == "5/5"
+    assert display_epoch({"epoch": 3, "epochs": 3, "status": "finished"}) == "3/3"
+    assert display_epoch({"epoch": 0, "epochs": 5, "status": "created"}) == "0/5"
 
 
 def _synthetic(tmp_path: Path) -> Path:

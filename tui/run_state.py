@@ -69,6 +69,21 @@ def format_value(value: float | None) -> str:
     return f"{value:.4f}"
 
 
+def display_epoch(info: dict[str, Any]) -> str:
+    """``E/N`` as a person counts: the epoch in progress (1-based) while active, completed ones after.
+
+    ``run.json`` stores completed epochs (docs/run-format.md); the headless progress line shows the
+    epoch in progress, and so does this while the run trains.
+    """
+    epoch, epochs = info.get("epoch"), info.get("epochs")
+    if not isinstance(epoch, int):
+        return f"—/{epochs if epochs is not None else '—'}"
+    shown = epoch
+    if info.get("status") in ACTIVE_STATUSES and info.get("started"):
+        shown = epoch + 1 if not isinstance(epochs, int) else min(epoch + 1, epochs)
+    return f"{shown}/{epochs if epochs is not None else '—'}"
+
+
 def format_best(best: Any) -> str:
     """``run.json``'s ``best`` (a number or ``{"metric", "value", ...}``) as short text."""
     if isinstance(best, dict):
@@ -245,7 +260,6 @@ class RunState:
     def header(self, clock: float | None = None) -> HeaderFacts:
         """The facts of the header line."""
         info = self.info
-        epoch, epochs = info.get("epoch"), info.get("epochs")
         step, total = info.get("step"), info.get("total_steps")
         sps = self.latest.get(("train", "samples_per_s"))
         status = self.status
@@ -253,7 +267,7 @@ class RunState:
         return HeaderFacts(
             name=str(info.get("name", "?")),
             status=status,
-            epoch=f"{epoch if epoch is not None else '—'}/{epochs if epochs is not None else '—'}",
+            epoch=display_epoch(info),
             step=f"{step if step is not None else '—'}/{total if total is not None else '—'}",
             elapsed=format_duration(self.elapsed(clock)),
             eta=format_duration(eta) if eta is not None else ("done" if status == "finished" else "—"),

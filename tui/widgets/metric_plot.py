@@ -82,10 +82,10 @@ class MetricPlot(PlotextPlot):
         if axis == "epoch":
             # Fractional epochs from the step, so many train points in one epoch are not a vertical line.
             info = self.state.info if self.state is not None else {}
-            total, epochs = info.get("total_steps"), info.get("epochs")
-            if isinstance(total, (int, float)) and isinstance(epochs, (int, float)) and total > 0 and epochs > 0:
-                return series.column("step") / (float(total) / float(epochs))
-            return series.column("epoch")
+            per_epoch = info.get("steps_per_epoch")
+            if isinstance(per_epoch, (int, float)) and per_epoch > 0:
+                return series.column("step") / float(per_epoch)
+            return series.column("epoch") + 1.0
         return series.column("step")
 
     def render(self) -> RenderResult:

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from core.runs import live_status
-from tui.run_state import format_best, format_duration, to_float
+from tui.run_state import display_epoch, format_best, format_duration, to_float
 from tui.widgets.run_header import status_text
 
 COLUMNS = (
@@ -58,11 +58,10 @@ def run_row(path: Path, info: dict[str, Any], clock: float | None = None) -> Run
     ended = to_float(info.get("ended"))
     if started is not None and ended is None and status in ("created", "running"):
         ended = clock if clock is not None else time.time()
-    epoch, epochs = info.get("epoch"), info.get("epochs")
     step = info.get("step")
     progress = "—"
-    if epoch is not None or step is not None:
-        progress = f"{epoch if epoch is not None else '—'}/{epochs if epochs is not None else '—'} · {step if step is not None else '—'}"
+    if info.get("epoch") is not None or step is not None:
+        progress = f"{display_epoch(info)} · {step if step is not None else '—'}"
     return RunRow(
         path=path,
         name=str(info.get("name") or path.name),
