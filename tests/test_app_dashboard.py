@@ -227,6 +227,16 @@ async def test_live_updates_and_a_deleted_run_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_run_deleted_before_its_dashboard_opens(tmp_path: Path) -> None:
+    run = copy_run(tmp_path)
+    app = FtuiApp(tmp_path, watch=run)
+    shutil.rmtree(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        assert "was deleted" in screen_text(app)
+
+
+@pytest.mark.asyncio
 async def test_help_and_command_palette_list_the_actions() -> None:
     app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
     async with app.run_test(size=(100, 30)) as pilot:

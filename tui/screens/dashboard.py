@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from core.errors import RunError
 from core.runs import EVENTS, METRICS, RUN_JSON, STDOUT_LOG, SYSTEM, JsonlTail, RunReader, read_json
 from tui.run_state import RunDelta, RunState
 from tui.widgets.alert_banner import AlertBanner
@@ -164,7 +165,12 @@ class DashboardScreen(Screen):
     def follow(self) -> None:
         """Poll the run directory until cancelled or deleted (worker thread)."""
         worker = get_current_worker()
-        follower = RunFollower(self.path)
+        try:
+            follower = RunFollower(self.path)
+        except RunError:
+            # Deleted between the click and now: say so instead of showing an empty dashboard.
+            self.post_message(RunUpdated(RunDelta(deleted=True)))
+            return
         while not worker.is_cancelled:
             delta = follower.poll()
             if delta is not None:
@@ -173,8 +179,6 @@ class DashboardScreen(Screen):
                     return
                 if delta.more:
                     continue
-            elif not self.loaded:
-                self.post_message(RunUpdated(RunDelta(bad_lines=follower._bad)))
             deadline = time.monotonic() + POLL_SECONDS
             while time.monotonic() < deadline and not worker.is_cancelled:
                 time.sleep(0.05)
