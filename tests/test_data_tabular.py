@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from core.config import config_from_dict
 from core.data import build_data
@@ -187,6 +188,15 @@ def test_csv_source_fits_on_training_rows_only(tmp_path: Path) -> None:
     assert set(feats[:, 2:].unique().tolist()) == {0.0, 1.0}
     x, y = bundle.val[0]
     assert x.shape == (5,) and bundle.input_shape == (5,) and isinstance(y, int)
+    # Through the epoch loader: (index, epoch) keys, shuffled full batches of the cleaned rows.
+    from core.data import build_loader
+
+    loader = build_loader(bundle.train, cfg.model_copy(update={"batch_size": 8}), split="train", seed=0)
+    loader.set_epoch(1)
+    got = [(xb, yb) for xb, yb in loader]
+    assert len(got) == len(bundle.train) // 8 and got[0][0].shape == (8, 5) and got[0][0].dtype == torch.float32
+    seen = torch.cat([xb for xb, _ in got])
+    assert all(any(torch.equal(row, f) for f in bundle.train.features) for row in seen[:5])
 
 
 def test_csv_fitted_statistics_are_reused(tmp_path: Path) -> None:
@@ -198,8 +208,6 @@ def test_csv_fitted_statistics_are_reused(tmp_path: Path) -> None:
     first = build_data(cfg, seed=0)
     # What goes into checkpoint["data"] survives torch.load(weights_only=True) and JSON unchanged.
     import json
-
-    import torch
 
     torch.save({"data": first.checkpoint_data()}, tmp_path / "ckpt.pt")
     loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)["data"]

@@ -74,5 +74,6 @@ class TensorPairs:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index = key[0] if isinstance(key, tuple) else key  # (index, epoch) from EpochSampler; no randomness here
         return self.features[index], self.targets[index]
