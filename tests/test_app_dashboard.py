@@ -253,7 +253,7 @@ async def test_help_and_command_palette_list_the_actions() -> None:
         assert isinstance(app.screen, DashboardScreen)
 
 
-def test_watching_never_imports_torch() -> None:
+def test_the_app_never_imports_torch() -> None:
     # A fresh interpreter: other tests of this session may have imported torch already.
     code = f"""
 import asyncio, sys
@@ -267,10 +267,19 @@ async def main():
                 break
             await pilot.pause(0.02)
         assert app.screen.loaded
-        for key in "12345lex":
+        for key in "123456lex":
             await pilot.press(key)
         await pilot.press("question_mark")
         await pilot.pause()
+    home = FtuiApp({str(FIXTURE.parent)!r})
+    async with home.run_test(size=(100, 30)) as pilot:
+        while not home.screen.scanned:
+            await pilot.pause(0.02)
+        await pilot.press("enter")
+        while not getattr(home.screen, "loaded", False):
+            await pilot.pause(0.02)
+        await pilot.press("escape", "n")
+        await pilot.pause(0.5)  # the machine panel has sampled
 asyncio.run(main())
 assert "torch" not in sys.modules, "the dashboard imported torch"
 print("ok")
