@@ -23,6 +23,8 @@ COORDINATES = ("step", "epoch", "time", "split")
 LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae")
 HIGHER_IS_BETTER = ("acc", "top5", "precision", "recall", "f1", "auc")
 MAX_EVENTS = 2000
+#: layers.jsonl records kept (the layer tree draws the last few as sparklines).
+MAX_LAYER_RECORDS = 64
 
 
 def to_float(value: Any) -> float | None:
@@ -118,6 +120,9 @@ class RunDelta:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     system: list[dict[str, Any]] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    model: dict[str, Any] | None = None
+    """model.json when it changed since the last poll."""
     stdout: str | None = None
     bad_lines: int = 0
     deleted: bool = False
@@ -154,6 +159,10 @@ class RunState:
         self.system: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.recent_metrics: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         """The newest raw metrics rows (the system panel's diagnostics read data_wait from them)."""
+        self.layers: deque[dict[str, Any]] = deque(maxlen=MAX_LAYER_RECORDS)
+        self.layers_total = 0
+        self.model: dict[str, Any] | None = None
+        """The layer tree (model.json), replaced whole when the trainer rewrites it."""
         self.stdout = ""
         self.bad_lines = 0
         self.deleted = False
@@ -178,6 +187,10 @@ class RunState:
         self.events.extend(delta.events)
         self.events_total += len(delta.events)
         self.system.extend(delta.system)
+        self.layers.extend(delta.layers)
+        self.layers_total += len(delta.layers)
+        if delta.model is not None:
+            self.model = delta.model
         if delta.stdout is not None:
             self.stdout = delta.stdout
         self.bad_lines = delta.bad_lines

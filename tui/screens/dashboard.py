@@ -22,11 +22,12 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from core.errors import RunError
-from core.runs import EVENTS, METRICS, RUN_JSON, STDOUT_LOG, SYSTEM, JsonlTail, RunReader, read_json
+from core.runs import EVENTS, LAYERS, METRICS, MODEL_JSON, RUN_JSON, STDOUT_LOG, SYSTEM, JsonlTail, RunReader, read_json
 from tui.run_state import RunDelta, RunState
 from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.confusion_matrix import ConfusionMatrix
 from tui.widgets.event_log import EventLog
+from tui.widgets.layer_tree import LayerTreeView
 from tui.widgets.metric_plot import X_AXES, MetricPlot, PlotOptions, cycle
 from tui.widgets.metrics_table import MetricsTable
 from tui.widgets.run_header import RunHeader
@@ -38,8 +39,10 @@ POLL_SECONDS = 0.5
 REDRAW_SECONDS = 0.25
 #: Bytes read per file per poll, so a huge backlog arrives in steps and the screen stays responsive.
 POLL_BYTES = 4 << 20
+#: Only the end of layers.jsonl matters (the tree shows recent gradient norms): skip the rest of a backlog.
+LAYERS_TAIL_BYTES = 256 << 10
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.98)
-TABS = ("plots", "metrics", "confusion", "events", "output", "system")
+TABS = ("plots", "metrics", "confusion", "events", "output", "system", "layers")
 
 
 @dataclass
@@ -55,8 +58,10 @@ class RunFollower:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.reader = RunReader(path)
-        self.tails = {name: JsonlTail(path / name) for name in (METRICS, EVENTS, SYSTEM)}
+        self.tails = {name: JsonlTail(path / name) for name in (METRICS, EVENTS, SYSTEM, LAYERS)}
+        _skip_to_tail(self.tails[LAYERS], LAYERS_TAIL_BYTES)
         self._info: dict | None = None
+        self._model_sig: tuple[int, int] | None = None
         self._stdout_sig: tuple[int, float] | None = None
         self._bad = 0
 
@@ -78,7 +83,18 @@ class RunFollower:
                 pass
             if rows:
                 changed = True
-                getattr(delta, {METRICS: "metrics", EVENTS: "events", SYSTEM: "system"}[name]).extend(rows)
+                getattr(delta, {METRICS: "metrics", EVENTS: "events", SYSTEM: "system", LAYERS: "layers"}[name]).extend(rows)
+        # after events.jsonl: the trainer rewrites model.json before it answers a control command,
+        # so a poll that sees the answer also sees the new tree
+        try:
+            st = (self.path / MODEL_JSON).stat()
+            model_sig: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            model_sig = None
+        if model_sig is not None and model_sig != self._model_sig:
+            model = read_json(self.path / MODEL_JSON)
+            if model is not None:
+                self._model_sig, delta.model, changed = model_sig, model, True
         bad = sum(t.bad_lines for t in self.tails.values())
         if bad != self._bad:
             self._bad, changed = bad, True
@@ -150,8 +166,8 @@ class DashboardScreen(Screen):
             with TabPane("6 System", id="system"):
                 with VerticalScroll():
                     yield SystemPanel(id="system-panel")
-            # A new view (the layer tree) is one more TabPane here and one more entry in TABS for its
-            # number key; `redraw` hands it the state.
+            with TabPane("7 Layers", id="layers"):
+                yield LayerTreeView(self.path, id="layer-tree")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -219,6 +235,7 @@ class DashboardScreen(Screen):
         self.query_one(EventLog).show(list(state.events), state.events_total, _started(state))
         self.query_one(StdoutView).show(state.stdout)
         self.query_one(SystemPanel).update_samples(list(state.system), list(state.recent_metrics))
+        self.query_one(LayerTreeView).show(state)
 
     def on_system_panel_findings_changed(self, message: SystemPanel.FindingsChanged) -> None:
         self._findings = [f.message for f in message.findings if f.level == "warning"]
@@ -294,6 +311,20 @@ class DashboardScreen(Screen):
 
     def action_stop(self) -> None:
         self.app.request_stop(self.path, self.state.info)  # type: ignore[attr-defined]
+
+
+def _skip_to_tail(tail: JsonlTail, keep: int) -> None:
+    """Start ``tail`` at the first whole line of the last ``keep`` bytes of its file."""
+    try:
+        size = tail.path.stat().st_size
+        if size <= keep:
+            return
+        with open(tail.path, "rb") as fh:
+            fh.seek(size - keep)
+            fh.readline()  # the rest of a line cut in the middle
+            tail.offset = fh.tell()
+    except OSError:
+        pass
 
 
 def _started(state: RunState) -> float | None:
