@@ -66,13 +66,17 @@ class StartRunScreen(ModalScreen[Path | None]):
                 id="start-config",
             )
             yield Input(placeholder="name (default: the config's run.name)", id="start-name")
-            yield Input(placeholder="overrides: trainer.epochs=2 optim.lr=0.01", id="start-overrides")
+            yield Input(placeholder="e.g. trainer.epochs=2 optim.lr=0.01", id="start-overrides")
             yield Static("", id="start-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Start", variant="primary", id="start-ok")
                 yield Button("Cancel", id="start-cancel")
 
     def on_mount(self) -> None:
+        # Titles in the borders label the fields without costing rows at 80x24.
+        self.query_one("#start-config").border_title = "config"
+        self.query_one("#start-name").border_title = "name"
+        self.query_one("#start-overrides").border_title = "overrides (--set style, space-separated)"
         self.query_one("#start-overrides" if self.selected else "#start-config").focus()
 
     @on(Button.Pressed, "#start-ok")
