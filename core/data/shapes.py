@@ -17,6 +17,7 @@ import functools
 import math
 
 import numpy as np
+import torch
 
 from core.config import SHAPE_CLASSES
 from core.data.seeding import mix_seed
@@ -255,9 +256,7 @@ class ShapesDataset:
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int):  # -> tuple[torch.Tensor, int]
-        import torch
-
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if not 0 <= index < self.length:
             raise IndexError(index)
         label = self.targets[index]
