@@ -268,3 +268,25 @@ def test_shapes_difficulty_and_class_lists() -> None:
         return float((xs[..., 1:] - xs[..., :-1]).abs().mean())
 
     assert roughness(hard) > 2 * roughness(easy)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_image_that_breaks_while_loading_is_named_without_a_traceback(tmp_path: Path, workers: int) -> None:
+    from core.data import build_loader
+
+    write_folder(tmp_path, {"x": (1, 2, 3), "y": (3, 2, 1)}, 4)
+    broken = tmp_path / "y" / "3.png"
+    noise = np.random.default_rng(0).integers(0, 256, size=(12, 12, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(broken)
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # the header survives, so only decoding fails
+    data_cfg = cfg(source="imagefolder", root=str(tmp_path), normalize="none", val_fraction=0.25,
+                   batch_size=2, num_workers=workers)
+    bundle = build_data(data_cfg, seed=0)
+    loaders = [build_loader(getattr(bundle, s), data_cfg, split=s, seed=0) for s in ("train", "val")]
+    with pytest.raises(DataError) as err:
+        for loader in loaders:
+            for _ in loader:
+                pass
+    assert str(broken) in str(err.value) and "cannot read image" in str(err.value)
+    assert "Traceback" not in str(err.value)

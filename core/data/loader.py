@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from core.config import DataConfig
 from core.data.seeding import mix_seed
-from core.errors import DataError
+from core.errors import DataError, UserError
 
 
 class EpochSampler(Sampler):
@@ -115,7 +115,36 @@ class EpochLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self.loader)
+        # iter() runs now, not lazily: callers may wrap it in torch.random.fork_rng.
+        return _UserErrorsUnwrapped(iter(self.loader))
+
+
+class _UserErrorsUnwrapped:
+    """Re-raise a worker's :class:`UserError` with its own message, without the worker's traceback.
+
+    A DataLoader worker re-raises its exception in the main process with the message
+    "Caught DataError in DataLoader worker process 0. Original Traceback ...", which would reach the
+    user as a traceback; the last line of that text is the original, one-paragraph message.
+    """
+
+    def __init__(self, iterator: Iterator[Any]):
+        self.iterator = iterator
+
+    def __iter__(self) -> _UserErrorsUnwrapped:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.iterator)
+        except UserError as exc:
+            text = str(exc)
+            if "Original Traceback" not in text:
+                raise
+            last = text.strip().splitlines()[-1]
+            raise type(exc)(last.split(f"{type(exc).__name__}: ", 1)[-1]) from None
+
+    def __len__(self) -> int:
+        return len(self.iterator)  # type: ignore[arg-type]
 
 
 def resolve_num_workers(value: int | str) -> int:
