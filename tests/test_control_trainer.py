@@ -1,0 +1,183 @@
+"""The trainer side of the control channel on real in-process runs (the trainer in a thread).
+
+Commands queued before `fit` are applied at the first epoch start, so a test can pause a run
+before its first step and then steer it step by step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core import control
+from core.runs import CONTROL_DIR, RunWriter, atomic_write_text
+from core.training.callback import Callback
+from core.training.callbacks import ControlCallback, default_callbacks
+from core.training.checkpoint import load_file
+from core.training.trainer import Trainer
+from test_trainer_support import tiny_cfg
+
+
+class Background:
+    """Runs ``trainer.fit`` in a thread and re-raises its exception on :meth:`join`."""
+
+    def __init__(self, trainer: Trainer, resume_from: Path | None = None) -> None:
+        self.trainer = trainer
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(resume_from,), daemon=True)
+        self.thread.start()
+
+    def _run(self, resume_from: Path | None) -> None:
+        try:
+            self.trainer.fit(resume_from)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.error = exc
+
+    def join(self, timeout: float = 60) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the trainer did not finish"
+        if self.error is not None:
+            raise self.error
+
+
+def new_run(tmp_path: Path, name: str) -> Path:
+    return RunWriter.create(tmp_path, name).path
+
+
+def ask(run: Path, command: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Send a command and return the trainer's answer."""
+    tail = control.answers_tail(run)
+    cmd = control.send(run, command, args)
+    answer = control.wait_for_answer(tail, cmd.id, timeout=30)
+    assert answer is not None, f"no answer to {command}"
+    return answer
+
+
+def raw_command(run: Path, name: str, text: str, *, age: float = 0.0) -> None:
+    """A command file as a careless client might write it (bypassing the client-side checks)."""
+    path = run / CONTROL_DIR / f"{time.time_ns():020d}-{name}.json"
+    atomic_write_text(path, text)
+    if age:
+        os.utime(path, (time.time() - age, time.time() - age))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_validate_while_paused_and_bad_commands_leave_the_run_unharmed(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 2}, finetune={"freeze": ["stage1"], "bn": "freeze"},
+                   logging={"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False,
+                            "layer_stats": False})
+    run = new_run(tmp_path, "bad")
+    control.send(run, "pause")  # applied at the first epoch start, before any step
+    trainer = Trainer(cfg, run_dir=run)
+    bg = Background(trainer)
+    try:
+        _wait(lambda: (json.loads((run / "run.json").read_text())).get("paused") is True)
+        assert trainer.global_step == 0
+        answer = ask(run, "validate")
+        assert answer["status"] == "ok" and answer["step"] == 0 and "validated at step 0" in answer["message"]
+        val_rows = [r for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "val"]
+        assert len(val_rows) == 1 and val_rows[0]["step"] == 0 and 0.0 <= val_rows[0]["acc"] <= 1.0
+        assert trainer.callback_metrics["val/acc"] == val_rows[0]["acc"]
+        model = trainer.model
+        assert model.training and not model.stage1[1].training and model.stage2[1].training  # bn: freeze holds
+
+        raw_command(run, "unknown", json.dumps({"id": "u1", "command": "explode", "args": {}}))
+        raw_command(run, "nomatch", json.dumps({"id": "u2", "command": "freeze", "args": {"pattern": "stage9"}}))
+        raw_command(run, "neglr", json.dumps({"id": "u3", "command": "set-lr", "args": {"group": "head", "lr": -1}}))
+        raw_command(run, "listargs", json.dumps({"id": "u4", "command": "freeze", "args": ["stage2"]}))
+        raw_command(run, "garbage", "{half a comm", age=5)
+        answer = ask(run, "resume")
+        assert answer["status"] == "ok"
+        bg.join()
+    finally:
+        if bg.thread.is_alive():
+            control.send(run, "stop")
+    assert trainer.status == "finished" and trainer.global_step == trainer.total_steps
+    events = read_jsonl(run / "events.jsonl")
+    refusals = {e["id"]: e["message"] for e in events if e["kind"] == "control" and e["status"] == "error"}
+    assert "unknown command 'explode'" in refusals["u1"]
+    assert "'stage9' matches no module" in refusals["u2"] and "stage2" in refusals["u2"]  # lists real modules
+    assert "lr must be a finite number > 0" in refusals["u3"]
+    assert "'args' must be an object" in refusals["u4"]
+    garbage = next(m for i, m in refusals.items() if i.endswith("-garbage"))
+    assert "not a JSON command object" in garbage
+    assert len(refusals) == 5
+    assert trainer.finetuner.frozen_modules() == ["stage1"]  # nothing else frozen by the bad commands
+    assert {g["base_lr"] for g in trainer.finetuner.groups_summary()} == {0.01}
+
+
+def test_a_control_made_freeze_survives_resume(tmp_path: Path) -> None:
+    quiet = {"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False, "layer_stats": False}
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 3, "max_steps": 4}, logging=quiet)
+    run = new_run(tmp_path, "again")
+    control.send(run, "freeze", {"pattern": "stage2"})
+    control.send(run, "set-lr", {"group": "head", "lr": 0.003})
+    first = Trainer(cfg, run_dir=run)
+    first.fit()
+    assert first.status == "finished" and first.global_step == 4
+    saved = load_file(run / "checkpoints" / "last.pt")
+    assert saved["finetune"]["frozen"] == ["stage2"]
+
+    more = tiny_cfg(tmp_path, trainer={"epochs": 3, "max_steps": 9}, logging=quiet)
+    second = Trainer(more, run_dir=run)
+    second.fit(resume_from=run / "checkpoints" / "last.pt")
+    assert second.global_step == 9
+    assert second.finetuner.frozen_modules() == ["stage2"]
+    head = next(g for g in second.optimizer.param_groups if g["name"] == "head")
+    assert head["base_lr"] == 0.003
+    final = load_file(run / "checkpoints" / "last.pt")
+    for name, value in saved["model"].items():
+        if name.startswith("stage2.") and "running" not in name and "num_batches" not in name:
+            assert torch.equal(value, final["model"][name]), name  # frozen through the resume
+    assert not torch.equal(saved["model"]["head.weight"], final["model"]["head.weight"])
+    tree = json.loads((run / "model.json").read_text())
+    assert next(m for m in tree["modules"] if m["path"] == "stage2")["frozen"] is True
+
+
+class WriteCommandAt(Callback):
+    """Writes a command file at the end of a given batch (from inside the loop, so timing is exact)."""
+
+    def __init__(self, batch_idx: int, command: str, args: dict[str, Any]) -> None:
+        self.batch_idx, self.command, self.args = batch_idx, command, args
+
+    def on_train_batch_end(self, trainer: Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.epoch == 0 and batch_idx == self.batch_idx:
+            control.send(trainer.run.path, self.command, self.args)
+
+
+def test_commands_wait_for_the_optimizer_step_under_gradient_accumulation(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 1, "accumulate_grad_batches": 3},
+                   logging={"every_n_steps": 1, "progress": "none", "system": False, "tensorboard": False,
+                            "layer_stats": False})
+    run = new_run(tmp_path, "accum")
+    callbacks = [cb for cb in default_callbacks(cfg) if not isinstance(cb, ControlCallback)]
+    # the writer runs before the control callback in each batch; no time budget, so only the
+    # step rule decides when the command is applied
+    callbacks += [WriteCommandAt(0, "freeze", {"pattern": "head"}), ControlCallback(poll_seconds=0.0)]
+    trainer = Trainer(cfg, run_dir=run, callbacks=callbacks, default_callbacks=False)
+    trainer.fit()
+    answer = next(e for e in read_jsonl(run / "events.jsonl") if e["kind"] == "control")
+    # written after batch 0 of a 3-batch accumulation: applied after batch 2, at the first step
+    assert answer["status"] == "ok" and answer["step"] == 1
+    assert trainer.finetuner.frozen_modules() == ["head"]
+
+
+def _wait(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError("timed out")
