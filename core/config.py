@@ -467,6 +467,12 @@ class TrainerConfig(Section):
     max_time: float | None = Field(None, gt=0, description="Stop after this many seconds of training.")
     device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'.")
     devices: int = Field(1, ge=1, description="Number of processes/GPUs for distributed training.")
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op CPU threads (default: torch's choice, one per core). 1 is often much faster "
+        "for small models on a small or busy CPU, where threads wait for each other.",
+    )
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
         "32", description="'32', 'bf16-mixed' or '16-mixed' (with a gradient scaler)."
     )

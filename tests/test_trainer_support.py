@@ -29,7 +29,7 @@ def tiny_raw(root: Path, name: str = "tiny", **sections: dict[str, Any]) -> dict
         "model": {"name": "simple_cnn", "channels": [4, 8], "dropout": 0.2},
         "optim": {"name": "adamw", "lr": 0.01, "weight_decay": 0.01},
         "schedule": {"name": "cosine", "warmup_epochs": 0.5},
-        "trainer": {"epochs": 2, "device": "cpu"},
+        "trainer": {"epochs": 2, "device": "cpu", "cpu_threads": 1},
         "logging": {"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False},
     }
     for section, values in sections.items():

@@ -255,6 +255,8 @@ class Trainer:
         cfg = self.cfg
         seed_everything(cfg.run.seed)
         configure_backends(cfg.trainer.deterministic, cfg.trainer.cudnn_benchmark)
+        if cfg.trainer.cpu_threads is not None:
+            torch.set_num_threads(cfg.trainer.cpu_threads)
         fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
         self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted)
         self.class_names = list(self.data.class_names)
