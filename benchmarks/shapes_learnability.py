@@ -5,7 +5,13 @@ AdamW lr 3e-3, one-cycle schedule, batch 128, horizontal flips, 12000 training s
 difficulty 0.5, 5 epochs. It goes through ``core.data`` (build_data + build_loader), so it also
 measures the data pipeline. Prints validation accuracy after each epoch and the wall time.
 
+Seen on the shared 2-core CI box (load ~5, so times are inflated): defaults (32x32, 12000 samples,
+32/64/128) reached val acc 0.42, 0.73, 0.979, 0.981, 0.994 after epochs 1-5 (data ~13 % of the time);
+``--image-size 16 --train-size 4000 --channels 16,32,64 --batch-size 64 --epochs 3`` reached 0.43,
+0.76, 0.88 in 64 s.
+
     python benchmarks/shapes_learnability.py [--epochs 5] [--difficulty 0.5] [--train-size 12000]
+        [--image-size 32] [--channels 32,64,128] [--batch-size 128]
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=12000)
     parser.add_argument("--classes", default="circle,square,triangle,cross,ring,star")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--channels", default="32,64,128")
+    parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
     cfg = config_from_dict(
@@ -47,11 +56,12 @@ def main() -> None:
                 "shapes": {
                     "classes": args.classes.split(","),
                     "difficulty": args.difficulty,
+                    "image_size": args.image_size,
                     "train_size": args.train_size,
                     "val_size": 2000,
                     "test_size": 0,
                 },
-                "batch_size": 128,
+                "batch_size": args.batch_size,
                 "augment": {"hflip": 0.5},
             }
         }
@@ -62,7 +72,7 @@ def main() -> None:
     print(f"build_data: {time.perf_counter() - t0:.2f}s, normalization {data.normalization}")
     train = build_loader(data.train, cfg, split="train", seed=args.seed)
     val = build_loader(data.val, cfg, split="val", seed=args.seed)
-    model = small_cnn(data.num_classes)
+    model = small_cnn(data.num_classes, tuple(int(c) for c in args.channels.split(",")))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.epochs * len(train))
     loss_fn = nn.CrossEntropyLoss()
