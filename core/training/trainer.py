@@ -268,8 +268,6 @@ class Trainer:
             model_cfg, self.data.num_classes, tuple(self.data.input_shape), head_dropout=cfg.finetune.head_dropout
         )
         model = self.built.model
-        if self.built.load_report is not None and self.run is not None:
-            self.log_event("weights", f"loaded pretrained weights from {cfg.model.weights}", report=_report(self.built.load_report))
         self.finetuner = FineTuner(model, cfg.finetune, cfg.optim, self.built.head_path)
         self.finetuner.setup()
         if ckpt is not None:
@@ -703,18 +701,3 @@ class Trainer:
                         self.run.log_event("warning", f"{type(cb).__name__}.{hook} failed: {exc}")
                     except Exception:  # noqa: BLE001
                         pass
-
-
-def _report(report: Any) -> Any:
-    for attr in ("to_dict", "as_dict"):
-        fn = getattr(report, attr, None)
-        if callable(fn):
-            return fn()
-    try:
-        from dataclasses import asdict, is_dataclass
-
-        if is_dataclass(report):
-            return asdict(report)
-    except Exception:  # noqa: BLE001
-        pass
-    return str(report)

@@ -75,6 +75,9 @@ class RecorderCallback(Callback):
             )
         else:
             run.log_event("started", f"training {trainer.built.name} on {trainer.cfg.data.source} ({trainer.device})")
+            report = trainer.built.load_report
+            if report is not None:
+                run.log_event("weights", report.summary(), report=_load_report(report))
         for group in _groups(trainer):
             run.log_event("lr_group", f"group {group.get('name')}: lr {group.get('lr')}", **group)
         run.flush()
@@ -157,3 +160,14 @@ def _frozen(trainer: Trainer) -> list[str]:
         return list(trainer.finetuner.frozen_modules())
     except Exception:  # noqa: BLE001
         return []
+
+
+def _load_report(report: Any) -> dict[str, Any]:
+    return {
+        "source": str(report.source),
+        "matched": len(report.matched),
+        "missing": list(report.missing),
+        "unexpected": list(report.unexpected),
+        "mismatched": [{"key": k, "file": list(a), "model": list(b)} for k, a, b in report.mismatched],
+        "head_only": bool(report.head_only),
+    }
