@@ -1,0 +1,125 @@
+"""The dashboard's layer tree: Pilot tests against a real `ftui run` process, and its pure helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core import control
+from core.runs import read_json
+from test_app_dashboard import screen_text, wait_loaded
+from test_trainer_support import tiny_raw
+from tui.app import FtuiApp
+from tui.widgets.layer_tree import LayerTreeView, aggregate_grad_norms, format_count, sparkline
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_grad_norms_of_parents_combine_their_units() -> None:
+    record = {"layers": {"a.0": {"grad_norm": 3.0}, "a.1": {"grad_norm": 4.0}, "b": {"grad_norm": 1.0},
+                         "c": {"grad_norm": "inf"}, "d": {"weight_norm": 2.0}}}
+    norms = aggregate_grad_norms(record)
+    assert norms["a"] == 5.0 and norms["a.0"] == 3.0 and norms["b"] == 1.0 and norms["c"] == float("inf")
+    assert "d" not in norms
+    assert sparkline([1.0, 10.0, 100.0]) == "▁▄█"  # log scale: norms span decades
+    assert sparkline([0.0, 0.0]) == ""  # frozen: nothing to draw
+    assert sparkline([2.0, float("nan"), 2.0]) == "▄ ▄"
+    assert [format_count(n) for n in (268, 45_300, 11_200_000, None)] == ["268", "45.3K", "11.2M", "—"]
+
+
+def _line(app: FtuiApp, module: str) -> str:
+    """The screen line of a depth-1 module of the tree."""
+    for line in screen_text(app).splitlines():
+        if f" {module} " in line and ("Sequential" in line or "Linear" in line):
+            return line
+    raise AssertionError(f"{module} not on screen")
+
+
+async def _until(pilot, predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path, "live", trainer={"epochs": 500, "max_steps": 3000},
+                   logging={"every_n_steps": 1, "flush_seconds": 0.1})
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", str(cfg)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    run = tmp_path / "live"
+    try:
+        deadline = time.monotonic() + 60
+        while (read_json(run / "run.json") or {}).get("status") != "running":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        app = FtuiApp(tmp_path, watch=run)
+        async with app.run_test(size=(140, 40), notifications=True) as pilot:
+            await wait_loaded(pilot, app.screen)
+            await pilot.press("7")
+            tree = app.screen.query_one(LayerTreeView)
+            await _until(pilot, lambda: tree.has_focus and "stage1" in tree.modules and "∇" in _line(app, "stage2"))
+            while tree.cursor_node is None or tree.cursor_node.data != "stage1":
+                await pilot.press("down")
+            assert "● trains" in _line(app, "stage1") and "lr 0.01" in _line(app, "stage1")
+
+            # the trainer cannot answer while stopped: the command waits, shown as pending
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                await pilot.press("space")
+                (path, sent), = control.pending_commands(run)
+                assert sent["command"] == "freeze" and sent["args"] == {"pattern": "stage1"}
+                assert sent["sender"] == "ftui app"
+                assert "⧗ freeze…" in _line(app, "stage1") and "● trains" in _line(app, "stage1")
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            await _until(pilot, lambda: "❄ frozen" in _line(app, "stage1"))
+            assert "⧗" not in _line(app, "stage1")
+            assert [(a["command"], a["status"]) for a in tree.answers] == [("freeze", "ok")]
+            model = json.loads((run / "model.json").read_text())
+            assert next(m for m in model["modules"] if m["path"] == "stage1")["frozen"] is True
+
+            await pilot.press("space")  # unfreeze
+            await _until(pilot, lambda: "● trains" in _line(app, "stage1") and len(tree.answers) == 2)
+
+            await pilot.press("l")  # learning rate of the selected module
+            await pilot.pause()
+            await pilot.press(*["backspace"] * 10, *"0.02", "enter")
+            await _until(pilot, lambda: "lr 0.02" in _line(app, "stage1"))
+            assert tree.answers[-1]["command"] == "set-lr" and tree.answers[-1]["args"] == {"group": "stage1", "lr": 0.02}
+
+            await pilot.press("p")
+            await _until(pilot, lambda: "⏸ paused" in screen_text(app))
+            assert (read_json(run / "run.json") or {})["paused"] is True
+            await pilot.press("p")
+            await _until(pilot, lambda: "⏸ paused" not in screen_text(app) and len(tree.answers) == 5)
+
+            tree.send("freeze", {"pattern": "stage9"})  # a refusal shows as a notification
+            await _until(pilot, lambda: "refused" in screen_text(app))
+            assert tree.answers[-1]["status"] == "error"
+
+            await pilot.press("s")
+            await pilot.press("y")  # confirm
+            assert proc.wait(timeout=60) == 0
+        info = read_json(run / "run.json")
+        assert info["status"] == "stopped" and info["frozen"] == []
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
