@@ -80,3 +80,15 @@ def test_imbalance_ratio() -> None:
     assert np.isnan(imbalance_ratio([]))
     with pytest.raises(ValueError):
         SampleGrid([np.zeros((2, 2, 3), dtype=np.uint8)], [])
+
+
+def test_renderables_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, core.data.render, core.data.summary;"
+        "bad = [m for m in ('torch', 'torchvision', 'textual') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
