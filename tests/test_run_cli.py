@@ -15,7 +15,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from core.runs import read_json
+from core.runs import pid_alive, read_json
 from core.training.checkpoint import load_file
 from test_trainer_support import tiny_raw
 from tui.cli import app
@@ -116,6 +116,7 @@ def test_detach_starts_in_background_and_eval_reads_the_result(tmp_path: Path) -
     _wait_for(lambda: (read_json(run_dir / "run.json") or {}).get("status") in ("finished", "failed"), 120)
     info = read_json(run_dir / "run.json")
     assert info["status"] == "finished", (run_dir / "stdout.log").read_text()
+    _wait_for(lambda: not pid_alive(info["pid"]), 60)  # the summary is printed after the final status
     assert "finished: bg" in (run_dir / "stdout.log").read_text()
 
     ev = runner.invoke(app, ["eval", str(run_dir / "checkpoints" / "best.pt"), "--split", "test"])
