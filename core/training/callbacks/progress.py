@@ -83,7 +83,8 @@ class ProgressCallback(Callback):
     def on_train_epoch_start(self, trainer: Trainer) -> None:
         self._epoch_t0 = time.monotonic()
         if self._progress is not None:
-            self._progress.update(
+            # reset, not update: the speed and ETA of the batch bar restart with each epoch
+            self._progress.reset(
                 self._batch_task,
                 description=f"epoch {trainer.epoch + 1}/{trainer.cfg.trainer.epochs}",
                 completed=trainer.batches_done,
@@ -130,6 +131,7 @@ class ProgressCallback(Callback):
         if self._progress is not None:
             epoch, _ = trainer.position
             self._progress.update(self._epoch_task, completed=epoch)
+            self._progress.update(self._batch_task, info=self._train_info())
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self._close()
