@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,49 @@ def test_validate_and_test_count_every_sample(tmp_path: Path) -> None:
     test = trainer.test()
     assert sum(map(sum, val["confusion"])) == 32 and sum(map(sum, test["confusion"])) == 20
     assert 0.0 <= val["acc"] <= 1.0 and val["per_class"]["support"] == [sum(r) for r in val["confusion"]]
+
+
+class SendSignal(Callback):
+    """Sends ``signals`` to this very process after optimizer step ``step`` (what `kill` or Ctrl-C does)."""
+
+    def __init__(self, step: int, *signals: int) -> None:
+        self.step, self.signals = step, signals
+
+    def on_train_batch_end(self, trainer: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            for sig in self.signals:
+                os.kill(os.getpid(), sig)
+
+
+def test_sigterm_finishes_the_step_saves_last_pt_and_exits_143(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_cfg(tmp_path, trainer={"epochs": 3}), callbacks=[SendSignal(3, signal.SIGTERM)])
+    trainer.fit()
+    assert trainer.status == "interrupted" and trainer.exit_code == 143
+    ckpt = load_file(trainer.run.path / "checkpoints" / "last.pt")
+    assert (ckpt["epoch"], ckpt["batch_idx"], ckpt["step"]) == (0, 3, 3)
+    info = json.loads((trainer.run.path / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["stop_reason"] == "received SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is not trainer._on_signal  # handlers restored
+
+
+def test_second_sigint_leaves_at_once(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_cfg(tmp_path, trainer={"epochs": 3}),
+                      callbacks=[SendSignal(2, signal.SIGINT, signal.SIGINT)])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    info = json.loads((trainer.run.path / "run.json").read_text())
+    assert info["status"] == "interrupted" and "interrupted twice" in info["error"]
+    assert not (trainer.run.path / "checkpoints" / "last.pt").exists()  # no time was taken to save
+
+
+class RaiseOOM(Callback):
+    def on_train_batch_start(self, trainer: Any, batch: Any, batch_idx: int) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_names_the_batch_size_and_the_fix(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_cfg(tmp_path), callbacks=[RaiseOOM()])
+    with pytest.raises(TrainingFailed, match=r"out of memory .* data.batch_size=16.*--set data.batch_size=8"):
+        trainer.fit()
+    info = json.loads((trainer.run.path / "run.json").read_text())
+    assert info["status"] == "failed" and "accumulate_grad_batches" in info["error"]
