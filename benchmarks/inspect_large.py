@@ -1,0 +1,159 @@
+"""Benchmark 4 — inspect a 1 GB checkpoint: time to the summary and peak memory.
+
+A checkpoint in ftui's format (weights of 20 2048x2048 layers with biases and norms, the AdamW state
+of every parameter, config, model tree...: about 1 GB) is written to a temporary folder and deleted
+afterwards. Each measurement runs in a fresh subprocess, whose peak RSS comes from ``os.wait4``:
+
+* ``ftui inspect PATH --json`` and ``--plain`` — the whole command, Python and torch start-up included
+  (targets: < 3 s, < 300 MB);
+* ``load_checkpoint + summarize`` inside one process — the part ftui controls;
+* ``python -c "import torch"`` — the floor every torch-using command pays.
+
+    python benchmarks/inspect_large.py [--size-gb 1.0] [--reps 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import harness
+
+TARGET_S = 3.0
+TARGET_MB = 300.0
+INPROCESS = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+from core.inspect import load_checkpoint, summarize
+ckpt = load_checkpoint(sys.argv[1])
+s = summarize(ckpt)
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "summary_s": t2 - t1, "tensors": len(s["tensors"]),
+                  "params": s["weights"].get("params") if isinstance(s.get("weights"), dict) else None}))
+"""
+
+
+def make_checkpoint(path: Path, size_gb: float) -> int:
+    """An ftui-format checkpoint of about ``size_gb`` GB (a third weights, two thirds AdamW state)."""
+    import torch
+
+    layers = 20
+    side = max(16, int(((size_gb * 1e9 / 3 / 4) / layers) ** 0.5))
+    model: dict[str, Any] = {}
+    for i in range(layers):
+        model[f"blocks.{i}.linear.weight"] = torch.full((side, side), 0.01 * (i + 1))
+        model[f"blocks.{i}.linear.bias"] = torch.zeros(side)
+        model[f"blocks.{i}.norm.weight"] = torch.ones(side)
+        model[f"blocks.{i}.norm.bias"] = torch.zeros(side)
+    model["head.weight"] = torch.zeros(10, side)
+    model["head.bias"] = torch.zeros(10)
+    names = list(model)
+    state = {i: {"step": torch.tensor(100.0), "exp_avg": torch.zeros_like(model[n]), "exp_avg_sq": torch.zeros_like(model[n])}
+             for i, n in enumerate(names)}
+    ckpt = {
+        "format": 1, "ftui_version": "0.1.0", "model": model,
+        "optimizer": {"state": state, "param_groups": [{"name": "default", "lr": 1e-3, "base_lr": 1e-3, "betas": (0.9, 0.999),
+                                                       "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False,
+                                                       "params": list(range(len(names)))}]},
+        "scheduler": {"name": "cosine"}, "scaler": {}, "epoch": 3, "batch_idx": 0, "step": 300, "rng": {},
+        "config": {"model": {"name": "big_mlp"}, "optim": {"name": "adamw", "lr": 1e-3}},
+        "data": {"class_names": [str(i) for i in range(10)]}, "finetune": {}, "metrics": {"history": {}, "best": None},
+        "model_tree": {}, "callbacks": {}, "run": {"name": "bench"},
+    }
+    torch.save(ckpt, path)
+    return path.stat().st_size
+
+
+def rss_of(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
+    """(wall seconds, peak RSS in MB, exit code, output) of one subprocess, its own peak from ``os.wait4``."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=harness.REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return wall, usage.ru_maxrss / 1024.0, proc.returncode, text  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    p = harness.parser("inspect_large", __doc__.splitlines()[0])
+    p.add_argument("--size-gb", type=float, default=1.0)
+    p.add_argument("--reps", type=int, default=3)
+    args = p.parse_args()
+    if args.quick:
+        args.size_gb, args.reps = 0.045, 1
+    ftui = str(Path(sys.executable).with_name("ftui"))
+    env = {**os.environ, "COLUMNS": "120"}
+    tmp = Path(tempfile.mkdtemp(prefix="ftui-bench-inspect-"))
+    runs: dict[str, list[tuple[float, float]]] = {"json": [], "plain": [], "inprocess": [], "torch": []}
+    inproc: list[dict[str, Any]] = []
+    try:
+        path = tmp / "big.pt"
+        t0 = time.perf_counter()
+        size = make_checkpoint(path, args.size_gb)
+        print(f"wrote {path} ({size / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f}s", flush=True)
+        commands = {
+            "json": [ftui, "inspect", str(path), "--json"],
+            "plain": [ftui, "inspect", str(path), "--plain"],
+            "inprocess": [sys.executable, "-c", INPROCESS, str(path)],
+            "torch": [sys.executable, "-c", "import torch"],
+        }
+        if args.quick:  # one start of torch fewer: --plain shares everything but the renderer
+            del commands["plain"]
+        for rep in range(args.reps):
+            for name, cmd in commands.items():
+                wall, rss, code, text = rss_of(cmd, env)
+                if code != 0:
+                    raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{text[-2000:]}")
+                runs[name].append((wall, rss))
+                if name == "inprocess":
+                    import json
+
+                    inproc.append(json.loads(text.strip().splitlines()[-1]))
+            print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1][0]:.2f}s {v[-1][1]:.0f}MB" for k, v in runs.items()),
+                  flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    runs = {k: v for k, v in runs.items() if v}
+    wall = {k: harness.summary(w for w, _ in v) for k, v in runs.items()}
+    rss = {k: harness.summary(r for _, r in v) for k, v in runs.items()}
+    summary_s = harness.summary(r["summary_s"] for r in inproc)
+    rows = [
+        {"measure": "ftui inspect --json: wall", "value": wall["json"]["median"], "unit": "s",
+         "target": f"< {TARGET_S:g}", "status": harness.verdict(wall["json"]["median"], TARGET_S),
+         "note": f"{size / 1e9:.2f} GB file, {inproc[0]['tensors']} weight tensors"},
+        {"measure": "ftui inspect --json: peak RSS", "value": rss["json"]["max"], "unit": "MB",
+         "target": f"< {TARGET_MB:g}", "status": harness.verdict(rss["json"]["max"], TARGET_MB),
+         "note": f"{rss['json']['max'] / (size / 1e6):.1%} of the file"},
+        {"measure": "load_checkpoint + summarize (in process)", "value": summary_s["median"], "unit": "s",
+         "note": "after torch is imported"},
+        {"measure": "python -c 'import torch': wall", "value": wall["torch"]["median"], "unit": "s",
+         "note": "the floor of any torch command"},
+        {"measure": "python -c 'import torch': peak RSS", "value": rss["torch"]["max"], "unit": "MB"},
+    ]
+    if "plain" in wall:
+        rows[2:2] = [
+            {"measure": "ftui inspect --plain: wall", "value": wall["plain"]["median"], "unit": "s",
+             "target": f"< {TARGET_S:g}", "status": harness.verdict(wall["plain"]["median"], TARGET_S)},
+            {"measure": "ftui inspect --plain: peak RSS", "value": rss["plain"]["max"], "unit": "MB",
+             "target": f"< {TARGET_MB:g}", "status": harness.verdict(rss["plain"]["max"], TARGET_MB)},
+        ]
+    results = {
+        "config": {"size_gb": args.size_gb, "file_bytes": size, "reps": args.reps},
+        "wall_s": wall, "peak_rss_mb": rss, "inprocess": inproc,
+    }
+    harness.report("inspect_large", "Inspect a large checkpoint", rows, results, args.out, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Benchmark 5 — start-up: ``ftui --help`` and ``ftui watch RUN`` to the first frame.
+
+* ``ftui --help`` runs as a subprocess to its exit (target < 0.5 s); ``python -c pass`` is the floor.
+* ``ftui watch RUN`` runs in a pseudo-terminal (120 x 40), exactly as a person starts it. First frame:
+  the dashboard's layout is on the terminal (the titles of the loss and accuracy plots) (target < 1.5 s).
+  Run on screen: the header with the run's name, which appears once the reader has delivered
+  ``run.json`` and the metrics. The run is a copy of the recorded test run
+  (``tests/fixtures/recorded_run``); the app is then quit with ``q``.
+
+Repetitions alternate the commands; figures are medians.
+
+    python benchmarks/startup.py [--reps 7] [--quick]
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+import harness
+
+TARGET_HELP_S = 0.5
+TARGET_WATCH_S = 1.5
+FIXTURE = harness.REPO / "tests" / "fixtures" / "recorded_run"
+
+
+def run_to_exit(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=harness.REPO)
+    return time.perf_counter() - t0
+
+
+def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -> tuple[float, float]:
+    """(seconds to the header with the run name, seconds to the plot titles) of ``ftui watch`` in a pty."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    env.pop("TEXTUAL", None)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([ftui, "watch", name, "--root", str(root)], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, cwd=harness.REPO, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    t_header = t_plot = float("nan")
+    try:
+        while time.perf_counter() - t0 < timeout:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            seen += chunk
+            now = time.perf_counter() - t0
+            if t_header != t_header and name.encode() in seen:
+                t_header = now
+            if t_plot != t_plot and b"loss" in seen and b"accuracy" in seen:
+                t_plot = now
+            if t_header == t_header and t_plot == t_plot:
+                break
+        os.write(master, b"q")
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+    if t_header != t_header:
+        tail = seen[-1500:].decode(errors="replace")
+        raise SystemExit(f"ftui watch never showed the run name within {timeout:.0f}s; last output:\n{tail}")
+    return t_header, t_plot
+
+
+def main() -> None:
+    p = harness.parser("startup", __doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=7)
+    args = p.parse_args()
+    if args.quick:
+        args.reps = 1
+    ftui = str(Path(sys.executable).with_name("ftui"))
+    tmp = Path(tempfile.mkdtemp(prefix="ftui-bench-startup-"))
+    times: dict[str, list[float]] = {"python_pass": [], "help": [], "watch_header": [], "watch_plots": []}
+    try:
+        shutil.copytree(FIXTURE, tmp / "recorded_run")
+        run_to_exit([ftui, "--help"])  # warm the file cache once; every figure below is a warm start
+        for rep in range(args.reps):
+            times["python_pass"].append(run_to_exit([sys.executable, "-c", "pass"]))
+            times["help"].append(run_to_exit([ftui, "--help"]))
+            header, plots = watch_first_frame(ftui, tmp, "recorded_run")
+            times["watch_header"].append(header)
+            times["watch_plots"].append(plots)
+            print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: harness.summary(v) for k, v in times.items()}
+    rows = [
+        {"measure": "ftui --help", "value": med["help"]["median"], "unit": "s", "target": f"< {TARGET_HELP_S:g}",
+         "status": harness.verdict(med["help"]["median"], TARGET_HELP_S),
+         "note": f"{med['help']['median'] / med['python_pass']['median']:.1f}x python -c pass"},
+        {"measure": "ftui watch: first frame", "value": med["watch_plots"]["median"], "unit": "s",
+         "target": f"< {TARGET_WATCH_S:g}", "status": harness.verdict(med["watch_plots"]["median"], TARGET_WATCH_S),
+         "note": "120x40 pty: loss and accuracy plot titles drawn"},
+        {"measure": "ftui watch: run on screen", "value": med["watch_header"]["median"], "unit": "s",
+         "target": f"< {TARGET_WATCH_S:g}", "status": harness.verdict(med["watch_header"]["median"], TARGET_WATCH_S),
+         "note": "header with the run name (run.json and metrics read)"},
+        {"measure": "python -c pass", "value": med["python_pass"]["median"], "unit": "s", "note": "interpreter floor"},
+    ]
+    results = {"config": {"reps": args.reps, "terminal": [120, 40]}, "seconds": med, "raw": times}
+    harness.report("startup", "Start-up times", rows, results, args.out, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

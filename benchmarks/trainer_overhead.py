@@ -1,0 +1,231 @@
+"""Benchmark 1 — trainer overhead: ftui's Trainer (default callbacks on) against a plain PyTorch loop.
+
+Both train the same model (``core.models.build_model`` of the quickstart config), on the same data
+(``core.data`` loaders, so both see identical batches), from the same seed, with the same AdamW (weight
+decay off for biases and norm parameters, as ftui groups them) and a constant lr (``schedule: none``:
+the schedule formula is not what is measured). The plain loop validates every epoch too. The trainer
+runs with every default callback: recorder, checkpoint per epoch (last.pt and best.pt), learning-rate
+monitor, TensorBoard, telemetry, layer statistics, control polling and plain progress (to /dev/null).
+
+Epoch time is train + validation (+ checkpointing for ftui), from a callback's ``on_train_epoch_start``
+to ``on_train_epoch_end``. Repetitions are interleaved (ABBA order) and the result is the median of the
+per-repetition ratios, in wall time and in process CPU time (which a busy machine disturbs less).
+Losses of every step must agree to 5 decimals. PyTorch Lightning is compared when it is installed.
+
+    python benchmarks/trainer_overhead.py [--reps 5] [--epochs 2] [--train-size 6000] [--quick]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import harness
+from core.config import Config, load_config
+from core.training.callback import Callback
+
+QUICKSTART = harness.REPO / "sample_configs" / "quickstart.yaml"
+TARGET_RATIO = 1.03
+
+
+class EpochTimer(Callback):
+    """Records wall and CPU time of each epoch (train + validation + epoch-end callbacks) and step losses."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.losses: list[torch.Tensor] = []
+        self._t0 = (0.0, 0.0)
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        self._t0 = (time.perf_counter(), time.process_time())
+
+    def on_train_batch_end(self, trainer: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.losses.append(outputs["loss"])  # a device tensor: no host sync here
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self.wall.append(time.perf_counter() - self._t0[0])
+        self.cpu.append(time.process_time() - self._t0[1])
+
+
+def bench_config(root: Path, args: Any) -> Config:
+    """The quickstart config, resized for the benchmark, recording into ``root``."""
+    return load_config(
+        QUICKSTART,
+        [
+            f"run.root={root}",
+            "run.name=bench",
+            "schedule.name=none",
+            f"trainer.epochs={args.epochs}",
+            f"data.shapes.train_size={args.train_size}",
+            f"data.shapes.val_size={args.val_size}",
+            "logging.progress=plain",
+        ],
+    )
+
+
+def run_ftui(cfg: Config) -> dict[str, Any]:
+    """One ``Trainer.fit`` with the default callbacks plus the timer."""
+    from core.training import Trainer
+
+    timer = EpochTimer()
+    t0 = time.perf_counter()
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        trainer = Trainer(cfg, callbacks=[timer])
+        trainer.fit()
+    total = time.perf_counter() - t0
+    val_loss = trainer.callback_metrics.get("val/loss", float("nan"))
+    callbacks = [type(cb).__name__ for cb in trainer.callbacks if cb is not timer]
+    return {
+        "wall": timer.wall, "cpu": timer.cpu, "losses": torch.stack(timer.losses).tolist(),
+        "val_loss": val_loss, "total": total, "callbacks": callbacks,
+    }
+
+
+def run_plain(cfg: Config) -> dict[str, Any]:
+    """The hand-written loop: the same data, model, seed and optimizer, validated every epoch."""
+    from core.data import build_data, build_loader
+    from core.models import build_model
+
+    t_start = time.perf_counter()
+    seed = cfg.run.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if cfg.trainer.cpu_threads is not None:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
+    data = build_data(cfg.data, seed)
+    model = build_model(cfg.model, data.num_classes, tuple(data.input_shape)).model
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.endswith("bias")]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and not n.endswith("bias"))]
+    o = cfg.optim
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.lr, betas=o.betas, eps=o.eps,
+    )
+    train = build_loader(data.train, cfg.data, split="train", seed=seed)
+    val = build_loader(data.val, cfg.data, split="val", seed=seed)
+    wall: list[float] = []
+    cpu: list[float] = []
+    losses: list[torch.Tensor] = []
+    val_loss = float("nan")
+    for epoch in range(cfg.trainer.epochs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        train.set_epoch(epoch)
+        model.train()
+        for x, y in train:
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+        model.eval()
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        with torch.no_grad():
+            for x, y in val:
+                total += F.cross_entropy(model(x), y, reduction="sum").double()
+                count += int(y.shape[0])
+        val_loss = float(total) / max(1, count)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {
+        "wall": wall, "cpu": cpu, "losses": torch.stack(losses).tolist(), "val_loss": val_loss,
+        "total": time.perf_counter() - t_start,
+    }
+
+
+def lightning_note() -> str:
+    """Why the Lightning comparison did not run (empty when it could)."""
+    for name in ("lightning", "pytorch_lightning"):
+        try:
+            __import__(name)
+            return ""
+        except ImportError:
+            continue
+    return "PyTorch Lightning is not installed here: comparison skipped (pip install lightning to add it)."
+
+
+def main() -> None:
+    p = harness.parser("trainer_overhead", __doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=5, help="Interleaved repetitions of each loop.")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--train-size", type=int, default=6000)
+    p.add_argument("--val-size", type=int, default=1000)
+    args = p.parse_args()
+    if args.quick:
+        args.reps, args.epochs, args.train_size, args.val_size = 1, 1, 256, 128
+
+    plain_runs: list[dict[str, Any]] = []
+    ftui_runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ftui-bench-") as tmp:
+        for rep in range(args.reps):
+            order = ("plain", "ftui") if rep % 2 == 0 else ("ftui", "plain")
+            for which in order:
+                cfg = bench_config(Path(tmp) / f"rep{rep}", args)
+                result = run_plain(cfg) if which == "plain" else run_ftui(cfg)
+                (plain_runs if which == "plain" else ftui_runs).append(result)
+                print(f"rep {rep + 1}/{args.reps} {which:5s}: epochs {', '.join(f'{w:.2f}s' for w in result['wall'])}",
+                      flush=True)
+
+    # Per repetition, the sum of its epochs; ratios paired by repetition, then the median.
+    ratio_wall = [sum(f["wall"]) / sum(q["wall"]) for f, q in zip(ftui_runs, plain_runs)]
+    ratio_cpu = [sum(f["cpu"]) / sum(q["cpu"]) for f, q in zip(ftui_runs, plain_runs)]
+    plain_epoch = harness.summary(w for r in plain_runs for w in r["wall"])
+    ftui_epoch = harness.summary(w for r in ftui_runs for w in r["wall"])
+    diffs = [abs(a - b) for f, q in zip(ftui_runs, plain_runs) for a, b in zip(f["losses"], q["losses"])]
+    steps_equal = all(len(f["losses"]) == len(q["losses"]) for f, q in zip(ftui_runs, plain_runs))
+    max_diff = max(diffs) if diffs else float("nan")
+    val_diff = max(abs(f["val_loss"] - q["val_loss"]) for f, q in zip(ftui_runs, plain_runs))
+    losses_equal = steps_equal and max_diff < 0.5e-5
+    med_wall = harness.summary(ratio_wall)["median"]
+    med_cpu = harness.summary(ratio_cpu)["median"]
+    note = lightning_note()
+    rows = [
+        {"measure": "plain loop epoch (median)", "value": plain_epoch["median"], "unit": "s",
+         "note": f"{args.train_size} train + {args.val_size} val samples"},
+        {"measure": "ftui Trainer epoch (median)", "value": ftui_epoch["median"], "unit": "s",
+         "note": "default callbacks + checkpoints"},
+        {"measure": "ftui / plain, wall (median of reps)", "value": med_wall, "unit": "x",
+         "target": f"<= {TARGET_RATIO}", "status": harness.verdict(med_wall, TARGET_RATIO),
+         "note": f"per rep: {', '.join(f'{r:.3f}' for r in ratio_wall)}"},
+        {"measure": "ftui / plain, CPU time (median of reps)", "value": med_cpu, "unit": "x",
+         "target": f"<= {TARGET_RATIO}", "status": harness.verdict(med_cpu, TARGET_RATIO),
+         "note": f"per rep: {', '.join(f'{r:.3f}' for r in ratio_cpu)}"},
+        {"measure": "max |loss difference| per step", "value": max_diff, "unit": "",
+         "target": "< 5e-6", "status": "ok" if losses_equal else "MISS",
+         "note": f"{len(diffs)} steps compared; val loss diff {val_diff:.2e}"},
+        {"measure": "setup + teardown, ftui (median)", "value":
+         harness.summary(f["total"] - sum(f["wall"]) for f in ftui_runs)["median"], "unit": "s",
+         "note": "outside epochs: data, model tree, TB graph, final checkpoint"},
+        {"measure": "setup, plain (median)", "value":
+         harness.summary(q["total"] - sum(q["wall"]) for q in plain_runs)["median"], "unit": "s"},
+    ]
+    if note:
+        rows.append({"measure": "Lightning Trainer", "value": None, "status": "skipped", "note": note})
+    results = {
+        "config": {"reps": args.reps, "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
+                   "base": "sample_configs/quickstart.yaml", "threads": torch.get_num_threads()},
+        "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu,
+        "ratio_wall_median": med_wall, "ratio_cpu_median": med_cpu,
+        "plain_epoch_s": plain_epoch, "ftui_epoch_s": ftui_epoch,
+        "plain_epochs": [r["wall"] for r in plain_runs], "ftui_epochs": [r["wall"] for r in ftui_runs],
+        "max_loss_diff": max_diff, "val_loss_diff": val_diff, "losses_equal_5dp": losses_equal,
+        "steps": len(plain_runs[0]["losses"]) if plain_runs else 0,
+        "callbacks": ftui_runs[0]["callbacks"] if ftui_runs else [],
+        "lightning": note or "compared",
+    }
+    harness.report("trainer_overhead", "Trainer overhead vs a plain PyTorch loop", rows, results, args.out,
+                   quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Each benchmark script runs in ``--quick`` mode and writes JSON whose figures are sane.
+
+These are smoke runs that keep the scripts working, not timed tests: only facts that hold on any
+machine are asserted (bit-equal losses, rows read back, files parsed), never a time target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = ("trainer_overhead", "input_pipeline", "dashboard_ingest", "inspect_large", "startup", "gpu_throughput")
+
+
+def run_quick(name: str, out: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"{name} --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["benchmark"] == name and data["quick"] is True
+    assert data["rows"] and all("measure" in row for row in data["rows"])
+    assert data["machine"]["cpus"] >= 1 and data["machine"]["date"]
+    assert name in proc.stdout  # the table was printed (its title names nothing; the path written does)
+    return data["results"]
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_benchmark_quick(name: str, tmp_path: Path) -> None:
+    results = run_quick(name, tmp_path / f"{name}.json")
+    if name == "trainer_overhead":
+        # Same seed, data and optimizer: the two loops take identical steps.
+        assert results["steps"] > 0
+        assert results["losses_equal_5dp"] is True and results["max_loss_diff"] < 5e-6
+        assert results["ratio_wall"][0] > 0 and results["ratio_cpu"][0] > 0
+    elif name == "input_pipeline":
+        med = results["medians"]
+        assert all(v > 0 and math.isfinite(v) for v in med.values())
+        assert 0 < results["data_share_0_workers"] < 1
+    elif name == "dashboard_ingest":
+        assert results["config"]["rows"] == 20_000
+        assert results["headless"]["loaded_s"] >= results["headless"]["first_frame_s"] > 0
+        # the loss plot held every train and val row read (the backlog, polls appended, redraw rows)
+        assert results["headless"]["loss_points"] >= 20_000
+        assert results["headless"]["drawn"]["train"][0] <= 2 * results["headless"]["plot_width"] + 2
+    elif name == "inspect_large":
+        assert results["config"]["file_bytes"] > 40e6
+        assert results["inprocess"][0]["tensors"] == 82
+        assert results["peak_rss_mb"]["json"]["max"] > 0
+    elif name == "startup":
+        seconds = results["seconds"]
+        assert seconds["help"]["median"] > seconds["python_pass"]["median"] > 0
+        assert seconds["watch_plots"]["median"] > 0 and seconds["watch_header"]["median"] > 0
+    elif name == "gpu_throughput":
+        assert results.get("skipped") is True or all(v["ftui_img_s"] > 0 for v in results["sizes"].values())
