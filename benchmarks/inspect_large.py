@@ -120,7 +120,7 @@ def main() -> None:
                     import json
 
                     inproc.append(json.loads(text.strip().splitlines()[-1]))
-            print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1][0]:.2f}s {v[-1][1]:.0f}MB" for k, v in runs.items()),
+            print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1][0]:.2f}s {v[-1][1]:.0f}MB" for k, v in runs.items() if v),
                   flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
