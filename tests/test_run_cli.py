@@ -124,3 +124,29 @@ def test_detach_starts_in_background_and_eval_reads_the_result(tmp_path: Path) -
     assert ev.exit_code == 0, ev.output
     assert "confusion matrix" in ev.output and "per class" in ev.output and "circle" in ev.output
     assert "32 samples" in ev.output
+
+
+def test_resume_refuses_a_run_that_is_still_training(tmp_path: Path) -> None:
+    run_dir = tmp_path / "live"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
+    info = {"format": 1, "name": "live", "status": "running", "pid": os.getpid(), "host": __import__("socket").gethostname()}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    cfg = _write(tmp_path / "c.yaml", tiny_raw(tmp_path, "live"))
+    result = runner.invoke(app, ["run", str(cfg), "--resume", str(run_dir)])
+    assert result.exit_code == 2 and "still running" in result.output and "ftui ctl" in result.output
+
+
+def test_eval_without_a_test_split_exits_2_with_the_fix(tmp_path: Path) -> None:
+    from core.training.trainer import Trainer
+    from test_trainer_support import tiny_cfg
+
+    shapes = {"image_size": 16, "train_size": 32, "val_size": 16, "test_size": 0, "classes": ["circle", "square"]}
+    trainer = Trainer(tiny_cfg(tmp_path, "notest", data={"shapes": shapes}, trainer={"epochs": 1}))
+    trainer.fit()
+    ckpt = trainer.run.path / "checkpoints" / "last.pt"
+    result = runner.invoke(app, ["eval", str(ckpt)])
+    assert result.exit_code == 2 and "no test split" in result.output and "--split val" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["eval", str(ckpt), "--split", "val"])
+    assert result.exit_code == 0 and "16 samples" in result.output

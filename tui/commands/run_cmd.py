@@ -71,8 +71,10 @@ def _resume_target(spec: str, root: str) -> tuple[Path, Path]:
                 f"--resume {spec}: this checkpoint is not inside a run directory (runs/<name>/checkpoints/). "
                 "Fix: pass the run's name or directory; to start a new run from these weights set model.weights."
             )
+        _refuse_live(run_dir, spec)
         return run_dir, candidate
     run_dir = resolve_run(spec, root)
+    _refuse_live(run_dir, spec)
     ckpt = run_dir / "checkpoints" / "last.pt"
     if not ckpt.is_file():
         raise RunError(
@@ -80,6 +82,18 @@ def _resume_target(spec: str, root: str) -> tuple[Path, Path]:
             "its first checkpoint, or trainer.checkpoint.save_last is off). Fix: start a new run instead."
         )
     return run_dir, ckpt
+
+
+def _refuse_live(run_dir: Path, spec: str) -> None:
+    """Two processes must never train into one run directory."""
+    from core.runs import live_status, read_json
+
+    info = read_json(run_dir / "run.json") or {}
+    if live_status(info) in ("created", "running"):
+        raise RunError(
+            f"--resume {spec}: {run_dir} is still {info.get('status')} (pid {info.get('pid')} on {info.get('host')}). "
+            f"Fix: stop it first (`ftui ctl {run_dir} stop`, or Ctrl-C in its terminal), then resume."
+        )
 
 
 def _detach(config: Path, overrides: list[str], *, name: str | None, resume: str | None, quiet: bool,
