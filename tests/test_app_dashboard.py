@@ -221,7 +221,7 @@ async def test_live_updates_and_a_deleted_run_directory(tmp_path: Path) -> None:
                 break
         screen.redraw()
         await pilot.pause()
-        assert "was deleted" in screen_text(app)
+        assert "Run directory deleted" in screen_text(app)
         await pilot.press("2")  # still usable
         assert "0.0123" in screen_text(app)
 
@@ -233,7 +233,7 @@ async def test_a_run_deleted_before_its_dashboard_opens(tmp_path: Path) -> None:
     shutil.rmtree(run)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_loaded(pilot, app.screen)
-        assert "was deleted" in screen_text(app)
+        assert "Run directory deleted" in screen_text(app)
 
 
 @pytest.mark.asyncio

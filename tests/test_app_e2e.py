@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,9 +44,10 @@ trainer:
   epochs: 1
   device: cpu
 """
-RUN_TIMEOUT = 300.0
+RUN_TIMEOUT = 240.0
 
-pytestmark = pytest.mark.slow
+# Real training on a shared 2-core box: generous limits, and every wait reports what it saw.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def screen_text(app: FtuiApp) -> str:
@@ -148,24 +150,28 @@ async def test_start_a_run_from_home_watch_it_finish_and_read_its_final_metrics(
 
 
 APP_SCRIPT = """
-import asyncio, sys
+import asyncio, sys, time
 from pathlib import Path
 from tui.app import FtuiApp
 from tui.screens.start_run import StartRunScreen
 
 root, configs = Path(sys.argv[1]), Path(sys.argv[2])
 
+async def until(pilot, condition, what):
+    deadline = time.monotonic() + 120
+    while not condition():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}; screen {pilot.app.screen!r}")
+        await pilot.pause(0.05)
+
 async def main():
     app = FtuiApp(root, config_dirs=[configs])
     async with app.run_test(size=(100, 30)) as pilot:
-        while not app.screen.scanned:
-            await pilot.pause(0.05)
+        await until(pilot, lambda: app.screen.scanned, "the first scan")
         await pilot.press("n")
-        while not isinstance(app.screen, StartRunScreen):
-            await pilot.pause(0.05)
+        await until(pilot, lambda: isinstance(app.screen, StartRunScreen), "the start form")
         await pilot.press("enter")
-        while isinstance(app.screen, StartRunScreen):
-            await pilot.pause(0.05)
+        await until(pilot, lambda: not isinstance(app.screen, StartRunScreen), "the form to close")
         print(next(root.iterdir()), flush=True)
         while True:  # an app left open, until the connection drops
             await pilot.pause(0.2)
@@ -187,8 +193,11 @@ def test_a_run_started_from_the_app_survives_the_apps_hangup(tmp_path: Path) -> 
         start_new_session=True,
     )
     try:
-        line = app.stdout.readline().strip()
-        assert line, app.stderr.read()[-3000:] if app.poll() is not None else "the app printed nothing"
+        ready, _, _ = select.select([app.stdout], [], [], 180)
+        line = app.stdout.readline().strip() if ready else ""
+        if not line:
+            os.killpg(app.pid, signal.SIGKILL)
+            raise AssertionError(f"the app never reported its run: {app.stderr.read()[-3000:]}")
         run = Path(line)
         os.killpg(app.pid, signal.SIGHUP)
         assert app.wait(timeout=20) == -signal.SIGHUP

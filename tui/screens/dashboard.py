@@ -260,7 +260,7 @@ class DashboardScreen(Screen):
         warnings: list[str] = []
         status = state.status
         if state.deleted:
-            errors.append(f"The run directory {self.path} was deleted; showing what was read before.")
+            errors.append(f"Run directory deleted: {self.path} (showing what was read before).")
         if status == "failed":
             errors.append(f"Training failed: {info.get('error') or 'no message recorded (see 5 Output)'}")
         elif info.get("error"):
