@@ -5,6 +5,8 @@ yields ``(index, epoch)`` pairs, so the dataset can seed each sample's augmentat
 ``(seed, epoch, index)``. It shards like ``torch.utils.data.DistributedSampler``: the order is padded
 to a multiple of ``world_size`` by repeating its head, and rank ``r`` takes every
 ``world_size``-th index starting at ``r``; this is the hook distributed training plugs into.
+Evaluation splits are sharded without padding (ranks differ by at most one sample), so metrics
+summed over the ranks count every sample exactly once, as a single process does.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ class EpochSampler(Sampler):
         seed: Seed of the permutation.
         rank: This process's rank.
         world_size: Number of processes.
+        pad: Repeat the head so every rank gets the same count (training: DDP needs equal steps);
+            False shards without duplicates (evaluation: exact metrics).
     """
 
-    def __init__(self, length: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, length: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1,
+                 pad: bool = True):
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.length = length
@@ -42,6 +47,7 @@ class EpochSampler(Sampler):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.pad = pad
         self.epoch = 0
         self._skip = 0
 
@@ -61,14 +67,20 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.length, generator=g).tolist()
         else:
             order = list(range(self.length))
+        if not self.pad:
+            return order[self.rank :: self.world_size]
         total = self.num_per_rank() * self.world_size
         while len(order) < total:  # pad by repeating the head, as DistributedSampler does
             order += order[: total - len(order)]
         return order[self.rank : total : self.world_size]
 
     def num_per_rank(self) -> int:
-        """Indices per rank in one epoch (after padding)."""
-        return math.ceil(self.length / self.world_size) if self.length else 0
+        """Indices of this rank in one epoch (after padding, if any)."""
+        if not self.length:
+            return 0
+        if not self.pad:
+            return len(range(self.rank, self.length, self.world_size))
+        return math.ceil(self.length / self.world_size)
 
     def __len__(self) -> int:
         return self.num_per_rank()
@@ -194,7 +206,7 @@ def build_loader(
     train = split == "train"
     batch_size = cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size)
     drop_last = cfg.drop_last if train else False
-    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size)
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size, pad=train)
     if train and drop_last and sampler.num_per_rank() < batch_size:
         raise DataError(
             f"data.batch_size: {batch_size} is larger than the training split ({sampler.num_per_rank()} samples "

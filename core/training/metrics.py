@@ -3,6 +3,8 @@
 Training keeps a loss sum, a correct count and a sample count as device tensors
 (:class:`TrainAccumulator`); evaluation keeps a confusion matrix built with ``bincount``
 (:class:`ClassificationMetrics`). Only :meth:`compute` / :meth:`read` move numbers to the host.
+Under torch.distributed, ``all_reduce()`` sums the counts of every rank (one collective), after which
+the figures are those of the whole job.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ class TrainAccumulator:
         self._sums += torch.stack(
             [loss.detach().double() * n, correct.double(), torch.tensor(float(n), dtype=torch.float64, device=self.device)]
         )
+
+    def all_reduce(self) -> None:
+        """Sum the window over all ranks (no-op in a single process)."""
+        from core.training.distributed import all_reduce_sum_
+
+        all_reduce_sum_(self._sums)
 
     def read(self) -> tuple[float, float, int]:
         """(mean loss, accuracy, samples) of the window — one host sync."""
@@ -73,6 +81,21 @@ class ClassificationMetrics:
         loss = loss_sum.detach().double() if loss_sum is not None else torch.zeros((), dtype=torch.float64, device=self.device)
         n = torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=self.device)
         self._sums += torch.stack([loss, top_hits, n])
+
+    def all_reduce(self) -> None:
+        """Sum the confusion matrix and the sums over all ranks (no-op in a single process).
+
+        With shards that do not overlap (evaluation loaders do not pad), the result equals what one
+        process computes over the whole split: counts are integers, and the loss sum differs only by
+        float64 rounding.
+        """
+        from core.training.distributed import all_reduce_sum_
+
+        packed = torch.cat([self.confusion.to(torch.float64), self._sums])
+        all_reduce_sum_(packed)
+        c2 = self.confusion.numel()
+        self.confusion = packed[:c2].round().to(torch.int64)
+        self._sums = packed[c2:]
 
     def compute(self) -> dict[str, Any]:
         """Every metric as host numbers (one sync); empty dict when nothing was seen."""

@@ -8,10 +8,16 @@ The loop never synchronises with the device per step: loss, correct predictions 
 accumulate on the device and are read every ``logging.every_n_steps`` optimizer steps and at the end
 of each epoch. Resume is exact: the checkpoint holds the position (completed epochs, batches done in
 the current epoch, optimizer steps) and every RNG; the data order is a function of (seed, epoch).
+
+Under torchrun (``WORLD_SIZE`` > 1) the same loop trains with DistributedDataParallel: every rank
+takes its shard of each epoch, rank 0 alone writes the run directory, and the ranks agree at every
+optimizer step on signals, stop requests and control polls so that all of them stop or apply a
+command at the same step (see ``docs/distributed.md`` and :mod:`core.training.distributed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -28,6 +34,7 @@ from core import __version__
 from core.config import Config
 from core.errors import ConfigError, FtuiError, RunError, TrainingFailed, UserError
 from core.runs import RUN_JSON, RunWriter
+from core.training import distributed
 from core.training.callback import Callback
 from core.training.checkpoint import CHECKPOINT_FORMAT, capture_rng, load_file, restore_rng, save_file, unwrap_model
 from core.training.metrics import ClassificationMetrics, TrainAccumulator, scalar_metrics
@@ -62,25 +69,30 @@ class Trainer:
         self.record = record
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run: RunWriter | None = None
-        self.device = resolve_device(cfg.trainer.device)
-        check_precision(self.device, cfg.trainer.precision)
-        if cfg.trainer.devices > 1:
+        self.dist = distributed.DistEnv.from_env()
+        if cfg.trainer.devices > 1 and not self.dist.enabled:
             raise ConfigError(
-                f"trainer.devices: {cfg.trainer.devices} — distributed training lands with issue #10. "
-                "Fix: set trainer.devices: 1 for now."
+                f"trainer.devices: {cfg.trainer.devices} asks for distributed training, but this process was not "
+                "started by torchrun. Fix: launch with `ftui run CONFIG --nproc N` (or `torchrun --nproc-per-node N "
+                "-m tui.cli run CONFIG`), or set trainer.devices: 1 to train in this process."
             )
+        self.device = distributed.device_for(resolve_device(cfg.trainer.device), self.dist)
+        check_precision(self.device, cfg.trainer.precision)
+        distributed.init_process_group(self.device, self.dist)
         self.callbacks: list[Callback] = []
         if default_callbacks:
             from core.training.callbacks import default_callbacks as _defaults
 
-            self.callbacks.extend(_defaults(cfg, record=record))
+            self.callbacks.extend(_defaults(cfg, record=record, rank=self.dist.rank))
         self.callbacks.extend(callbacks or [])
 
         # built by setup()
         self.data: Any = None
         self.built: Any = None
         self.model: nn.Module | None = None
-        self.train_model: nn.Module | None = None  # the compiled module when trainer.compile
+        self.train_model: nn.Module | None = None  # DDP-wrapped and/or compiled model that trains
+        self.eval_model: nn.Module | None = None  # what evaluates: never DDP (ranks see uneven shards)
+        self.ddp: nn.Module | None = None  # the DistributedDataParallel wrapper, when distributed
         self.finetuner: Any = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: LrSchedule | None = None
@@ -106,6 +118,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.stop_status = "stopped"
         self.signal_received: int | None = None
+        self.poll_now = False  # distributed: the ranks agreed to read the control channel at the next step
         self.status = "created"
         self.error: str | None = None
 
@@ -121,6 +134,8 @@ class Trainer:
         self._setup_done = False
         self._old_handlers: dict[int, Any] = {}
         self._pending_rng: dict[str, Any] | None = None
+        self._pending_signal: int | None = None  # distributed: a signal not yet agreed on by all ranks
+        self._ddp_trainable: tuple[str, ...] = ()
 
     # -----------------------------------------------------------------------------------------
     # Public API
@@ -139,23 +154,38 @@ class Trainer:
             ckpt = load_file(self.resumed_from)
         self._install_signal_handlers()
         try:
-            if self.run_dir is not None and self.record:
+            if self.run_dir is not None and self.record and self.dist.is_main:
                 self._open_run(resume=ckpt is not None)
             self.setup(ckpt)
-            if self.record and self.run is None:
+            if self.record and self.run is None and self.dist.is_main:
                 self._open_run(resume=False)
+            if self.dist.enabled:
+                # every rank needs the path (control commands, error files); only rank 0 writes there
+                path = distributed.broadcast_object(str(self.run.path) if self.run is not None else None)
+                self.run_dir = Path(path) if path is not None else None
             self._call("setup", "fit")
             if ckpt is not None:
                 self._restore_callbacks(ckpt)
             self.status = "running"
             self.fit_started_at = time.time()
             self._call("on_fit_start")
+            if self.dist.enabled and self.run is not None:
+                backend = distributed.backend_for(self.device)
+                self.run.update(world_size=self.dist.world_size, backend=backend)
+                self.log_event("ddp", f"training on {self.dist.world_size} processes (DistributedDataParallel, {backend})",
+                               world_size=self.dist.world_size, backend=backend)
             self._call("on_train_start")
             if self._pending_rng is not None:
                 # last, so nothing done while starting (graph tracing, model tree) shifts the streams
                 restore_rng(self._pending_rng)
                 self._pending_rng = None
+                if self.dist.rank > 0:
+                    # checkpoints hold rank 0's streams; the other ranks keep streams of their own
+                    seed_everything(distributed.rank_seed(self.cfg.run.seed, self.dist.rank, self.global_step))
             self._fit_loop()
+            if self.dist.enabled:
+                self._agree_step()  # a signal that came during the last validation
+                self._check_ranks_in_sync()
             if self.signal_received is not None:
                 self.status = "interrupted"
             elif self.should_stop:
@@ -170,6 +200,8 @@ class Trainer:
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the run directory
             failure = self._as_failure(exc)
+            if self.dist.enabled:
+                failure = self._rank_failure(failure, exc)
             self.status, self.error = "failed", str(failure)
             self._call_safely("on_exception", failure)
             if failure is exc:
@@ -299,8 +331,9 @@ class Trainer:
                 ) from None
 
         device_type = self.device.type
-        self.train_loader = build_loader(self.data.train, cfg.data, split="train", seed=cfg.run.seed, device_type=device_type)
-        self.val_loader = build_loader(self.data.val, cfg.data, split="val", seed=cfg.run.seed, device_type=device_type)
+        shard = {"rank": self.dist.rank, "world_size": self.dist.world_size, "device_type": device_type}
+        self.train_loader = build_loader(self.data.train, cfg.data, split="train", seed=cfg.run.seed, **shard)
+        self.val_loader = build_loader(self.data.val, cfg.data, split="val", seed=cfg.run.seed, **shard)
         accum = cfg.trainer.accumulate_grad_batches
         self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / accum))
         self.total_steps = self.steps_per_epoch * cfg.trainer.epochs
@@ -309,7 +342,7 @@ class Trainer:
         self.schedule = LrSchedule(cfg.schedule, self.steps_per_epoch, self.total_steps)
         self.scaler = torch.amp.GradScaler(device_type, enabled=cfg.trainer.precision == "16-mixed")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
-        self.train_model = torch.compile(model) if cfg.trainer.compile else model
+        self._wrap_model()
         self.model_tree = self._model_tree(model_tree)
 
         if ckpt is not None:
@@ -320,6 +353,9 @@ class Trainer:
             self.epoch = int(ckpt.get("epoch", 0))
             self.batches_done = int(ckpt.get("batch_idx", 0))
             self.global_step = int(ckpt.get("step", 0))
+            saved_world = int(ckpt.get("world_size", 1))
+            if saved_world != self.dist.world_size:
+                self._resume_other_world(saved_world)
             metrics = ckpt.get("metrics") or {}
             self.history = {k: list(v) for k, v in (metrics.get("history") or {}).items()}
             self.best = metrics.get("best")
@@ -327,7 +363,76 @@ class Trainer:
             self.nonfinite_skipped = int(metrics.get("nonfinite_skipped", 0))
             self.train_seconds = float(metrics.get("train_seconds", 0.0))
             self._pending_rng = ckpt.get("rng")
+        if self.dist.rank > 0:
+            # identical initial weights (DDP also broadcasts rank 0's), own dropout streams per rank
+            seed_everything(distributed.rank_seed(cfg.run.seed, self.dist.rank))
         self._setup_done = True
+
+    def _resume_other_world(self, saved_world: int) -> None:
+        """Resume a checkpoint of another world size at the next epoch boundary.
+
+        The shards (and the batches per epoch) depend on the world size, so the rest of a
+        half-trained epoch cannot be found again; the optimizer step count is rescaled to whole
+        epochs of this world size so that the lr schedule stays where the epochs say it is.
+        """
+        epoch, batch = self.epoch, self.batches_done
+        if batch > 0:
+            epoch += 1
+        self.epoch, self.batches_done = epoch, 0
+        self.epoch_closed = False
+        old_step = self.global_step
+        self.global_step = epoch * self.steps_per_epoch
+        self.log_event(
+            "warning",
+            f"resumed a {saved_world}-process checkpoint with {self.dist.world_size} process(es): the data shards "
+            f"differ, so training continues at the start of epoch {epoch + 1}"
+            + (f" (the rest of epoch {epoch} is skipped)" if batch > 0 else "")
+            + f"; step {old_step} becomes {self.global_step} in this world size's steps",
+            saved_world_size=saved_world, world_size=self.dist.world_size, skipped_batches=batch,
+        )
+
+    def _trainable_names(self) -> tuple[str, ...]:
+        assert self.model is not None
+        return tuple(n for n, p in self.model.named_parameters() if p.requires_grad)
+
+    def _wrap_model(self) -> None:
+        """Build ``train_model`` and ``eval_model``: DDP when distributed, compiled on request.
+
+        DDP records which parameters need gradients when it is built; a freeze or unfreeze later
+        (control commands, the unfreeze schedule) re-wraps the same module in a new DDP instance
+        (see :meth:`_rewrap_if_trainable_changed`). The optimizer holds the module's parameters and
+        is untouched.
+        """
+        model = self.model
+        assert model is not None
+        compile_ = self.cfg.trainer.compile
+        self.ddp = None
+        wrapped = model
+        self._ddp_trainable = self._trainable_names()
+        if self.dist.enabled and self._ddp_trainable:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = wrapped = DistributedDataParallel(model, device_ids=ids)
+        self.train_model = torch.compile(wrapped) if compile_ else wrapped
+        if wrapped is model:
+            self.eval_model = self.train_model
+        else:
+            self.eval_model = torch.compile(model) if compile_ else model
+
+    def _rewrap_if_trainable_changed(self) -> bool:
+        """Re-wrap in DDP after the set of trainable parameters changed (all ranks at the same step).
+
+        Changing ``requires_grad`` under a live DDP instance breaks its gradient reduction
+        (Lightning-AI/pytorch-lightning#20340); a new instance registers the new set.
+        """
+        if not self.dist.enabled or self.model is None or self._trainable_names() == self._ddp_trainable:
+            return False
+        self._wrap_model()
+        trainable = len(self._ddp_trainable)
+        self.log_event("ddp", f"re-wrapped the model in DistributedDataParallel ({trainable} trainable tensors)",
+                       trainable_tensors=trainable)
+        return True
 
     def _model_tree(self, model_tree_fn: Any) -> dict[str, Any] | None:
         try:
@@ -396,6 +501,7 @@ class Trainer:
             "epoch": epoch,
             "batch_idx": batch,
             "step": self.global_step,
+            "world_size": self.dist.world_size,
             "rng": capture_rng(),
             "config": self.cfg.model_dump(mode="json"),
             "data": self.data.checkpoint_data() if self.data is not None else {},
@@ -494,13 +600,18 @@ class Trainer:
                 self.batch_idx = batch_idx
                 self._call("on_train_batch_start", batch, batch_idx)
                 x, y = self._to_device(batch)
-                with autocast(self.device, cfg.precision):
-                    logits = model(x)
+                is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
+                # gradients of accumulation batches stay local until the batch that steps
+                no_sync = self.ddp.no_sync() if self.ddp is not None and not is_step else contextlib.nullcontext()
+                with no_sync:
+                    with autocast(self.device, cfg.precision):
+                        logits = model(x)
                 loss = self.criterion(logits.float(), y)
                 finite = torch.isfinite(loss)
                 skipped = False
                 if skip_nonfinite:
-                    if not bool(finite):  # one flag read per step, only in skip mode (like AMP's scaler)
+                    # one flag read per step, only in skip mode (like AMP's scaler); all ranks skip together
+                    if distributed.all_reduce_flags([0 if bool(finite) else 1])[0]:
                         skipped = True
                         self.nonfinite_skipped += 1
                 else:
@@ -510,9 +621,9 @@ class Trainer:
                     )
                 if not skipped:
                     self._call("on_before_backward", loss)
-                    self.scaler.scale(loss / accum).backward()
+                    with no_sync:
+                        self.scaler.scale(loss / accum).backward()
                     self._call("on_after_backward")
-                is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
                 if is_step:
                     self._optimizer_step()
                 if not skipped:
@@ -547,18 +658,63 @@ class Trainer:
 
     def _check_limits(self) -> bool:
         cfg = self.cfg.trainer
-        if self.should_stop:
-            return True
-        if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
-            self.request_stop(f"reached max_steps={cfg.max_steps}", status="finished")
-            return True
-        if cfg.max_time is not None and self.train_seconds + (time.perf_counter() - self._epoch_t0) >= cfg.max_time:
-            self.request_stop(f"reached max_time={cfg.max_time:g}s", status="finished")
-            return True
-        return False
+        if not self.should_stop:
+            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                self.request_stop(f"reached max_steps={cfg.max_steps}", status="finished")
+            elif not self.dist.enabled and self._max_time_reached():
+                self.request_stop(f"reached max_time={cfg.max_time:g}s", status="finished")
+        if self.dist.enabled:
+            self._agree_step()
+        return self.should_stop
+
+    def _max_time_reached(self) -> bool:
+        max_time = self.cfg.trainer.max_time
+        if max_time is None or not hasattr(self, "_epoch_t0"):
+            return False
+        return self.train_seconds + (time.perf_counter() - self._epoch_t0) >= max_time
+
+    def _agree_step(self) -> None:
+        """Distributed: agree with every rank on signals, stops and control polls (one tiny all-reduce).
+
+        A signal or stop request seen on any rank stops all of them after the same optimizer step;
+        rank 0's clock decides ``max_time`` and when the control channel is read next.
+        """
+        main = self.dist.is_main
+        local = [0, 0, 0, 0]
+        local[distributed.FLAG_SIGNAL] = self._pending_signal or 0
+        if self.should_stop and self.signal_received is None:
+            local[distributed.FLAG_STOP] = distributed.STOP_CODES.get(self.stop_status, 1)
+        local[distributed.FLAG_POLL] = int(main and any(getattr(cb, "poll_due", _never)(self) for cb in self.callbacks))
+        local[distributed.FLAG_TIME] = int(main and self._max_time_reached())
+        flags = distributed.all_reduce_flags(local)
+        self.poll_now = bool(flags[distributed.FLAG_POLL])
+        if flags[distributed.FLAG_SIGNAL] and self.signal_received is None:
+            signum = flags[distributed.FLAG_SIGNAL]
+            self.signal_received = signum
+            self.should_stop = False  # the signal's reason and status win over a plain stop
+            self.request_stop(f"received {signal.Signals(signum).name}", status="interrupted")
+        if flags[distributed.FLAG_STOP] and not self.should_stop:
+            status = distributed.STOP_STATUS.get(flags[distributed.FLAG_STOP], "stopped")
+            self.request_stop("stop requested on another rank", status=status)
+        if flags[distributed.FLAG_TIME] and not self.should_stop:
+            self.request_stop(f"reached max_time={self.cfg.trainer.max_time:g}s", status="finished")
+
+    def _check_ranks_in_sync(self) -> None:
+        """Distributed: compare every rank's weights (after taking rank 0's buffers) and record it."""
+        assert self.model is not None
+        distributed.broadcast_buffers(self.model)
+        hashes = distributed.all_gather_object(distributed.state_hash(self.model))
+        same = len(set(hashes)) == 1
+        text = (f"weights identical on all {len(hashes)} ranks" if same
+                else f"weights differ between ranks: {', '.join(f'rank {i} {h[:12]}' for i, h in enumerate(hashes))}")
+        self.log_event("ddp" if same else "warning", text, state_hashes=hashes, world_size=len(hashes), in_sync=same)
 
     def _read_out_train(self) -> None:
         """Read the device accumulators (one sync), check for non-finite losses, emit ``on_log``."""
+        if self.dist.enabled:
+            # the logged window covers every rank's samples; a non-finite loss anywhere fails all ranks
+            self._window.all_reduce()
+            self._bad_steps = distributed.all_reduce_sum_(self._bad_steps.clone())
         bad, first_bad = (int(v) for v in torch.stack([self._bad_steps, self._first_bad]).tolist())
         if bad and self.cfg.trainer.on_nonfinite == "fail":
             step = first_bad if first_bad >= 0 else self.global_step
@@ -571,6 +727,8 @@ class Trainer:
         elapsed = max(1e-9, time.perf_counter() - self._window_start)
         if count == 0:
             return
+        if self.dist.enabled:
+            self._window_samples = count  # all ranks' samples: the job's throughput
         lrs = {str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
         row = {
             "loss": loss,
@@ -597,9 +755,14 @@ class Trainer:
         return x, y
 
     def _evaluate(self, loader: Iterable[Any], split: str, *, stoppable: bool) -> dict[str, Any] | None:
-        """One pass over ``loader``; None when a signal arrived during it (``stoppable``)."""
-        model = self.train_model
-        assert model is not None
+        """One pass over ``loader``; None when a signal arrived during it (``stoppable``).
+
+        Distributed: each rank evaluates its (unpadded) shard with rank 0's buffers, and the counts
+        and the confusion matrix are summed over the ranks, so the figures are those of one process.
+        """
+        model = self.eval_model
+        assert model is not None and self.model is not None
+        distributed.broadcast_buffers(self.model)
         was_training = model.training
         model.eval()
         metrics = ClassificationMetrics(len(self.class_names), self.device)
@@ -619,6 +782,8 @@ class Trainer:
                         return None
         finally:
             model.train(was_training)
+        if self.dist.enabled:
+            metrics.all_reduce()
         return metrics.compute()
 
     def _record_eval(self, split: str, metrics: dict[str, Any]) -> None:
@@ -638,6 +803,7 @@ class Trainer:
         fields = {k: v for k, v in event.items() if k not in ("kind", "message")}
         message = str(event.get("message") or f"{kind}: {', '.join(map(str, event.get('modules', [])))}")
         self.log_event(kind, message, **fields)
+        self._rewrap_if_trainable_changed()
         self.refresh_model_tree()
         if self.run is not None and self.model_tree is not None:
             self.run.write_json("model.json", self.model_tree)
@@ -661,6 +827,32 @@ class Trainer:
         failure.traceback = "".join(tb)  # type: ignore[attr-defined]
         return failure
 
+    def _rank_failure(self, failure: BaseException, exc: BaseException) -> BaseException:
+        """Name the rank in a distributed failure; rank 0 reports the rank that failed first.
+
+        A failing rank other than 0 leaves its message in ``<run>/errors/``; when a collective then
+        breaks under rank 0, rank 0 adopts that message, so run.json says which rank failed and why.
+        """
+        rank, message = self.dist.rank, str(failure)
+        tb = getattr(failure, "traceback", None)
+        if rank != 0:
+            distributed.write_rank_error(self.run_dir, rank, message, tb)
+        else:
+            peer = distributed.first_peer_error(self.run_dir, time.time()) if distributed.looks_like_peer_failure(exc) else None
+            if peer is not None:
+                out = TrainingFailed(f"rank {peer['rank']} failed: {peer['message']}")
+                out.traceback = peer.get("traceback")  # type: ignore[attr-defined]
+                return out
+            if distributed.looks_like_peer_failure(exc):
+                message = f"{distributed.PEER_FAILURE} ({message})"
+        try:
+            out = type(failure)(f"rank {rank}: {message}")
+        except TypeError:
+            out = TrainingFailed(f"rank {rank}: {message}")
+        if tb:
+            out.traceback = tb  # type: ignore[attr-defined]
+        return out
+
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -677,6 +869,12 @@ class Trainer:
         self._old_handlers.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.dist.enabled:
+            # recorded only: the ranks agree on it at the next step boundary (_agree_step)
+            if self._pending_signal is not None:
+                raise KeyboardInterrupt
+            self._pending_signal = signum
+            return
         if self.signal_received is not None:
             raise KeyboardInterrupt  # the second signal: leave at once
         self.signal_received = signum
@@ -701,3 +899,7 @@ class Trainer:
                         self.run.log_event("warning", f"{type(cb).__name__}.{hook} failed: {exc}")
                     except Exception:  # noqa: BLE001
                         pass
+
+
+def _never(trainer: Any) -> bool:
+    return False

@@ -26,13 +26,22 @@ __all__ = [
 ]
 
 
-def default_callbacks(cfg: Config, *, record: bool = True) -> list[Callback]:
+def default_callbacks(cfg: Config, *, record: bool = True, rank: int = 0) -> list[Callback]:
     """The callbacks ``cfg`` asks for, in hook order (recording first, progress last).
 
-    Without ``record`` there is no run directory, so nothing that writes one is added.
+    Without ``record`` there is no run directory, so nothing that writes one is added. Ranks other
+    than 0 of a distributed run write nothing and print nothing: they keep early stopping (the
+    validation figures are the same on every rank) and the control callback, which receives rank
+    0's commands so that every rank applies them at the same step.
     """
     out: list[Callback] = []
     ckpt = cfg.trainer.checkpoint
+    if rank != 0:
+        if cfg.trainer.early_stopping is not None:
+            out.append(EarlyStopping(cfg.trainer.early_stopping))
+        if record:
+            out.append(ControlCallback())
+        return out
     if record:
         out.append(RecorderCallback())
         if ckpt.save_last or ckpt.save_best or ckpt.every_n_epochs or ckpt.every_n_steps:

@@ -9,6 +9,12 @@ backward and step — and at epoch boundaries, applies each command, answers it 
 
 ``pause`` blocks the loop at the step boundary while still serving commands (``resume``, ``stop``,
 ``checkpoint``, ``freeze``...) and signals; ``run.json`` shows ``"paused": true`` meanwhile.
+
+Under torch.distributed only rank 0 reads ``control/``. The ranks agree at every optimizer step
+(the trainer's one flag all-reduce) whether rank 0's poll interval has passed; if so, at the next step
+boundary rank 0 broadcasts the commands it found and every rank applies them, so all ranks freeze,
+change an lr or stop at the same step. Polls at epoch starts and before validation are broadcast
+unconditionally (every rank reaches them). While paused, rank 0 broadcasts every ``poll_seconds``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from core import control
 from core.errors import UserError
 from core.runs import CHECKPOINT_DIR, CONTROL_DIR
+from core.training import distributed
 from core.training.callback import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,6 +53,8 @@ class ControlCallback(Callback):
         self._run_dir: Path | None = None
         self._last_poll = float("-inf")
         self._seen_step: int | None = None
+        self._distributed = False
+        self._main = True
         self._handlers: dict[str, Callable[[Trainer, dict[str, Any]], str]] = {
             "freeze": self._freeze,
             "unfreeze": self._unfreeze,
@@ -60,6 +69,9 @@ class ControlCallback(Callback):
     # -- hooks ----------------------------------------------------------------------------------
 
     def setup(self, trainer: Trainer, stage: str) -> None:
+        env = getattr(trainer, "dist", None)
+        self._distributed = bool(env is not None and env.enabled)
+        self._main = env is None or env.is_main
         if trainer.run is not None:
             self._run_dir = trainer.run.path
             (self._run_dir / CONTROL_DIR).mkdir(exist_ok=True)
@@ -79,7 +91,15 @@ class ControlCallback(Callback):
         if trainer.global_step == self._seen_step:
             return
         self._seen_step = trainer.global_step
+        if self._distributed:
+            if trainer.poll_now:  # agreed by all ranks at the previous step boundary
+                self.poll(trainer, force=True)
+            return
         self.poll(trainer)
+
+    def poll_due(self, trainer: Trainer) -> bool:
+        """Rank 0: whether ``poll_seconds`` have passed since the last listing (the trainer shares it)."""
+        return self._run_dir is not None and time.monotonic() - self._last_poll >= self.poll_seconds
 
     def on_validation_start(self, trainer: Trainer) -> None:
         # the epoch's training is done: a command sent now need not wait for validation
@@ -98,7 +118,18 @@ class ControlCallback(Callback):
 
     def poll(self, trainer: Trainer, *, force: bool = False) -> int:
         """Apply the waiting commands (at most one listing per ``poll_seconds`` unless ``force``);
-        blocks here while paused. Returns how many commands were handled."""
+        blocks here while paused. Returns how many commands were handled.
+
+        Distributed, every rank must call this at the same point with ``force``: it is a collective.
+        """
+        if self._distributed:
+            if not force:
+                return 0
+            self._last_poll = time.monotonic()
+            handled = self._handle_pending(trainer)
+            if self.paused:
+                handled += self._wait_while_paused(trainer)
+            return handled
         if self._run_dir is None:
             return 0
         now = time.monotonic()
@@ -111,14 +142,17 @@ class ControlCallback(Callback):
         return handled
 
     def _handle_pending(self, trainer: Trainer) -> int:
-        assert self._run_dir is not None
-        handled = 0
-        for path, obj in control.pending_commands(self._run_dir):
-            if obj is None and _younger_than(path, UNREADABLE_GRACE_S):
-                continue  # maybe still being written; look again next time
-            self.handle(trainer, path, obj)
-            handled += 1
-        return handled
+        commands: list[tuple[str, Any]] = []
+        if self._run_dir is not None:
+            for path, obj in control.pending_commands(self._run_dir):
+                if obj is None and _younger_than(path, UNREADABLE_GRACE_S):
+                    continue  # maybe still being written; look again next time
+                commands.append((str(path), obj))
+        if self._distributed:
+            commands = distributed.broadcast_object(commands if self._main else None) or []
+        for path, obj in commands:
+            self.handle(trainer, Path(path), obj)
+        return len(commands)
 
     def _wait_while_paused(self, trainer: Trainer) -> int:
         """Block until resumed, stopped or signalled, serving commands every ``poll_seconds``."""
@@ -126,8 +160,11 @@ class ControlCallback(Callback):
         handled = 0
         try:
             while self.paused and not trainer.should_stop and trainer.signal_received is None:
-                time.sleep(self.poll_seconds)  # a signal interrupts the sleep; its handler sets the flags
+                if self._main:
+                    time.sleep(self.poll_seconds)  # a signal interrupts the sleep; its handler sets the flags
                 handled += self._handle_pending(trainer)
+                if self._distributed:
+                    trainer._agree_step()  # the other ranks wait in the broadcast; agree on signals and stops
         finally:
             waited = time.perf_counter() - paused_at
             # a pause is not training time: keep max_time and samples/s about the training only
@@ -160,7 +197,8 @@ class ControlCallback(Callback):
             answer.update(status="error", message=str(exc))
         except Exception as exc:  # noqa: BLE001 - a failing command is answered; training goes on
             answer.update(status="error", message=f"{name} failed: {type(exc).__name__}: {exc}")
-        control.mark_done(path)
+        if self._main:
+            control.mark_done(path)
         trainer.log_event("control", answer.pop("message"), **answer)
         if trainer.run is not None:
             trainer.run.flush()  # the client is waiting for this line
@@ -219,6 +257,8 @@ class ControlCallback(Callback):
     def _checkpoint(self, trainer: Trainer, args: dict[str, Any]) -> str:
         from core.training.checkpoint import all_finite
 
+        if not self._main:
+            return "saved by rank 0"
         if trainer.run is None or trainer.model is None:
             raise CommandRefused("this trainer has no run directory to save into.")
         if not all_finite(trainer.model):
