@@ -19,7 +19,8 @@ from core.training.trainer import Trainer
 from test_trainer_support import StopAt, params_of, tiny_cfg
 
 EPOCHS = {"epochs": 4}
-SMALL = {"shapes": {"image_size": 16, "train_size": 64, "val_size": 32, "test_size": 0, "classes": ["circle", "square", "triangle"], "difficulty": 0.2}}  # 4 batches/epoch
+SMALL = {"shapes": {"image_size": 16, "train_size": 64, "val_size": 32, "test_size": 0,  # 4 batches per epoch
+                    "classes": ["circle", "square", "triangle"], "difficulty": 0.2}}
 
 
 class StopAfterEpoch(Callback):

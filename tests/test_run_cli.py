@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,7 +131,7 @@ def test_resume_refuses_a_run_that_is_still_training(tmp_path: Path) -> None:
     run_dir = tmp_path / "live"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
-    info = {"format": 1, "name": "live", "status": "running", "pid": os.getpid(), "host": __import__("socket").gethostname()}
+    info = {"format": 1, "name": "live", "status": "running", "pid": os.getpid(), "host": socket.gethostname()}
     (run_dir / "run.json").write_text(json.dumps(info))
     cfg = _write(tmp_path / "c.yaml", tiny_raw(tmp_path, "live"))
     result = runner.invoke(app, ["run", str(cfg), "--resume", str(run_dir)])

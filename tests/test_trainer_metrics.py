@@ -90,7 +90,8 @@ def test_onecycle_matches_torch_onecycle() -> None:
 
 
 def test_cosine_with_warmup_step_and_plateau_by_hand() -> None:
-    cos = LrSchedule(ScheduleConfig(name="cosine", warmup_epochs=1, min_lr_ratio=0.1), steps_per_epoch=4, total_steps=12)
+    cos_cfg = ScheduleConfig(name="cosine", warmup_epochs=1, min_lr_ratio=0.1)
+    cos = LrSchedule(cos_cfg, steps_per_epoch=4, total_steps=12)
     assert [cos.factor(s) for s in range(4)] == pytest.approx([1 / 5, 2 / 5, 3 / 5, 4 / 5])
     assert cos.factor(4) == pytest.approx(1.0)
     assert cos.factor(8) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))

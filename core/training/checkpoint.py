@@ -108,7 +108,9 @@ def load_file(path: Path | str, *, require_ftui: bool = True) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found. Fix: check the path (runs/<name>/checkpoints/last.pt).")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory. Fix: pass a .pt file such as {path / 'checkpoints' / 'last.pt'}.")
+        raise CheckpointError(
+            f"{path}: is a directory. Fix: pass a .pt file such as {path / 'checkpoints' / 'last.pt'}."
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -119,7 +121,7 @@ def load_file(path: Path | str, *, require_ftui: bool = True) -> dict[str, Any]:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)}). "
             "Fix: the file is truncated or not a torch file; use the run's other checkpoint (last.pt or best.pt)."
         ) from None
     if require_ftui and (not isinstance(obj, dict) or any(k not in obj for k in REQUIRED_KEYS)):
@@ -129,6 +131,11 @@ def load_file(path: Path | str, *, require_ftui: bool = True) -> dict[str, Any]:
             "foreign weights set model.weights instead."
         )
     return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -26,7 +26,11 @@ class Evaluation:
 
 
 def evaluate_checkpoint(
-    path: Path | str, *, config: Path | str | None = None, split: str = "test", overrides: list[str] | tuple[str, ...] = ()
+    path: Path | str,
+    *,
+    config: Path | str | None = None,
+    split: str = "test",
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> Evaluation:
     """Load ``path`` (weights_only), rebuild its data and model, and evaluate on ``split``.
 
@@ -44,7 +48,9 @@ def evaluate_checkpoint(
     else:
         raw = ckpt.get("config")
         if not isinstance(raw, dict):
-            raise CheckpointError(f"{path}: holds no config. Fix: pass the run's config with --config runs/<name>/config.yaml.")
+            raise CheckpointError(
+                f"{path}: holds no config. Fix: pass the run's config with --config runs/<name>/config.yaml."
+            )
         cfg = config_from_dict(raw, overrides)
         if not any(o.startswith("trainer.device=") for o in overrides):
             cfg.trainer.device = "auto"  # the checkpoint may come from another machine

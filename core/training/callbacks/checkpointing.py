@@ -58,7 +58,10 @@ class CheckpointCallback(Callback):
         if not math.isfinite(value) or not self._improves(value):
             return
         self.best_value, self.best_epoch, self.best_step = value, trainer.epoch, trainer.global_step
-        trainer.best = {"metric": monitor, "value": value, "epoch": trainer.epoch, "step": trainer.global_step, "mode": self.cfg.mode}
+        trainer.best = {
+            "metric": monitor, "value": value, "epoch": trainer.epoch, "step": trainer.global_step,
+            "mode": self.cfg.mode,
+        }
         if self.cfg.save_best:
             path = self._save(trainer, "best.pt", "best")
             if path is not None and trainer.best is not None:
@@ -84,7 +87,8 @@ class CheckpointCallback(Callback):
                 "monitor": self.cfg.monitor, "mode": self.cfg.mode}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("monitor", self.cfg.monitor) != self.cfg.monitor or state.get("mode", self.cfg.mode) != self.cfg.mode:
+        saved = (state.get("monitor", self.cfg.monitor), state.get("mode", self.cfg.mode))
+        if saved != (self.cfg.monitor, self.cfg.mode):
             return  # a different monitor: its best does not compare
         self.best_value = state.get("best_value")
         self.best_epoch = state.get("best_epoch")
@@ -104,7 +108,9 @@ class CheckpointCallback(Callback):
         if self.dirpath is None or trainer.model is None:
             return None
         if not all_finite(trainer.model):
-            trainer.log_event("warning", f"not writing {name}: the model has non-finite weights (keeping the last good file)")
+            trainer.log_event(
+                "warning", f"not writing {name}: the model has non-finite weights (keeping the last good file)"
+            )
             return None
         path = trainer.save_checkpoint(self.dirpath / name)
         epoch, batch = trainer.position
