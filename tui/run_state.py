@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from core.runs import ACTIVE_STATUSES, live_status
 from tui.downsample import Series
 
@@ -198,6 +200,8 @@ class RunState:
         self.version += 1
 
     def _add_metrics(self, rows: list[dict[str, Any]]) -> None:
+        # Hot path of a large backlog (a million rows): per value only a type check and an append;
+        # latest and best are then taken once per series from the new block with NumPy.
         pending: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
         for row in rows:
             split = str(row.get("split", "train"))
@@ -212,27 +216,35 @@ class RunState:
             for key, raw in row.items():
                 if key in COORDINATES:
                     continue
-                value = to_float(raw)
+                value = raw if type(raw) is float else to_float(raw)
                 if value is None:
                     continue
-                pending.setdefault((split, key), []).append((*coords, value))
-                self._note(split, key, value)
+                points = pending.get((split, key))
+                if points is None:
+                    points = pending[(split, key)] = []
+                points.append((*coords, value))
             self.last_row[split] = row
             confusion = row.get("confusion")
             if isinstance(confusion, list) and confusion and all(isinstance(r, list) for r in confusion):
                 self.confusion[split] = confusion
-        for key, points in pending.items():
-            series = self.series.get(key)
+        for (split, metric), points in pending.items():
+            series = self.series.get((split, metric))
             if series is None:
-                series = self.series[key] = Series()
+                series = self.series[(split, metric)] = Series()
             series.extend(points)
+            self._note(split, metric, series.values[-len(points) :])
 
-    def _note(self, split: str, metric: str, value: float) -> None:
+    def _note(self, split: str, metric: str, values: np.ndarray) -> None:
+        """Latest and best of a series after ``values`` (its newest points, in order) were added."""
         key = (split, metric)
-        self.latest[key] = value
+        self.latest[key] = float(values[-1])
         direction = better_direction(metric)
-        if direction is None or not math.isfinite(value):
+        if direction is None:
             return
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            return
+        value = float(finite.min() if direction == "min" else finite.max())
         old = self.best.get(key)
         if old is None or (value < old if direction == "min" else value > old):
             self.best[key] = value
