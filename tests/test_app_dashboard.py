@@ -287,3 +287,16 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+@pytest.mark.asyncio
+async def test_leaving_the_dashboard_of_an_active_run_says_how_to_come_back(tmp_path: Path) -> None:
+    run = copy_run(tmp_path, "going")
+    rewrite_info(run, name="going", status="running", ended=None, pid=os.getpid(), host=socket.gethostname())
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        await pilot.press("q")
+    assert app.exit_note() == f"going keeps running in the background. Come back with: ftui watch {run}"
+    rewrite_info(run, status="finished", ended=1.0)
+    assert app.exit_note() is None
