@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tui.app import FtuiApp
 from tui.widgets.layer_tree import LayerTreeView, aggregate_grad_norms, format_count, sparkline
 
 ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
@@ -34,6 +36,27 @@ def test_grad_norms_of_parents_combine_their_units() -> None:
     assert sparkline([0.0, 0.0]) == ""  # frozen: nothing to draw
     assert sparkline([2.0, float("nan"), 2.0]) == "▄ ▄"
     assert [format_count(n) for n in (268, 45_300, 11_200_000, None)] == ["268", "45.3K", "11.2M", "—"]
+
+
+@pytest.mark.asyncio
+async def test_a_finished_run_shows_its_tree_read_only(tmp_path: Path) -> None:
+    run = tmp_path / "done"
+    shutil.copytree(FIXTURE, run)
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_loaded(pilot, app.screen)
+        await pilot.press("7")
+        tree = app.screen.query_one(LayerTreeView)
+        await _until(pilot, lambda: tree.has_focus and "stage1" in tree.modules)
+        text = screen_text(app)
+        assert "4.4K of 4.4K params trainable  finished (read-only)" in text
+        assert "● trains  lr 0.01" in _line(app, "stage2")
+        while tree.cursor_node is None or tree.cursor_node.data != "stage1":
+            await pilot.press("down")
+        await pilot.press("space")
+        await _until(pilot, lambda: "nothing to control" in screen_text(app))
+        assert not (run / "control").exists() or control.pending_commands(run) == []
+        assert tree.pending == {}
 
 
 def _line(app: FtuiApp, module: str) -> str:
@@ -100,13 +123,14 @@ async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_
 
             await pilot.press("l")  # learning rate of the selected module
             await pilot.pause()
-            await pilot.press(*["backspace"] * 10, *"0.02", "enter")
+            await pilot.press("home", "ctrl+k", *"0.02", "enter")  # replace the current lr
             await _until(pilot, lambda: "lr 0.02" in _line(app, "stage1"))
             assert tree.answers[-1]["command"] == "set-lr" and tree.answers[-1]["args"] == {"group": "stage1", "lr": 0.02}
 
             await pilot.press("p")
             await _until(pilot, lambda: "⏸ paused" in screen_text(app))
             assert (read_json(run / "run.json") or {})["paused"] is True
+            assert " paused " in screen_text(app).splitlines()[0]  # the header says so too
             await pilot.press("p")
             await _until(pilot, lambda: "⏸ paused" not in screen_text(app) and len(tree.answers) == 5)
 

@@ -291,7 +291,8 @@ class RunState:
         eta = self.eta(clock)
         return HeaderFacts(
             name=str(info.get("name", "?")),
-            status=status,
+            # held by a `pause` control command: still `running` in run.json, but say so
+            status="paused" if status == "running" and info.get("paused") else status,
             epoch=display_epoch(info),
             step=f"{step if step is not None else '—'}/{total if total is not None else '—'}",
             elapsed=format_duration(self.elapsed(clock)),

@@ -319,11 +319,11 @@ class LayerTreeView(Tree[str]):
         lr = module.get("lr")
         text.append(f"  {('lr ' + format(lr, '.2g')) if isinstance(lr, (int, float)) else '':<9}", style="magenta")
         grads = list(self._grads.get(path, ()))
-        if grads and params:
+        if grads and params and not module.get("frozen"):  # a frozen module's zeros say nothing
             last = grads[-1]
             if not math.isfinite(last):
                 style = "bold red"
-            elif module.get("frozen") or last == 0:
+            elif last == 0:
                 style = "dim"
             elif last < VANISHING:
                 style = "yellow"
