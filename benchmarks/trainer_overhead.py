@@ -18,6 +18,7 @@ Losses of every step must agree to 5 decimals. PyTorch Lightning is compared whe
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import tempfile
@@ -84,10 +85,59 @@ def run_ftui(cfg: Config) -> dict[str, Any]:
         trainer.fit()
     total = time.perf_counter() - t0
     val_loss = trainer.callback_metrics.get("val/loss", float("nan"))
+    # The trainer's own account of its input pipeline: the share of each logging window spent
+    # waiting for the next batch (0 workers on two cores, so loading is inside that share).
+    waits = []
+    if trainer.run is not None:
+        for line in (Path(trainer.run.path) / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if row.get("split") == "train" and isinstance(row.get("data_wait"), (int, float)):
+                waits.append(float(row["data_wait"]))
     callbacks = [type(cb).__name__ for cb in trainer.callbacks if cb is not timer]
     return {
         "wall": timer.wall, "cpu": timer.cpu, "losses": torch.stack(timer.losses).tolist(),
-        "val_loss": val_loss, "total": total, "callbacks": callbacks,
+        "val_loss": val_loss, "total": total, "callbacks": callbacks, "data_wait": waits,
+    }
+
+
+def attribute(cfg: Config) -> dict[str, Any]:
+    """One extra, untimed-for-the-ratio run that times every callback hook inside the epochs.
+
+    Returns seconds per (callback, hook) summed over the epochs, and the epochs' wall time, so the
+    share of each callback in an epoch can be read off (hooks at fit start/end are left out).
+    """
+    from collections import defaultdict
+
+    from core.training import Trainer
+
+    spent: dict[str, float] = defaultdict(float)
+    timer = EpochTimer()
+    in_epoch = [False]
+
+    class HookTimingTrainer(Trainer):
+        def _call(self, hook: str, *args: Any) -> None:
+            if hook == "on_train_epoch_start":
+                in_epoch[0] = True
+            for cb in self.callbacks:
+                t0 = time.perf_counter()
+                getattr(cb, hook)(self, *args)
+                if in_epoch[0] and cb is not timer:
+                    spent[f"{type(cb).__name__}.{hook}"] += time.perf_counter() - t0
+            if hook == "on_train_epoch_end":
+                in_epoch[0] = False
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        HookTimingTrainer(cfg, callbacks=[timer]).fit()
+    epochs = sum(timer.wall)
+    per_callback: dict[str, float] = defaultdict(float)
+    for key, seconds in spent.items():
+        per_callback[key.split(".")[0]] += seconds
+    return {
+        "epochs_s": epochs,
+        "hooks_s": sum(spent.values()),
+        "share": sum(spent.values()) / epochs if epochs else float("nan"),
+        "per_callback_share": {k: v / epochs for k, v in sorted(per_callback.items(), key=lambda kv: -kv[1])},
+        "top_hooks_ms": {k: v * 1e3 for k, v in sorted(spent.items(), key=lambda kv: -kv[1])[:12]},
     }
 
 
@@ -176,6 +226,7 @@ def main() -> None:
                 print(f"rep {rep + 1}/{args.reps} {which:5s}: epochs {', '.join(f'{w:.2f}s' for w in result['wall'])}",
                       flush=True)
 
+        attribution = attribute(bench_config(Path(tmp) / "attribution", args))
     # Per repetition, the sum of its epochs; ratios paired by repetition, then the median.
     ratio_wall = [sum(f["wall"]) / sum(q["wall"]) for f, q in zip(ftui_runs, plain_runs)]
     ratio_cpu = [sum(f["cpu"]) / sum(q["cpu"]) for f, q in zip(ftui_runs, plain_runs)]
@@ -209,6 +260,12 @@ def main() -> None:
         {"measure": "setup, plain (median)", "value":
          harness.summary(q["total"] - sum(q["wall"]) for q in plain_runs)["median"], "unit": "s"},
     ]
+    waits = harness.summary(w for f in ftui_runs for w in f["data_wait"])
+    rows.append({"measure": "data_wait of the ftui runs (median)", "value": waits["median"], "unit": "fraction",
+                 "note": "share of step time waiting for batches (trainer's metric, 0 workers)"})
+    top = ", ".join(f"{k} {v:.1%}" for k, v in list(attribution["per_callback_share"].items())[:4])
+    rows.append({"measure": "callback hooks' share of an epoch", "value": attribution["share"], "unit": "fraction",
+                 "note": f"one instrumented run: {top}"})
     if note:
         rows.append({"measure": "Lightning Trainer", "value": None, "status": "skipped", "note": note})
     results = {
@@ -222,6 +279,8 @@ def main() -> None:
         "steps": len(plain_runs[0]["losses"]) if plain_runs else 0,
         "callbacks": ftui_runs[0]["callbacks"] if ftui_runs else [],
         "lightning": note or "compared",
+        "attribution": attribution,
+        "data_wait": waits,
     }
     harness.report("trainer_overhead", "Trainer overhead vs a plain PyTorch loop", rows, results, args.out,
                    quick=args.quick)
