@@ -19,7 +19,12 @@ from core.errors import FtuiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_STATE = {"debug": os.environ.get("FTUI_DEBUG", "") not in ("", "0")}
+
+def _env_debug() -> bool:
+    return os.environ.get("FTUI_DEBUG", "") not in ("", "0")
+
+
+_STATE = {"debug": _env_debug()}
 
 app = typer.Typer(
     name="ftui",
@@ -89,8 +94,8 @@ def main_callback(
     root: Annotated[Path, typer.Option("--root", help="Runs root directory for the app.")] = Path("runs"),
 ) -> None:
     """Train and fine-tune PyTorch models from the terminal."""
-    if debug:
-        _STATE["debug"] = True
+    # set on every invocation: one process (tests, notebooks) may run several commands
+    _STATE["debug"] = debug or _env_debug()
     if ctx.invoked_subcommand is None:
         _open_app(root)
 
