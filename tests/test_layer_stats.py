@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.training.callbacks.layer_stats import unit_of
 from core.training.trainer import Trainer
@@ -65,3 +66,29 @@ def test_layer_stats_off_writes_nothing(tmp_path: Path) -> None:
     trainer = Trainer(cfg)
     trainer.fit()
     assert trainer.status == "finished" and not (trainer.run.path / "layers.jsonl").exists()
+
+
+class ScaledTrainer(Trainer):
+    """A real trainer whose loss is scaled by an enabled GradScaler (what 16-mixed does on a GPU;
+    the CPU has no float16 autocast, but the scaler itself works there)."""
+
+    def setup(self, ckpt=None, *, weights_only=False) -> None:
+        super().setup(ckpt, weights_only=weights_only)
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, enabled=True)
+
+
+def test_gradient_norms_are_unscaled_under_a_loss_scaler(tmp_path: Path) -> None:
+    def run(cls: type[Trainer], name: str) -> list[dict]:
+        cfg = tiny_cfg(tmp_path, name, trainer={"epochs": 1, "max_steps": 4},
+                       logging={"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False})
+        trainer = cls(cfg)
+        trainer.fit()
+        return [json.loads(line) for line in (trainer.run.path / "layers.jsonl").read_text().splitlines()]
+
+    plain, scaled = run(Trainer, "plain"), run(ScaledTrainer, "scaled")
+    assert [r["step"] for r in scaled] == [2, 4]
+    for a, b in zip(plain, scaled):
+        for unit, stats in a["layers"].items():
+            # scaling by a power of two is exact: the same gradients, not 65536 times larger
+            assert b["layers"][unit]["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-3), unit
+            assert b["layers"][unit]["update_ratio"] == pytest.approx(stats["update_ratio"], rel=1e-3), unit
