@@ -123,12 +123,25 @@ class JsonlWriter:
         self.flush_seconds = flush_seconds
         self._buffer: list[str] = []
         self._last_flush = time.monotonic()
+        self._pending_since = self._last_flush
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
 
     def write(self, obj: dict[str, Any]) -> None:
         """Queue one record; flush if the time budget has passed."""
+        now = time.monotonic()
+        if not self._buffer:
+            self._pending_since = now
         self._buffer.append(dumps_line(obj))
-        if time.monotonic() - self._last_flush >= self.flush_seconds:
+        if now - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Flush when the oldest queued line has waited ``flush_seconds`` (cheap to call every step).
+
+        Without this a line written just after a flush would wait for the *next* write, so a viewer
+        would lag one logging interval behind.
+        """
+        if self._buffer and time.monotonic() - self._pending_since >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
@@ -277,6 +290,11 @@ class RunWriter:
         """Flush every JSONL file now."""
         for writer in self._writers.values():
             writer.flush()
+
+    def flush_if_due(self) -> None:
+        """Flush the files whose oldest queued line has waited the time budget."""
+        for writer in self._writers.values():
+            writer.flush_if_due()
 
     def close(self) -> None:
         """Flush and close every JSONL file."""

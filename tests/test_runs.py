@@ -149,3 +149,14 @@ def test_dead_pid_reads_as_lost(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     w.update(status="running", pid=int(proc.stdout))
     assert live_status(json.loads((w.path / RUN_JSON).read_text())) == "lost"
+
+
+def test_buffered_line_is_flushed_once_due_without_another_write(tmp_path: Path) -> None:
+    w = RunWriter.create(tmp_path, "exp", flush_seconds=0.05)
+    w.log_metrics(1, 0, "train", {"loss": 1.0})
+    w.log_metrics(2, 0, "train", {"loss": 0.9})  # the first write may flush; this one is queued
+    w.flush_if_due()
+    time.sleep(0.06)
+    w.flush_if_due()
+    rows = [json.loads(line) for line in (w.path / METRICS).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]

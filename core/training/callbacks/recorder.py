@@ -92,6 +92,10 @@ class RecorderCallback(Callback):
             self._last_progress = now
             self._progress(trainer)
 
+    def on_train_batch_end(self, trainer: Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.run is not None:
+            trainer.run.flush_if_due()  # a monotonic-clock check unless a line is due
+
     def on_train_epoch_end(self, trainer: Trainer) -> None:
         self._progress(trainer)
         if trainer.run is not None:
