@@ -169,7 +169,7 @@ def wait_for_answer(
     next_check = time.monotonic() + 1.0
     while True:
         for event in tail.poll():
-            if event.get("kind") == "control" and event.get("id") == command_id and event.get("status") in ("ok", "error"):
+            if _answers(event, command_id) and event.get("status") in ("ok", "error"):
                 return event
         now = time.monotonic()
         if now >= deadline:
@@ -178,8 +178,12 @@ def wait_for_answer(
             next_check = now + 1.0
             if not alive():
                 # one last look: the answer may have been written just before the exit
-                return next((e for e in tail.poll() if e.get("kind") == "control" and e.get("id") == command_id), None)
+                return next((e for e in tail.poll() if _answers(e, command_id)), None)
         time.sleep(poll)
+
+
+def _answers(event: dict[str, Any], command_id: str) -> bool:
+    return event.get("kind") == "control" and event.get("id") == command_id
 
 
 # ------------------------------------------------------------------------------- trainer side
@@ -190,7 +194,9 @@ def pending_commands(run_dir: Path) -> list[tuple[Path, dict[str, Any] | None]]:
     control = Path(run_dir) / CONTROL_DIR
     try:
         entries = sorted(
-            e.name for e in os.scandir(control) if e.is_file() and e.name.endswith(".json") and not e.name.startswith(".")
+            e.name
+            for e in os.scandir(control)
+            if e.is_file() and e.name.endswith(".json") and not e.name.startswith(".")  # dot: a temp file
         )
     except FileNotFoundError:
         return []

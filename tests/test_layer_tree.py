@@ -125,7 +125,8 @@ async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_
             await pilot.pause()
             await pilot.press("home", "ctrl+k", *"0.02", "enter")  # replace the current lr
             await _until(pilot, lambda: "lr 0.02" in _line(app, "stage1"))
-            assert tree.answers[-1]["command"] == "set-lr" and tree.answers[-1]["args"] == {"group": "stage1", "lr": 0.02}
+            assert tree.answers[-1]["command"] == "set-lr"
+            assert tree.answers[-1]["args"] == {"group": "stage1", "lr": 0.02}
 
             await pilot.press("p")
             await _until(pilot, lambda: "⏸ paused" in screen_text(app))

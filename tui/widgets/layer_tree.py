@@ -168,9 +168,12 @@ class LayerTreeView(Tree[str]):
     """
 
     BINDINGS = [
-        Binding("space", "toggle_freeze", "Freeze/unfreeze", tooltip="Freeze the module and its subtree, or unfreeze it."),
-        Binding("l", "set_lr", "Set lr", tooltip="Set the learning rate of the selected module (all groups at the root)."),
-        Binding("p", "toggle_pause", "Pause/resume", tooltip="Hold the run at its next step boundary, or let it go on."),
+        Binding("space", "toggle_freeze", "Freeze/unfreeze",
+                tooltip="Freeze the module and its subtree, or unfreeze it."),
+        Binding("l", "set_lr", "Set lr",
+                tooltip="Set the learning rate of the selected module (all groups at the root)."),
+        Binding("p", "toggle_pause", "Pause/resume",
+                tooltip="Hold the run at its next step boundary, or let it go on."),
         Binding("c", "checkpoint", "Checkpoint", tooltip="Save checkpoints/last.pt now."),
         Binding("V", "validate", "Validate", tooltip="Run validation now."),
         Binding("s", "stop", "Stop", tooltip="Stop gracefully after this step (last.pt, status stopped)."),

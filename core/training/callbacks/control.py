@@ -225,7 +225,8 @@ class ControlCallback(Callback):
         lr = args.get("lr")
         modules = trainer.finetuner.unfreeze(args["pattern"], lr, where=f"unfreeze {args['pattern']!r}")
         text = f"unfroze {', '.join(modules)}" + (f" at lr {lr:g}" if lr is not None else "")
-        self._tree_changed(trainer, "unfreeze", text, modules=modules, pattern=args["pattern"], lr=lr, command_id=args["_id"])
+        self._tree_changed(trainer, "unfreeze", text, modules=modules, pattern=args["pattern"], lr=lr,
+                           command_id=args["_id"])
         return text
 
     def _set_lr(self, trainer: Trainer, args: dict[str, Any]) -> str:
@@ -287,7 +288,8 @@ class ControlCallback(Callback):
     def _mark_paused(self, trainer: Trainer, paused: bool) -> None:
         if trainer.run is not None:
             trainer.run.update(paused=paused, paused_since=time.time() if paused else None, step=trainer.global_step)
-        trainer.log_event("paused" if paused else "resumed", f"{'paused' if paused else 'resumed'} at step {trainer.global_step}")
+        word = "paused" if paused else "resumed"
+        trainer.log_event(word, f"{word} at step {trainer.global_step}")
 
 
 def _younger_than(path: Path, seconds: float) -> bool:
