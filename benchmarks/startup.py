@@ -7,7 +7,9 @@
   ``run.json`` and the metrics. The run is a copy of the recorded test run
   (``tests/fixtures/recorded_run``); the app is then quit with ``q``.
 
-Repetitions alternate the commands; figures are medians.
+Repetitions alternate the commands; figures are medians. Beside wall time, the CPU time the process
+used (from ``wait4``, or ``/proc/PID/stat`` at the first frame) tells what an idle core would take on a
+machine that other work keeps busy.
 
     python benchmarks/startup.py [--reps 7] [--quick]
 """
@@ -35,14 +37,29 @@ TARGET_WATCH_S = 1.5
 FIXTURE = harness.REPO / "tests" / "fixtures" / "recorded_run"
 
 
-def run_to_exit(cmd: list[str]) -> float:
+def run_to_exit(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) of a command run to its exit."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=harness.REPO)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=harness.REPO)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
-def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -> tuple[float, float]:
-    """(seconds to the header with the run name, seconds to the plot titles) of ``ftui watch`` in a pty."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a live process has used so far, from /proc (nan where unavailable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -> tuple[float, float, float]:
+    """Seconds to the header with the run name, to the plot titles, and CPU seconds used by the latter."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
@@ -52,7 +69,7 @@ def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -
                             env=env, cwd=harness.REPO, start_new_session=True)
     os.close(slave)
     seen = b""
-    t_header = t_plot = float("nan")
+    t_header = t_plot = cpu_plot = float("nan")
     try:
         while time.perf_counter() - t0 < timeout:
             ready, _, _ = select.select([master], [], [], 0.05)
@@ -70,6 +87,7 @@ def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -
                 t_header = now
             if t_plot != t_plot and b"loss" in seen and b"accuracy" in seen:
                 t_plot = now
+                cpu_plot = cpu_seconds(proc.pid)
             if t_header == t_header and t_plot == t_plot:
                 break
         os.write(master, b"q")
@@ -86,7 +104,7 @@ def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -
     if t_header != t_header:
         tail = seen[-1500:].decode(errors="replace")
         raise SystemExit(f"ftui watch never showed the run name within {timeout:.0f}s; last output:\n{tail}")
-    return t_header, t_plot
+    return t_header, t_plot, cpu_plot
 
 
 def main() -> None:
@@ -97,16 +115,22 @@ def main() -> None:
         args.reps = 1
     ftui = str(Path(sys.executable).with_name("ftui"))
     tmp = Path(tempfile.mkdtemp(prefix="ftui-bench-startup-"))
-    times: dict[str, list[float]] = {"python_pass": [], "help": [], "watch_header": [], "watch_plots": []}
+    times: dict[str, list[float]] = {"python_pass": [], "help": [], "watch_header": [], "watch_plots": [],
+                                     "help_cpu": [], "watch_plots_cpu": [], "python_pass_cpu": []}
     try:
         shutil.copytree(FIXTURE, tmp / "recorded_run")
         run_to_exit([ftui, "--help"])  # warm the file cache once; every figure below is a warm start
         for rep in range(args.reps):
-            times["python_pass"].append(run_to_exit([sys.executable, "-c", "pass"]))
-            times["help"].append(run_to_exit([ftui, "--help"]))
-            header, plots = watch_first_frame(ftui, tmp, "recorded_run")
+            wall, cpu = run_to_exit([sys.executable, "-c", "pass"])
+            times["python_pass"].append(wall)
+            times["python_pass_cpu"].append(cpu)
+            wall, cpu = run_to_exit([ftui, "--help"])
+            times["help"].append(wall)
+            times["help_cpu"].append(cpu)
+            header, plots, cpu = watch_first_frame(ftui, tmp, "recorded_run")
             times["watch_header"].append(header)
             times["watch_plots"].append(plots)
+            times["watch_plots_cpu"].append(cpu)
             print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -121,6 +145,12 @@ def main() -> None:
         {"measure": "ftui watch: run on screen", "value": med["watch_header"]["median"], "unit": "s",
          "target": f"< {TARGET_WATCH_S:g}", "status": harness.verdict(med["watch_header"]["median"], TARGET_WATCH_S),
          "note": "header with the run name (run.json and metrics read)"},
+        {"measure": "ftui --help: CPU time", "value": med["help_cpu"]["median"], "unit": "s",
+         "target": f"< {TARGET_HELP_S:g}", "status": harness.verdict(med["help_cpu"]["median"], TARGET_HELP_S),
+         "note": "user + system of the process: what an idle core would take"},
+        {"measure": "ftui watch: CPU time to first frame", "value": med["watch_plots_cpu"]["median"], "unit": "s",
+         "target": f"< {TARGET_WATCH_S:g}", "status": harness.verdict(med["watch_plots_cpu"]["median"], TARGET_WATCH_S),
+         "note": "user + system of the app process until the first frame"},
         {"measure": "python -c pass", "value": med["python_pass"]["median"], "unit": "s", "note": "interpreter floor"},
     ]
     results = {"config": {"reps": args.reps, "terminal": [120, 40]}, "seconds": med, "raw": times}

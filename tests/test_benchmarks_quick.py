@@ -58,5 +58,6 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         seconds = results["seconds"]
         assert seconds["help"]["median"] > seconds["python_pass"]["median"] > 0
         assert seconds["watch_plots"]["median"] > 0 and seconds["watch_header"]["median"] > 0
+        assert 0 < seconds["help_cpu"]["median"] and 0 < seconds["watch_plots_cpu"]["median"]
     elif name == "gpu_throughput":
         assert results.get("skipped") is True or all(v["ftui_img_s"] > 0 for v in results["sizes"].values())
