@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,6 +58,27 @@ async def test_a_finished_run_shows_its_tree_read_only(tmp_path: Path) -> None:
         await _until(pilot, lambda: "nothing to control" in screen_text(app))
         assert not (run / "control").exists() or control.pending_commands(run) == []
         assert tree.pending == {}
+
+
+@pytest.mark.asyncio
+async def test_a_command_left_unanswered_by_a_killed_trainer_is_not_pending_forever(tmp_path: Path) -> None:
+    run = tmp_path / "killed"
+    shutil.copytree(FIXTURE, run)
+    info = json.loads((run / "run.json").read_text())
+    live = {**info, "status": "running", "ended": None, "pid": os.getpid(), "host": socket.gethostname()}
+    (run / "run.json").write_text(json.dumps(live))
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_loaded(pilot, app.screen)
+        await pilot.press("7")
+        tree = app.screen.query_one(LayerTreeView)
+        await _until(pilot, lambda: tree.has_focus and tree.active)
+        await pilot.press("c")  # checkpoint: nobody answers
+        assert [p.command for p in tree.pending.values()] == ["checkpoint"]
+        assert "⧗ checkpoint…" in screen_text(app)
+        (run / "run.json").write_text(json.dumps({**live, "pid": 2**22 + 12345}))  # the process is gone
+        await _until(pilot, lambda: not tree.pending and "no answer to: checkpoint" in screen_text(app))
+        assert "⧗" not in screen_text(app)
 
 
 def _line(app: FtuiApp, module: str) -> str:

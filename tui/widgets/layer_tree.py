@@ -217,6 +217,13 @@ class LayerTreeView(Tree[str]):
             changed = True
         changed |= self._take_layers(state)
         changed |= self._take_answers(state)
+        if self.pending and not self.active:
+            # a trainer that was killed answers nothing; one that ended normally answered already
+            unanswered = ", ".join(p.text for p in self.pending.values())
+            self.notify(f"The run is {self.info.get('status', 'gone')}; no answer to: {unanswered}.",
+                        severity="warning", timeout=10)
+            self.pending.clear()
+            changed = True
         if changed or not self._module_nodes:
             self._relabel()
         else:
