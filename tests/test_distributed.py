@@ -3,7 +3,7 @@
 Each test starts real workers: a finished run whose ranks end with identical weights and whose
 validation figures equal a single-process evaluation of its checkpoint; a module frozen through
 `ftui ctl` mid-run (no hang, unchanged afterwards); a SIGINT that stops both ranks at the same step,
-then resumes with two processes and with one.
+then resumes with two processes and with one; a rank killed mid-run fails the run naming it.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def test_two_processes_finish_in_sync_and_validate_like_one(tmp_path: Path) -> N
     # 61 validation samples: the shards are 31 and 30, nothing padded or counted twice
     cfg = _config(tmp_path, "pair", data={"shapes": {"image_size": 16, "train_size": 192, "val_size": 61,
                                                      "test_size": 16, "classes": ["circle", "square", "triangle"],
-                                                     "difficulty": 0.2}})
+                                                     "difficulty": 0.2}},
+                  trainer={"accumulate_grad_batches": 2})  # the first batch of each pair stays local (no_sync)
     done = ftui("run", str(cfg), "--nproc", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     run = tmp_path / "pair"
@@ -106,7 +107,7 @@ def test_two_processes_finish_in_sync_and_validate_like_one(tmp_path: Path) -> N
     assert not (run / "errors").exists()
 
     ckpt = _load(run / "checkpoints" / "last.pt")
-    assert ckpt["world_size"] == 2 and ckpt["step"] == 2 * 6  # 96 samples a rank: 6 batches of 16 an epoch
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 2 * 3  # 96 samples a rank: 6 batches of 16, 3 steps an epoch
     assert not any(k.startswith("module.") for k in ckpt["model"])
 
     vals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -120,22 +121,29 @@ def test_two_processes_finish_in_sync_and_validate_like_one(tmp_path: Path) -> N
 
 
 def test_freeze_through_ftui_ctl_under_two_processes(tmp_path: Path) -> None:
+    # 20 batches a rank an epoch: the freeze lands mid-epoch, where the loop must pick up the new DDP
     cfg = _config(
         tmp_path, "steer2",
+        data={"shapes": {"image_size": 16, "train_size": 640, "val_size": 32, "test_size": 16,
+                         "classes": ["circle", "square", "triangle"], "difficulty": 0.2}},
         optim={"name": "adamw", "lr": 0.01, "weight_decay": 0.0},
         schedule={"name": "none"},
-        trainer={"epochs": 500, "max_steps": 2000},
+        trainer={"epochs": 500, "max_steps": 2000, "devices": 2},  # devices: 2 launches like --nproc 2
         logging={"every_n_steps": 1, "flush_seconds": 0.1, "layer_stats": False},
     )
-    proc = _start("run", str(cfg), "--nproc", "2", "--quiet")
+    proc = _start("run", str(cfg), "--quiet")
     run = tmp_path / "steer2"
     try:
         _wait(lambda: (run / "metrics.jsonl").exists() and steps_logged(run) >= 3, proc)
+        # paused, every rank waits at the same step while rank 0 keeps serving commands
+        assert ctl(run, "pause")[0] == 0
+        assert read_json(run / "run.json").get("paused") is True
         code, out = ctl(run, "freeze", "stage1")
         assert code == 0 and "froze stage1" in out, out
         freeze_step = [e for e in events(run, "control") if e.get("command") == "freeze"][-1]["step"]
         assert ctl(run, "checkpoint")[0] == 0
         shutil.copy(run / "checkpoints" / "last.pt", tmp_path / "after_freeze.pt")
+        assert ctl(run, "resume")[0] == 0
         _wait(lambda: steps_logged(run) >= freeze_step + 8, proc)
         code, out = ctl(run, "stop")
         assert code == 0, out
@@ -207,3 +215,27 @@ def test_sigint_stops_both_ranks_then_resumes_with_two_and_with_one(tmp_path: Pa
     final = _load(alone / "checkpoints" / "last.pt")
     assert final["world_size"] == 1 and final["step"] == target
     assert read_json(alone / "run.json")["status"] == "finished"
+
+
+def test_a_rank_killed_mid_run_fails_the_run_naming_it(tmp_path: Path) -> None:
+    import psutil
+
+    cfg = _config(tmp_path, "crash", trainer={"epochs": 500},
+                  logging={"every_n_steps": 1, "flush_seconds": 0.1, "layer_stats": False})
+    proc = _start("run", str(cfg), "--nproc", "2", "--quiet")
+    run = tmp_path / "crash"
+    try:
+        _wait(lambda: (run / "metrics.jsonl").exists() and steps_logged(run) >= 2, proc)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        victim = next(w for w in workers if w.environ().get("RANK") == "1")
+        victim.kill()  # as the OOM killer would: no message, no error file
+        out = proc.communicate(timeout=90)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    info = read_json(run / "run.json")
+    assert info["status"] == "failed"
+    assert info["error"].startswith("rank 1 failed (killed by SIGKILL)"), info["error"]
+    assert "rank 1 failed (killed by SIGKILL)" in out
+    assert any(e.get("rank") == 1 for e in events(run, "error"))

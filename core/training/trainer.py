@@ -602,10 +602,11 @@ class Trainer:
                 x, y = self._to_device(batch)
                 is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
                 # gradients of accumulation batches stay local until the batch that steps
-                no_sync = self.ddp.no_sync() if self.ddp is not None and not is_step else contextlib.nullcontext()
-                with no_sync:
+                no_sync = self.ddp.no_sync if self.ddp is not None and not is_step else contextlib.nullcontext
+                with no_sync():
                     with autocast(self.device, cfg.precision):
-                        logits = model(x)
+                        # self.train_model, not a local: a freeze mid-epoch re-wraps it under DDP
+                        logits = self.train_model(x)
                 loss = self.criterion(logits.float(), y)
                 finite = torch.isfinite(loss)
                 skipped = False
@@ -621,7 +622,7 @@ class Trainer:
                     )
                 if not skipped:
                     self._call("on_before_backward", loss)
-                    with no_sync:
+                    with no_sync():
                         self.scaler.scale(loss / accum).backward()
                     self._call("on_after_backward")
                 if is_step:
