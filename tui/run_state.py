@@ -200,18 +200,24 @@ class RunState:
         self.version += 1
 
     def _add_metrics(self, rows: list[dict[str, Any]]) -> None:
-        # Hot path of a large backlog (a million rows): per value only a type check and an append;
-        # latest and best are then taken once per series from the new block with NumPy.
-        pending: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+        # Hot path of a large backlog (a million rows): per row three coordinates, per value two list
+        # appends (its row and itself); arrays, latest and best are then built per series with NumPy.
+        coords: dict[str, list[float]] = {}  # split -> [step, epoch, time] of each of its rows, flat
+        columns: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        nan = math.nan
         for row in rows:
             split = str(row.get("split", "train"))
+            flat = coords.get(split)
+            if flat is None:
+                flat = coords[split] = []
+            position = len(flat) // 3
             step = to_float(row.get("step"))
             epoch = to_float(row.get("epoch"))
             stamp = to_float(row.get("time"))
-            coords = (
-                step if step is not None else math.nan,
-                epoch if epoch is not None else math.nan,
-                stamp if stamp is not None else math.nan,
+            flat += (
+                step if step is not None else nan,
+                epoch if epoch is not None else nan,
+                stamp if stamp is not None else nan,
             )
             for key, raw in row.items():
                 if key in COORDINATES:
@@ -219,20 +225,25 @@ class RunState:
                 value = raw if type(raw) is float else to_float(raw)
                 if value is None:
                     continue
-                points = pending.get((split, key))
-                if points is None:
-                    points = pending[(split, key)] = []
-                points.append((*coords, value))
+                column = columns.get((split, key))
+                if column is None:
+                    column = columns[(split, key)] = ([], [])
+                column[0].append(position)
+                column[1].append(value)
             self.last_row[split] = row
             confusion = row.get("confusion")
             if isinstance(confusion, list) and confusion and all(isinstance(r, list) for r in confusion):
                 self.confusion[split] = confusion
-        for (split, metric), points in pending.items():
+        grids = {split: np.array(flat, dtype=np.float64).reshape(-1, 3) for split, flat in coords.items()}
+        for (split, metric), (positions, values) in columns.items():
+            block = np.empty((len(values), 4), dtype=np.float64)
+            block[:, :3] = grids[split][positions]
+            block[:, 3] = values
             series = self.series.get((split, metric))
             if series is None:
                 series = self.series[(split, metric)] = Series()
-            series.extend(points)
-            self._note(split, metric, series.values[-len(points) :])
+            series.extend(block)
+            self._note(split, metric, block[:, 3])
 
     def _note(self, split: str, metric: str, values: np.ndarray) -> None:
         """Latest and best of a series after ``values`` (its newest points, in order) were added."""
