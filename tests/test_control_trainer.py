@@ -181,3 +181,25 @@ def _wait(predicate, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.02)
     raise AssertionError("timed out")
+
+
+def test_stop_while_paused_at_an_epoch_start_trains_no_further_batch(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 2},
+                   logging={"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False,
+                            "layer_stats": False})
+    run = new_run(tmp_path, "held")
+    control.send(run, "pause")  # applied in on_train_epoch_start of epoch 0
+    trainer = Trainer(cfg, run_dir=run)
+    bg = Background(trainer)
+    try:
+        _wait(lambda: (json.loads((run / "run.json").read_text())).get("paused") is True)
+        assert ask(run, "stop")["status"] == "ok"
+        bg.join()
+    finally:
+        if bg.thread.is_alive():
+            control.send(run, "resume")
+    assert trainer.status == "stopped" and trainer.global_step == 0 and trainer.exit_code == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "stopped" and info["paused"] is False and info["step"] == 0
+    saved = load_file(run / "checkpoints" / "last.pt")
+    assert (saved["epoch"], saved["batch_idx"], saved["step"]) == (0, 0, 0)

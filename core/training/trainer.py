@@ -568,8 +568,8 @@ class Trainer:
         loader = self.train_loader
         n_batches = len(loader)
         start = self.batches_done
-        if start >= n_batches:
-            return
+        if start >= n_batches or self.should_stop:
+            return  # a stop or signal in on_train_epoch_start (e.g. while paused there) trains no batch
         model, optimizer = self.train_model, self.optimizer
         assert model is not None and optimizer is not None and self.scaler is not None
         model.train()
