@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from core.errors import ConfigError, RunError, TrainingFailed, UserError
+from core.errors import RunError, TrainingFailed, UserError
 
 
 def run_command(
