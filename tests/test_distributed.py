@@ -95,7 +95,9 @@ def test_two_processes_finish_in_sync_and_validate_like_one(tmp_path: Path) -> N
     cfg = _config(tmp_path, "pair", data={"shapes": {"image_size": 16, "train_size": 192, "val_size": 61,
                                                      "test_size": 16, "classes": ["circle", "square", "triangle"],
                                                      "difficulty": 0.2}},
-                  trainer={"accumulate_grad_batches": 2})  # the first batch of each pair stays local (no_sync)
+                  trainer={"accumulate_grad_batches": 2},  # the first batch of each pair stays local (no_sync)
+                  # frozen at the start (DDP leaves stage1 out), unfrozen by the schedule at epoch 2 (re-wrap)
+                  finetune={"freeze": ["stage1"], "schedule": [{"epoch": 1, "unfreeze": "stage1", "lr": 0.005}]})
     done = ftui("run", str(cfg), "--nproc", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     run = tmp_path / "pair"
@@ -105,6 +107,8 @@ def test_two_processes_finish_in_sync_and_validate_like_one(tmp_path: Path) -> N
     assert sync["in_sync"] is True and len(sync["state_hashes"]) == 2
     assert sync["state_hashes"][0] == sync["state_hashes"][1]
     assert not (run / "errors").exists()
+    rewraps = [e for e in events(run, "ddp") if "re-wrapped" in e["message"]]
+    assert [(e["epoch"], e["step"]) for e in rewraps] == [(1, 3)]
 
     ckpt = _load(run / "checkpoints" / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 2 * 3  # 96 samples a rank: 6 batches of 16, 3 steps an epoch
