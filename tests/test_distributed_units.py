@@ -45,6 +45,15 @@ def test_environment_backend_and_seeds() -> None:
     assert distributed.rank_seed(7, 0) == 7
     seeds = {distributed.rank_seed(7, r) for r in range(1, 5)} | {distributed.rank_seed(7, 1, step=10)}
     assert len(seeds) == 5 and 7 not in seeds and distributed.rank_seed(7, 2) == distributed.rank_seed(7, 2)
+    # devices: the CPU stays the CPU; a process per GPU (cuda:LOCAL_RANK); nothing else multi-process
+    two = DistEnv(rank=1, local_rank=1, world_size=2)
+    assert distributed.device_for(torch.device("cpu"), two) == torch.device("cpu")
+    assert distributed.device_for(torch.device("mps"), DistEnv()) == torch.device("mps")
+    with pytest.raises(ConfigError, match="trainer.device"):
+        distributed.device_for(torch.device("mps"), two)
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(ConfigError, match="LOCAL_RANK 1"):
+            distributed.device_for(torch.device("cuda", 0), two)
     # a single process: the collectives hand values back unchanged
     assert distributed.all_reduce_flags([0, 2, 1]) == [0, 2, 1]
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}

@@ -86,12 +86,17 @@ def backend_for(device: torch.device) -> str:
 
 def device_for(device: torch.device, env: DistEnv) -> torch.device:
     """The device of this rank: ``cuda:LOCAL_RANK`` when training on CUDA, else ``device`` unchanged."""
-    if device.type != "cuda" or not env.enabled:
+    from core.errors import ConfigError
+
+    if not env.enabled or device.type == "cpu":
         return device
+    if device.type != "cuda":
+        raise ConfigError(
+            f"trainer.device: {device.type!r} cannot train with several processes (torch.distributed supports "
+            "CUDA GPUs through nccl and the CPU through gloo). Fix: use --set trainer.device=cpu, or one process."
+        )
     index = env.local_rank
     if index >= torch.cuda.device_count():
-        from core.errors import ConfigError
-
         raise ConfigError(
             f"LOCAL_RANK {index} but only {torch.cuda.device_count()} CUDA device(s) are visible on this node. "
             "Fix: launch at most one process per GPU (--nproc / --nproc-per-node), or train on the CPU "

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from core.errors import RunError, TrainingFailed, UserError
+from core.errors import ConfigError, RunError, TrainingFailed, UserError
 
 
 def run_command(
@@ -145,9 +145,18 @@ def _launch_workers(
     agree on it at the next step and rank 0 saves last.pt. If the workers end without recording an
     outcome (killed, crashed), the run is marked failed here with what they left.
     """
+    import torch
+
     from core.config import config_to_yaml
     from core.runs import CONFIG_YAML, RunWriter
 
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if cfg.trainer.device != "cpu" and gpus and nproc > gpus:
+        # one process per GPU; found here, before any run directory or worker exists
+        raise ConfigError(
+            f"--nproc / trainer.devices: {nproc} processes but {gpus} CUDA GPU(s) are visible. Fix: use at most "
+            f"--nproc {gpus} (one process per GPU), or train on the CPU with --set trainer.device=cpu."
+        )
     args: list[str] = []
     if resume is not None:
         run_dir, _ = _resume_target(resume, cfg.run.root)
