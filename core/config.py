@@ -14,10 +14,10 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 
@@ -43,6 +43,22 @@ def _check_range(value: Range | None, lo: float, hi: float, name: str) -> Range 
     if not (lo <= a <= b <= hi):
         raise ValueError(f"{name} must be two numbers [low, high] with {lo} <= low <= high <= {hi}")
     return value
+
+
+def _area_range(v: Range, name: str) -> Range:
+    if not (0 < v[0] <= v[1] <= 1):
+        raise ValueError(f"{name} must be [low, high] with 0 < low <= high <= 1")
+    return v
+
+
+def _positive_range(v: Range, name: str) -> Range:
+    if not (0 < v[0] <= v[1]):
+        raise ValueError(f"{name} must be [low, high] with 0 < low <= high")
+    return v
+
+
+AreaRange = Annotated[Range, AfterValidator(lambda v: _area_range(v, "scale"))]
+RatioRange = Annotated[Range, AfterValidator(lambda v: _positive_range(v, "ratio"))]
 
 
 class RunConfig(Section):
@@ -118,23 +134,9 @@ class RotationAug(Section):
 class ResizedCropAug(Section):
     """Random resized crop back to the input size."""
 
-    scale: Range = Field((0.8, 1.0), description="Area fraction range of the crop, within (0, 1].")
-    ratio: Range = Field((0.75, 1.3333), description="Aspect-ratio range of the crop.")
+    scale: AreaRange = Field((0.8, 1.0), description="Area fraction range of the crop, within (0, 1].")
+    ratio: RatioRange = Field((0.75, 1.3333), description="Aspect-ratio range of the crop.")
     p: Probability = Field(1.0, ge=0, le=1, description="Probability of applying it.")
-
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, v: Range) -> Range:
-        if not (0 < v[0] <= v[1] <= 1):
-            raise ValueError("scale must be [low, high] with 0 < low <= high <= 1")
-        return v
-
-    @field_validator("ratio")
-    @classmethod
-    def _ratio(cls, v: Range) -> Range:
-        if not (0 < v[0] <= v[1]):
-            raise ValueError("ratio must be [low, high] with 0 < low <= high")
-        return v
 
 
 class ColorJitterAug(Section):
@@ -151,22 +153,8 @@ class RandomErasingAug(Section):
     """Random erasing of a rectangle (after normalisation)."""
 
     p: Probability = Field(0.25, ge=0, le=1, description="Probability of erasing.")
-    scale: Range = Field((0.02, 0.2), description="Erased area fraction range, within (0, 1].")
-    ratio: Range = Field((0.3, 3.3), description="Aspect-ratio range of the erased area.")
-
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, v: Range) -> Range:
-        if not (0 < v[0] <= v[1] <= 1):
-            raise ValueError("scale must be [low, high] with 0 < low <= high <= 1")
-        return v
-
-    @field_validator("ratio")
-    @classmethod
-    def _ratio(cls, v: Range) -> Range:
-        if not (0 < v[0] <= v[1]):
-            raise ValueError("ratio must be [low, high] with 0 < low <= high")
-        return v
+    scale: AreaRange = Field((0.02, 0.2), description="Erased area fraction range, within (0, 1].")
+    ratio: RatioRange = Field((0.3, 3.3), description="Aspect-ratio range of the erased area.")
 
 
 class AffineAug(Section):

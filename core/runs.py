@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from core.errors import RunError
 
@@ -73,13 +73,14 @@ def dumps_line(obj: dict[str, Any]) -> str:
     return json.dumps(json_safe(obj), separators=(",", ":"), allow_nan=False) + "\n"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write a file atomically: ``write(fh)`` into a temp file in the same directory (``.NAME.*.tmp``),
+    fsync, rename over ``path``, fsync the directory. A crash leaves the old file or the new one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -90,6 +91,12 @@ def atomic_write_text(path: Path, text: str) -> None:
             pass
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write` of UTF-8 text."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def fsync_dir(directory: Path) -> None:

@@ -8,10 +8,8 @@ stored as lists/tensors here and rebuilt on load.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import numpy as np
 import torch
 
 from core.errors import CheckpointError
-from core.runs import fsync_dir
+from core.runs import atomic_write
 
 CHECKPOINT_FORMAT = 1
 
@@ -71,20 +69,7 @@ def save_file(obj: dict[str, Any], path: Path | str) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def remove_stale_temps(directory: Path | str) -> list[Path]:
