@@ -18,6 +18,7 @@ command at the same step (see ``docs/distributed.md`` and :mod:`core.training.di
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import signal
 import threading
@@ -149,6 +150,7 @@ class Trainer:
         interrupt. After an interrupt or stop request it returns normally; see :attr:`exit_code`.
         """
         ckpt = None
+        frozen = False
         if resume_from is not None:
             self.resumed_from = Path(resume_from)
             ckpt = load_file(self.resumed_from)
@@ -182,6 +184,11 @@ class Trainer:
                 if self.dist.rank > 0:
                     # checkpoints hold rank 0's streams; the other ranks keep streams of their own
                     seed_everything(distributed.rank_seed(self.cfg.run.seed, self.dist.rank, self.global_step))
+            # Everything built so far lives for the whole run. Frozen, it is no longer walked by each full
+            # collection, which the data pipeline's allocations trigger often: 7-10 % of a quickstart epoch
+            # on a small CPU (docs/benchmarks.md, benchmark 1).
+            gc.freeze()
+            frozen = True
             self._fit_loop()
             if self.dist.enabled:
                 self._agree_step()  # a signal that came during the last validation
@@ -208,6 +215,8 @@ class Trainer:
                 raise
             raise failure from exc
         finally:
+            if frozen:
+                gc.unfreeze()
             self._restore_signal_handlers()
             self._call_safely("teardown", "fit")
             if self.run is not None:
