@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
 
 from core.training.callback import Callback
 
@@ -61,15 +62,18 @@ class ProgressCallback(Callback):
             return
         self._print(head)
         if self.mode == "rich":
+            # The running figures come last and are cut with an ellipsis, so on a narrow terminal
+            # (80 columns) the bars, counts and times stay whole.
             self._progress = Progress(
                 TextColumn("{task.description}"),
-                BarColumn(bar_width=30),
+                BarColumn(bar_width=20 if self.console.width < 100 else 30),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
                 console=self.console,
+                expand=True,  # the figures' column takes what is left of the line
                 transient=False,
                 refresh_per_second=4,
             )
