@@ -197,3 +197,13 @@ def test_export_drops_wrapper_prefixes(tmp_path: Path) -> None:
     plain = tmp_path / "plain.pth"
     torch.save({"backbone.w": torch.ones(1), "backbone.b": torch.ones(1)}, plain)
     assert set(load_file(str(export_weights(load_checkpoint(plain), "safetensors")))) == {"backbone.w", "backbone.b"}
+
+
+def test_best_metric_reads_with_the_epoch_people_count() -> None:
+    from tui.widgets.inspect_render import best_text
+
+    best = {"metric": "val/acc", "value": 0.9575, "epoch": 2, "step": 93, "mode": "max"}
+    assert best_text(best) == "val/acc 0.9575 at epoch 3, step 93 (mode=max)"
+    assert best_text({"metric": "val_loss", "value": 0.25, "source": "ModelCheckpoint"}) == (
+        "val_loss 0.25 (source=ModelCheckpoint)"
+    )

@@ -85,6 +85,22 @@ def _kv_table(title: str) -> Table:
     return table
 
 
+def best_text(best: dict[str, Any]) -> str:
+    """``val/acc 0.9575 at epoch 3, step 93``: the epoch as people count it (the contract's is 0-based)."""
+    if "metric" not in best or "value" not in best:
+        return ", ".join(f"{k}={fmt_num(v)}" for k, v in best.items())
+    text = f"{best['metric']} {fmt_num(best['value'])}"
+    where = []
+    if isinstance(best.get("epoch"), int):
+        where.append(f"epoch {best['epoch'] + 1}")
+    if isinstance(best.get("step"), int):
+        where.append(f"step {best['step']}")
+    if where:
+        text += " at " + ", ".join(where)
+    extra = [f"{k}={v}" for k, v in best.items() if k in ("mode", "source") and v]
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """Format, size, version, epoch/step, best metric, architecture and weight totals."""
     table = _kv_table("Checkpoint")
@@ -107,7 +123,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_row("architecture", f"{arch.get('name')} ({arch.get('source')}{', ' + extra if extra else ''})")
     table.add_row("epoch / step", f"{fmt_num(summary.get('epoch'))} / {fmt_num(summary.get('step'))}")
     if best:
-        table.add_row("best", ", ".join(f"{k}={fmt_num(v)}" for k, v in best.items()))
+        table.add_row("best", best_text(best))
     dtypes = ", ".join(f"{k}×{v}" for k, v in (weights.get("dtypes") or {}).items())
     table.add_row("tensors", f"{weights.get('count', 0)} ({dtypes})")
     table.add_row("parameters", f"{fmt_count(weights.get('params'))} ({weights.get('params', 0):,}); "
