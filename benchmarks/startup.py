@@ -135,22 +135,20 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: harness.summary(v) for k, v in times.items()}
+    def row(measure: str, key: str, target: float, note: str) -> dict:
+        value = med[key]["median"]
+        return {"measure": measure, "value": value, "unit": "s", "target": f"< {target:g}",
+                "status": harness.verdict(value, target), "note": note}
+
     rows = [
-        {"measure": "ftui --help", "value": med["help"]["median"], "unit": "s", "target": f"< {TARGET_HELP_S:g}",
-         "status": harness.verdict(med["help"]["median"], TARGET_HELP_S),
-         "note": f"{med['help']['median'] / med['python_pass']['median']:.1f}x python -c pass"},
-        {"measure": "ftui watch: first frame", "value": med["watch_plots"]["median"], "unit": "s",
-         "target": f"< {TARGET_WATCH_S:g}", "status": harness.verdict(med["watch_plots"]["median"], TARGET_WATCH_S),
-         "note": "120x40 pty: loss and accuracy plot titles drawn"},
-        {"measure": "ftui watch: run on screen", "value": med["watch_header"]["median"], "unit": "s",
-         "target": f"< {TARGET_WATCH_S:g}", "status": harness.verdict(med["watch_header"]["median"], TARGET_WATCH_S),
-         "note": "header with the run name (run.json and metrics read)"},
-        {"measure": "ftui --help: CPU time", "value": med["help_cpu"]["median"], "unit": "s",
-         "target": f"< {TARGET_HELP_S:g}", "status": harness.verdict(med["help_cpu"]["median"], TARGET_HELP_S),
-         "note": "user + system of the process: what an idle core would take"},
-        {"measure": "ftui watch: CPU time to first frame", "value": med["watch_plots_cpu"]["median"], "unit": "s",
-         "target": f"< {TARGET_WATCH_S:g}", "status": harness.verdict(med["watch_plots_cpu"]["median"], TARGET_WATCH_S),
-         "note": "user + system of the app process until the first frame"},
+        row("ftui --help", "help", TARGET_HELP_S,
+            f"{med['help']['median'] / med['python_pass']['median']:.1f}x python -c pass"),
+        row("ftui watch: first frame", "watch_plots", TARGET_WATCH_S, "120x40 pty: loss and accuracy plot titles drawn"),
+        row("ftui watch: run on screen", "watch_header", TARGET_WATCH_S,
+            "header with the run name (run.json and metrics read)"),
+        row("ftui --help: CPU time", "help_cpu", TARGET_HELP_S, "user + system of the process: what an idle core would take"),
+        row("ftui watch: CPU time to first frame", "watch_plots_cpu", TARGET_WATCH_S,
+            "user + system of the app process until the first frame"),
         {"measure": "python -c pass", "value": med["python_pass"]["median"], "unit": "s", "note": "interpreter floor"},
     ]
     results = {"config": {"reps": args.reps, "terminal": [120, 40]}, "seconds": med, "raw": times}
