@@ -575,8 +575,9 @@ def config_schema() -> dict[str, Any]:
     """JSON Schema of the config, for editors' YAML language servers."""
     schema = Config.model_json_schema()
     _describe_refs(schema, Config)
+    models = _all_models(Config, {})
     for definition in schema.get("$defs", {}).values():
-        model = _SECTION_MODELS.get(definition.get("title", ""))
+        model = models.get(definition.get("title", ""))
         if model is not None:
             _describe_refs(definition, model)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -608,9 +609,6 @@ def _describe_refs(definition: dict[str, Any], model: type[BaseModel]) -> None:
         field = model.model_fields.get(key)
         if field is not None and field.description and "description" not in prop:
             prop["description"] = field.description
-
-
-_SECTION_MODELS: dict[str, type[BaseModel]] = {}
 
 
 def _read_text(path: Path) -> str:
@@ -743,8 +741,6 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
             return found
     return None
 
-
-_SECTION_MODELS.update(_all_models(Config, {}))
 
 # ---------------------------------------------------------------------------------------------
 # Dotted overrides
