@@ -733,13 +733,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _nested_model(arg)
-        if found is not None:
-            return found
-    return None
+    """The first section model inside an annotation (``X | None``, ``list[X]``...), or None."""
+    models = _annotation_models(annotation)
+    return models[0] if models else None
 
 
 # ---------------------------------------------------------------------------------------------
