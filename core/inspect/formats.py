@@ -1,15 +1,22 @@
-"""Recognise what a loaded ``torch.load`` object is: an ftui checkpoint, a Lightning checkpoint or
-a (possibly nested) plain state dict, and find its model weights."""
+"""Recognise what a loaded checkpoint object is: an ftui checkpoint, a Lightning checkpoint or
+a (possibly nested) plain state dict, and find its model weights.
+
+Works alike on ``torch.load`` results and on :mod:`core.inspect.torchzip`'s stand-ins, and never
+imports torch itself.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from core.errors import CheckpointError
+from core.inspect.tensors import is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 # Keys that only Lightning checkpoints carry next to "state_dict".
 LIGHTNING_KEYS = ("pytorch-lightning_version", "global_step", "hyper_parameters", "optimizer_states", "callbacks", "loops")
@@ -30,7 +37,7 @@ def tensor_items(obj: Any) -> dict[str, torch.Tensor]:
     """The tensor entries of a mapping (a state dict may carry e.g. a ``_metadata`` entry)."""
     if not isinstance(obj, dict):
         return {}
-    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return {str(k): v for k, v in obj.items() if is_tensor(v)}
 
 
 def is_ftui(obj: dict) -> bool:
@@ -50,7 +57,8 @@ def classify(obj: Any, path: Path) -> Layout:
     Raises:
         CheckpointError: the object holds no tensors (a pickle of something else).
     """
-    if isinstance(obj, torch.nn.Module):  # torch.save(model): only reachable with --unsafe
+    torch = sys.modules.get("torch")  # a Module exists only if torch was imported (and --unsafe used)
+    if torch is not None and isinstance(obj, torch.nn.Module):  # torch.save(model)
         return Layout("module", dict(obj.state_dict()), None)
     if not isinstance(obj, dict):
         raise CheckpointError(

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
+from core.inspect.tensors import is_tensor
 
 # Small tensors (a scalar metric, a best score) are shown as values; larger ones by shape only.
 _SMALL_TENSOR = 16
@@ -22,9 +22,9 @@ def to_jsonable(obj: Any, *, depth: int = 0) -> Any:
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, torch.Tensor):
+    if is_tensor(obj):  # a torch tensor or a torchzip TensorRecord: both have this much of its API
         if obj.numel() <= _SMALL_TENSOR and not obj.is_complex():
-            value = obj.detach().cpu().tolist()
+            value = obj.tolist()
             return to_jsonable(value, depth=depth + 1)
         return {"tensor": list(obj.shape), "dtype": str(obj.dtype).removeprefix("torch.")}
     if isinstance(obj, dict):
@@ -43,7 +43,7 @@ def to_jsonable(obj: Any, *, depth: int = 0) -> Any:
 
 def as_number(value: Any) -> float | int | None:
     """A finite number from an int, float or one-element tensor, else None."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
+    if is_tensor(value) and value.numel() == 1:
         value = value.item()
     if isinstance(value, bool):
         return None

@@ -1,9 +1,13 @@
 """Open a checkpoint or weights file safely and say what it is.
 
-Torch files are read with ``torch.load(weights_only=True)`` (memory-mapped when the file is in
-the zip format), so nothing pickled is ever executed; a file that needs other globals is refused
-with their names. ``unsafe=True`` is the only way to run pickled code, and the caller must have
-warned the user. Safetensors files are read from their headers only.
+Torch zip files are first read without torch (:mod:`core.inspect.torchzip`: a restricted
+unpickler whose allowlist is a subset of ``weights_only=True``'s, with stand-ins for tensors), so
+a summary needs neither ``import torch`` nor the tensors' data. Whatever that reader does not
+model — other globals, legacy files, unusual tensors, damage — goes to
+``torch.load(weights_only=True)`` (memory-mapped for zip files), which loads it or refuses it with
+the globals' names; nothing pickled is ever executed. ``unsafe=True`` is the only way to run
+pickled code, and the caller must have warned the user. Safetensors files are read from their
+JSON headers only.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from core.errors import CheckpointError
 from core.inspect.formats import classify
-from core.inspect.tensors import DictTensors, SafetensorsTensors, TensorSource
+from core.inspect.tensors import (
+    DictTensors,
+    RecordTensors,
+    SafetensorsTensors,
+    TensorSource,
+    read_safetensors_header,
+    safetensors_metadata,
+)
+from core.inspect.torchzip import NotUnderstood, read_torch_zip
 
 INDEX_SUFFIX = ".safetensors.index.json"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -40,7 +50,9 @@ class LoadedCheckpoint:
     created: str  # modification time of the (newest) file, ISO 8601 UTC
     weights: TensorSource
     weights_key: str | None = None
-    raw: dict[str, Any] | None = None  # the torch.load result (memory-mapped tensors) for torch files
+    # The loaded object of a torch file: torch.load's (memory-mapped tensors), or torchzip's with
+    # TensorRecord stand-ins for tensors (the summary treats both alike).
+    raw: dict[str, Any] | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
     unsafe: bool = False
 
@@ -71,7 +83,7 @@ def load_checkpoint(path: str | Path, *, unsafe: bool = False) -> LoadedCheckpoi
     with path.open("rb") as fh:
         head = fh.read(16)
     if head.startswith(b"PK\x03\x04"):
-        return _load_torch(path, "torch-zip", unsafe)
+        return (None if unsafe else _load_torch_zip_records(path)) or _load_torch(path, "torch-zip", unsafe)
     if head.startswith(b"\x80"):  # a pickle: torch's legacy (pre-1.6) format
         return _load_torch(path, "torch-legacy", unsafe)
     if _looks_like_safetensors(head, size):
@@ -120,24 +132,9 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 
 def _load_safetensors(path: Path) -> LoadedCheckpoint:
-    from safetensors import safe_open
-
-    with path.open("rb") as fh:
-        (header_len,) = struct.unpack("<Q", fh.read(8))
-    if header_len > path.stat().st_size - 8:
-        raise CheckpointError(
-            f"{path} is truncated: its safetensors header says {header_len} bytes of header follow, but the file "
-            f"is only {path.stat().st_size} bytes long. Copy or export it again."
-        )
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            names = list(handle.keys())
-            metadata = dict(handle.metadata() or {})
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file ({exc}). It may be truncated or corrupt; copy it again or re-export it."
-        ) from exc
-    weights = SafetensorsTensors({name: path for name in names})
+    header = read_safetensors_header(path)  # plain JSON: safe_open(framework="pt") would import torch
+    names = sorted(k for k in header if k != "__metadata__")  # safe_open lists names sorted
+    weights = SafetensorsTensors({name: path for name in names}, {path: header})
     return LoadedCheckpoint(
         path=path,
         format="safetensors",
@@ -146,7 +143,7 @@ def _load_safetensors(path: Path) -> LoadedCheckpoint:
         file_size=path.stat().st_size,
         created=_mtime([path]),
         weights=weights,
-        metadata=metadata,
+        metadata=safetensors_metadata(header),
     )
 
 
@@ -168,16 +165,14 @@ def _load_sharded(index: Path) -> LoadedCheckpoint:
         raise CheckpointError(
             f"{index} names shard files that are missing: {', '.join(missing[:8])}. Copy every shard into {index.parent}."
         )
-    weights = SafetensorsTensors(files)
+    headers = {shard: read_safetensors_header(shard) for shard in shards}
+    weights = SafetensorsTensors(files, headers)
     metadata: dict[str, str] = {}
     meta = spec.get("metadata")
     if isinstance(meta, dict):
         metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
-    from safetensors import safe_open
-
-    with safe_open(str(shards[0]), framework="pt", device="cpu") as handle:  # headers are valid: read above
-        for key, value in (handle.metadata() or {}).items():
-            metadata.setdefault(key, value)
+    for key, value in safetensors_metadata(headers[shards[0]]).items():
+        metadata.setdefault(key, value)
     return LoadedCheckpoint(
         path=index.parent,
         format="safetensors-sharded",
@@ -190,6 +185,32 @@ def _load_sharded(index: Path) -> LoadedCheckpoint:
     )
 
 
+def _load_torch_zip_records(path: Path) -> LoadedCheckpoint | None:
+    """The torch-free path for a zip file; None when torch.load must decide (see the module doc)."""
+    try:
+        obj = read_torch_zip(path)
+        layout = classify(obj, path)
+    except (NotUnderstood, CheckpointError):  # torch.load then gives today's exact answer or message
+        return None
+
+    def load() -> dict[str, Any]:
+        """The same weights as torch tensors (memory-mapped), for statistics, diffs and exports."""
+        loaded = _load_torch(path, "torch-zip", False)
+        return {name: loaded.weights.get(name) for name in loaded.weights.names()}
+
+    return LoadedCheckpoint(
+        path=path,
+        format=layout.format,
+        container="torch-zip",
+        files=[path],
+        file_size=path.stat().st_size,
+        created=_mtime([path]),
+        weights=RecordTensors(layout.weights, load),
+        weights_key=layout.weights_key,
+        raw=obj,
+    )
+
+
 def _load_torch(path: Path, container: str, unsafe: bool) -> LoadedCheckpoint:
     zipped = container == "torch-zip"
     if zipped and not zipfile.is_zipfile(path):
@@ -197,6 +218,8 @@ def _load_torch(path: Path, container: str, unsafe: bool) -> LoadedCheckpoint:
             f"{path} is truncated or corrupt: it starts like a PyTorch zip file but its end record is missing "
             "(the save was interrupted or the copy is incomplete). Save or copy it again."
         )
+    import torch  # here only: it costs ~2 s and ~640 MB, which the torchzip path avoids
+
     try:
         # mmap keeps the summary of a large file cheap: tensor data is read only when touched.
         obj = torch.load(path, weights_only=not unsafe, mmap=zipped, map_location="cpu")
@@ -236,6 +259,8 @@ def _is_unpickling_refusal(exc: BaseException) -> bool:
 
 def unsafe_globals(path: Path, exc: BaseException | None = None) -> list[str]:
     """The globals that keep ``path`` from loading with ``weights_only=True``, found without unpickling."""
+    import torch
+
     names: list[str] = []
     try:
         names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
