@@ -68,12 +68,24 @@ def test_top5_with_seven_classes() -> None:
 
 def test_train_accumulator_reads_means_and_resets() -> None:
     acc = TrainAccumulator(torch.device("cpu"))
-    acc.update(torch.tensor(2.0), _logits_for([0, 1], 2), torch.tensor([0, 0]))  # 1 of 2 right
-    acc.update(torch.tensor(4.0), _logits_for([1, 1], 2), torch.tensor([1, 1]))  # 2 of 2 right
-    loss, accuracy, n = acc.read()
-    assert (loss, accuracy, n) == (pytest.approx(3.0), pytest.approx(0.75), 4)
+    acc.update(torch.tensor(2.0), _logits_for([0, 1], 2), torch.tensor([0, 0]), step=0)  # 1 of 2 right
+    acc.update(torch.tensor(4.0), _logits_for([1, 1, 0], 2), torch.tensor([1, 1, 1]), step=1)  # 2 of 3 right
+    window = acc.read()
+    # the mean is weighted by batch size: (2*2 + 4*3) / 5
+    assert (window.loss, window.acc, window.count) == (pytest.approx(16 / 5), pytest.approx(3 / 5), 5)
+    assert window.nonfinite == 0 and window.first_nonfinite_step is None
     acc.reset()
-    assert acc.read()[2] == 0
+    empty = acc.read()
+    assert empty.count == 0 and empty.nonfinite == 0
+
+
+def test_train_accumulator_finds_the_first_nonfinite_step() -> None:
+    acc = TrainAccumulator(torch.device("cpu"))
+    for step, loss in enumerate([1.0, 0.5, float("nan"), float("inf"), 0.2]):
+        acc.update(torch.tensor(loss), _logits_for([0], 2), torch.tensor([0]), step=10 + step)
+    window = acc.read()
+    assert window.nonfinite == 2 and window.first_nonfinite_step == 12
+    assert window.count == 5 and window.acc == pytest.approx(1.0)
 
 
 def test_onecycle_matches_torch_onecycle() -> None:

@@ -1,6 +1,6 @@
 """Streaming classification metrics that accumulate on the device and sync once per read-out.
 
-Training keeps a loss sum, a correct count and a sample count as device tensors
+Training keeps each batch's loss and correct count as device tensors until the read-out
 (:class:`TrainAccumulator`); evaluation keeps a confusion matrix built with ``bincount``
 (:class:`ClassificationMetrics`). Only :meth:`compute` / :meth:`read` move numbers to the host.
 Under torch.distributed, ``all_reduce()`` sums the counts of every rank (one collective), after which
@@ -9,13 +9,31 @@ the figures are those of the whole job.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 
+@dataclass(frozen=True)
+class TrainWindow:
+    """What :meth:`TrainAccumulator.read` found: the window's figures and its non-finite losses."""
+
+    loss: float
+    acc: float
+    count: int
+    nonfinite: int  # batches whose loss was NaN or inf
+    first_nonfinite_step: int | None  # the global step of the first of them (this rank's)
+
+
 class TrainAccumulator:
-    """Loss sum, correct predictions and sample count since the last read-out, on the device."""
+    """Per-batch losses and correct counts since the last read-out, kept on the device.
+
+    A batch costs three small kernels (argmax, compare, sum) and two list appends: its loss and
+    correct count stay 0-d device tensors, its size and step stay host ints. There is no host sync
+    and no host-to-device copy per batch (``torch.tensor(n, device="cuda")`` would be a synchronous
+    copy); :meth:`read` reduces the window in a few kernels and reads it with one sync.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -23,30 +41,47 @@ class TrainAccumulator:
 
     def reset(self) -> None:
         """Start a new read-out window."""
-        zeros = torch.zeros(3, dtype=torch.float64, device=self.device)
-        self._sums = zeros  # [loss sum, correct, count]
+        self._losses: list[torch.Tensor] = []
+        self._correct: list[torch.Tensor] = []
+        self._sizes: list[int] = []
+        self._steps: list[int] = []
 
     @torch.no_grad()
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add one batch (``loss`` is the batch mean) without a host sync."""
-        n = targets.shape[0]
-        correct = (logits.argmax(dim=1) == targets).sum()
-        self._sums += torch.stack(
-            [loss.detach().double() * n, correct.double(), torch.tensor(float(n), dtype=torch.float64, device=self.device)]
-        )
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, step: int = 0) -> None:
+        """Add one batch (``loss`` is the batch mean, ``step`` the global step it belongs to)."""
+        self._losses.append(loss.detach())
+        self._correct.append((logits.argmax(dim=1) == targets).sum())
+        self._sizes.append(int(targets.shape[0]))
+        self._steps.append(step)
 
-    def all_reduce(self) -> None:
-        """Sum the window over all ranks (no-op in a single process)."""
-        from core.training.distributed import all_reduce_sum_
+    @torch.no_grad()
+    def read(self, *, all_ranks: bool = False) -> TrainWindow:
+        """The window's mean loss, accuracy, sample count and non-finite batches — one host sync.
 
-        all_reduce_sum_(self._sums)
+        Args:
+            all_ranks: sum loss, correct, count and non-finite batches over every rank first (one
+                collective); the first non-finite step stays this rank's own.
+        """
+        bad: torch.Tensor | None = None
+        if self._losses:
+            losses = torch.stack(self._losses).double()
+            sizes = torch.tensor(self._sizes, dtype=torch.float64).to(self.device, non_blocking=True)
+            bad = ~torch.isfinite(losses)
+            sums = torch.stack([(losses * sizes).sum(), torch.stack(self._correct).sum().double(), sizes.sum(),
+                                bad.sum().double()])
+        else:
+            sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        if all_ranks:
+            from core.training.distributed import all_reduce_sum_
 
-    def read(self) -> tuple[float, float, int]:
-        """(mean loss, accuracy, samples) of the window — one host sync."""
-        loss_sum, correct, count = self._sums.tolist()
+            all_reduce_sum_(sums)
+        loss_sum, correct, count, nonfinite = sums.tolist()
+        first_step = None
+        if nonfinite and bad is not None and bool(bad.any()):  # a failing run only: a second sync is fine
+            first_step = self._steps[int(bad.nonzero()[0, 0])]
         if count <= 0:
-            return float("nan"), float("nan"), 0
-        return loss_sum / count, correct / count, int(count)
+            return TrainWindow(float("nan"), float("nan"), 0, int(nonfinite), first_step)
+        return TrainWindow(loss_sum / count, correct / count, int(count), int(nonfinite), first_step)
 
 
 class ClassificationMetrics:

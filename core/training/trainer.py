@@ -595,8 +595,6 @@ class Trainer:
         self._window_start = time.perf_counter()
         self._window_wait = 0.0
         self._window_samples = 0
-        self._bad_steps = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
         epoch_start = self._epoch_t0 = time.perf_counter()  # train_seconds grows at epoch end
         try:
             for batch_idx in range(start, n_batches):
@@ -617,18 +615,13 @@ class Trainer:
                         # self.train_model, not a local: a freeze mid-epoch re-wraps it under DDP
                         logits = self.train_model(x)
                 loss = self.criterion(logits.float(), y)
-                finite = torch.isfinite(loss)
+                step = self.global_step
                 skipped = False
-                if skip_nonfinite:
-                    # one flag read per step, only in skip mode (like AMP's scaler); all ranks skip together
-                    if distributed.all_reduce_flags([0 if bool(finite) else 1])[0]:
-                        skipped = True
-                        self.nonfinite_skipped += 1
-                else:
-                    self._bad_steps += (~finite).to(torch.int64)
-                    self._first_bad = torch.where(
-                        (~finite) & (self._first_bad < 0), torch.full_like(self._first_bad, self.global_step), self._first_bad
-                    )
+                # one flag read per step, only in skip mode (like AMP's scaler); all ranks skip together.
+                # Otherwise non-finite losses are found at the next read-out, without a per-step sync.
+                if skip_nonfinite and distributed.all_reduce_flags([0 if bool(torch.isfinite(loss)) else 1])[0]:
+                    skipped = True
+                    self.nonfinite_skipped += 1
                 if not skipped:
                     self._call("on_before_backward", loss)
                     with no_sync():
@@ -637,7 +630,7 @@ class Trainer:
                 if is_step:
                     self._optimizer_step()
                 if not skipped:
-                    self._window.update(loss, logits.detach().float(), y)
+                    self._window.update(loss, logits.detach(), y, step)
                     self._window_samples += int(y.shape[0])
                 self.batches_done = batch_idx + 1
                 self._call("on_train_batch_end", {"loss": loss.detach()}, batch, batch_idx)
@@ -721,19 +714,16 @@ class Trainer:
 
     def _read_out_train(self) -> None:
         """Read the device accumulators (one sync), check for non-finite losses, emit ``on_log``."""
-        if self.dist.enabled:
-            # the logged window covers every rank's samples; a non-finite loss anywhere fails all ranks
-            self._window.all_reduce()
-            self._bad_steps = distributed.all_reduce_sum_(self._bad_steps.clone())
-        bad, first_bad = (int(v) for v in torch.stack([self._bad_steps, self._first_bad]).tolist())
-        if bad and self.cfg.trainer.on_nonfinite == "fail":
-            step = first_bad if first_bad >= 0 else self.global_step
+        # the logged window covers every rank's samples; a non-finite loss anywhere fails all ranks
+        window = self._window.read(all_ranks=self.dist.enabled)
+        if window.nonfinite and self.cfg.trainer.on_nonfinite == "fail":
+            step = window.first_nonfinite_step if window.first_nonfinite_step is not None else self.global_step
             raise TrainingFailed(
                 f"non-finite loss (NaN or inf) at step {step + 1}, epoch {self.epoch + 1}: training diverged. "
                 f"Fix: lower optim.lr (now {self.cfg.optim.lr:g}), set trainer.gradient_clip_val, or use "
                 "trainer.on_nonfinite: skip to skip such batches. The last good checkpoint is kept."
             )
-        loss, acc, count = self._window.read()
+        loss, acc, count = window.loss, window.acc, window.count
         elapsed = max(1e-9, time.perf_counter() - self._window_start)
         if count == 0:
             return
