@@ -15,8 +15,10 @@ missing storage record — raises :class:`NotUnderstood`, and the caller falls b
 
 from __future__ import annotations
 
+import functools
 import pickle
 import threading
+from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 import zipfile
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -141,19 +143,41 @@ def _values(record: TensorRecord) -> Any:
     import numpy as np
 
     raw = record.storage.read()
-    size = record.element_size()
-    if record.dtype in _NUMPY or record.dtype == "bfloat16":
-        base = np.frombuffer(raw, dtype="<u2" if record.dtype == "bfloat16" else _NUMPY[record.dtype])
-        view = np.lib.stride_tricks.as_strided(
-            base[record.offset:], shape=record.shape, strides=[s * size for s in record.stride], writeable=False
-        )
-        if record.dtype == "bfloat16":  # bfloat16 is the top half of a float32: widening is exact
-            view = (view.astype("<u4") << 16).view("<f4")
-        return view.tolist()
-    import torch  # float8 and complex values: rare in the places a summary shows values
+    if record.dtype in _NUMPY:
+        base = np.frombuffer(raw, dtype=_NUMPY[record.dtype])
+    elif record.dtype == "bfloat16":  # the top half of a float32: widening is exact
+        base = (np.frombuffer(raw, dtype="<u2").astype("<u4") << 16).view("<f4")
+    elif record.dtype == "float8_e5m2":  # the top byte of a float16
+        base = (np.frombuffer(raw, dtype="u1").astype("<u2") << 8).view("<f2")
+    elif record.dtype == "float8_e4m3fn":
+        base = _e4m3fn_table()[np.frombuffer(raw, dtype="u1")]
+    else:
+        import torch  # complex32 and the rarer float8 kinds: never worth a table of their own
 
-    flat = torch.frombuffer(bytearray(raw), dtype=getattr(torch, record.dtype))
-    return torch.as_strided(flat, record.shape, record.stride, record.offset).tolist()
+        flat = torch.frombuffer(bytearray(raw), dtype=getattr(torch, record.dtype))
+        return torch.as_strided(flat, record.shape, record.stride, record.offset).tolist()
+    view = np.lib.stride_tricks.as_strided(
+        base[record.offset:], shape=record.shape, strides=[s * base.itemsize for s in record.stride], writeable=False
+    )
+    return view.tolist()
+
+
+@functools.lru_cache(maxsize=1)
+def _e4m3fn_table() -> Any:
+    """float8_e4m3fn's 256 values as float32 (exponent bias 7, no infinities, NaN at S.1111.111)."""
+    import numpy as np
+
+    values = []
+    for bits in range(256):
+        sign = -1.0 if bits & 0x80 else 1.0
+        exponent, mantissa = (bits >> 3) & 0xF, bits & 0x7
+        if exponent == 0xF and mantissa == 0x7:
+            values.append(float("nan"))
+        elif exponent == 0:
+            values.append(sign * mantissa / 8 * 2.0**-6)
+        else:
+            values.append(sign * (1 + mantissa / 8) * 2.0 ** (exponent - 7))
+    return np.array(values, dtype="<f4")
 
 
 # --- the stand-ins that find_class hands out ------------------------------------------------------
@@ -255,6 +279,11 @@ class _Unpickler(pickle.Unpickler):
         self._storages: dict[str, StorageRef] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (torch.save writes protocol 2: ``__builtin__.set``), mapped as torch maps them.
+        if (module, name) in NAME_MAPPING:
+            module, name = NAME_MAPPING[(module, name)]
+        elif module in IMPORT_MAPPING:
+            module = IMPORT_MAPPING[module]
         found = _GLOBALS.get(f"{module}.{name}")
         if found is None:
             raise NotUnderstood(f"global {module}.{name}")
