@@ -327,7 +327,7 @@ class JsonlTail:
     the start.
     """
 
-    def __init__(self, path: Path, chunk_size: int = 1 << 22) -> None:
+    def __init__(self, path: Path, chunk_size: int = 1 << 20) -> None:
         self.path = Path(path)
         self.offset = 0
         self.bad_lines = 0
@@ -346,42 +346,62 @@ class JsonlTail:
         if size <= self.offset:
             return []
         want = size - self.offset if max_bytes is None else min(size - self.offset, max_bytes)
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read(want)
-        except OSError:
-            return []
-        self.offset += len(data)
-        data = self._partial + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._partial = data
-            return []
-        self._partial = data[cut + 1 :]
-        return self._parse(data[:cut])
-
-    def _parse(self, block: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        append, loads, bad = out.append, orjson.loads, 0
         # A large backlog creates a million dicts: the cyclic GC would walk them again and again
         # (over half of a first load's time) though parsing JSON creates no cycles.
-        with _gc_paused(len(block) > 1 << 20):
-            for raw in block.split(b"\n"):
-                if not raw or raw.isspace():
-                    continue
-                try:
-                    obj = loads(raw)
-                except orjson.JSONDecodeError:
-                    bad += 1
-                    continue
-                if type(obj) is dict:
-                    append(obj)
-                else:
-                    bad += 1
-        self.bad_lines += bad
+        with _gc_paused(want > 1 << 20):
+            try:
+                with open(self.path, "rb") as fh:
+                    fh.seek(self.offset)
+                    # Piece by piece: a 276 MB backlog read whole (then joined, sliced and split)
+                    # made four transient copies whose page faults cost as much as the parsing.
+                    while want > 0:
+                        data = fh.read(min(want, self._chunk))
+                        if not data:
+                            break
+                        want -= len(data)
+                        self.offset += len(data)
+                        self._feed(data, out)
+            except OSError:
+                pass
         self.lines_read += len(out)
         return out
+
+    def _feed(self, data: bytes, out: list[dict[str, Any]]) -> None:
+        """Parse the complete lines of ``_partial + data`` into ``out``; keep the rest for later."""
+        if self._partial:
+            data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # after the last newline: empty, or a line still being written
+        if not lines:
+            return
+        try:
+            # One C-level pass for the usual block of good lines; any bad line sends the whole
+            # block through the careful loop below.
+            rows = list(map(orjson.loads, lines))
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if set(map(type, rows)) == _ONLY_DICTS:
+                out += rows
+                return
+        append, loads, bad = out.append, orjson.loads, 0
+        for raw in lines:
+            if not raw or raw.isspace():
+                continue
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError:
+                bad += 1
+                continue
+            if type(obj) is dict:
+                append(obj)
+            else:
+                bad += 1
+        self.bad_lines += bad
+
+
+_ONLY_DICTS = {dict}
 
 
 @contextmanager

@@ -79,6 +79,30 @@ def test_tail_keeps_partial_line_and_counts_garbage(tmp_path: Path) -> None:
     assert tail.poll() == [{"a": 9}]
 
 
+def test_tail_reads_in_small_pieces_like_line_by_line(tmp_path: Path) -> None:
+    # Pieces far smaller than the lines: every line crosses a piece boundary; blank and whitespace
+    # lines are skipped silently, garbage and non-objects are counted, in every piece size.
+    lines = ['{"a": %d, "pad": "%s"}' % (i, "x" * (i % 37)) for i in range(200)]
+    lines[17] = ""
+    lines[40] = "   "
+    lines[41] = "not json"
+    lines[90] = "[1, 2]"
+    lines[91] = '"a string"'
+    lines[150] = '{"a": 150, "broken": '
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n" + '{"a": 999', encoding="utf-8")
+    expected = [json.loads(line)["a"] for i, line in enumerate(lines) if i not in (17, 40, 41, 90, 91, 150)]
+    for piece in (1, 7, 64, 1 << 20):
+        tail = JsonlTail(path, chunk_size=piece)
+        assert [r["a"] for r in tail.poll()] == expected
+        assert tail.bad_lines == 4 and tail.lines_read == len(expected)
+        assert tail.offset == path.stat().st_size  # the partial last line is kept, not lost
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("}\n")
+        assert tail.poll() == [{"a": 999}]
+        path.write_text("\n".join(lines) + "\n" + '{"a": 999', encoding="utf-8")
+
+
 WRITER = textwrap.dedent(
     """
     import os, random, sys, time, json
