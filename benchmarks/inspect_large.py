@@ -4,9 +4,12 @@ A checkpoint in ftui's format (weights of 20 2048x2048 layers with biases and no
 of every parameter, config, model tree...: about 1 GB) is written to a temporary folder and deleted
 afterwards. Each measurement runs in a fresh subprocess, whose peak RSS comes from ``os.wait4``:
 
-* ``ftui inspect PATH --json`` and ``--plain`` — the whole command, Python and torch start-up included
-  (targets: < 3 s, < 300 MB);
-* ``load_checkpoint + summarize`` inside one process — the part ftui controls;
+* ``ftui inspect PATH --json`` and ``--plain`` — the whole command, Python start-up included
+  (targets: < 3 s, < 300 MB); the summary reads the zip's pickle without torch (core/inspect/torchzip.py);
+* ``load_checkpoint + summarize`` inside one process — the part ftui controls (and a check that it
+  left torch unimported);
+* the torch.load path, as the summary took it before and still takes it for what the torch-free
+  reader falls back on (legacy files, ``--unsafe``, unusual tensors): ``import torch`` + ``torch.load(mmap)``;
 * ``python -c "import torch"`` — the floor every torch-using command pays.
 
 The checkpoint is written by a child process: a parent that held the tensors would hand its own peak
@@ -33,14 +36,25 @@ TARGET_MB = 300.0
 INPROCESS = """
 import json, sys, time
 t0 = time.perf_counter()
-import torch
-t1 = time.perf_counter()
 from core.inspect import load_checkpoint, summarize
+t1 = time.perf_counter()
 ckpt = load_checkpoint(sys.argv[1])
 s = summarize(ckpt)
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "summary_s": t2 - t1, "tensors": len(s["tensors"]),
-                  "params": s["weights"].get("params") if isinstance(s.get("weights"), dict) else None}))
+                  "params": s["weights"].get("params") if isinstance(s.get("weights"), dict) else None,
+                  "torch_imported": "torch" in sys.modules, "reader": type(ckpt.weights).__name__}))
+"""
+# The summary through torch.load (mmap), as before the torch-free reader and as its fall-back.
+TORCH_PATH = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+from core.inspect.loading import _load_torch
+from core.inspect.summary import summarize
+t1 = time.perf_counter()
+s = summarize(_load_torch(__import__("pathlib").Path(sys.argv[1]), "torch-zip", False))
+print(json.dumps({"import_s": t1 - t0, "summary_s": time.perf_counter() - t1, "tensors": len(s["tensors"])}))
 """
 
 
@@ -99,8 +113,9 @@ def main() -> None:
     ftui = str(Path(sys.executable).with_name("ftui"))
     env = {**os.environ, "COLUMNS": "120"}
     tmp = Path(tempfile.mkdtemp(prefix="ftui-bench-inspect-"))
-    runs: dict[str, list[tuple[float, float]]] = {"json": [], "plain": [], "inprocess": [], "torch": []}
+    runs: dict[str, list[tuple[float, float]]] = {"json": [], "plain": [], "inprocess": [], "torch_path": [], "torch": []}
     inproc: list[dict[str, Any]] = []
+    torch_inproc: list[dict[str, Any]] = []
     cpu: dict[str, list[float]] = {k: [] for k in runs}
     try:
         path = tmp / "big.pt"
@@ -116,9 +131,10 @@ def main() -> None:
             "json": [ftui, "inspect", str(path), "--json"],
             "plain": [ftui, "inspect", str(path), "--plain"],
             "inprocess": [sys.executable, "-c", INPROCESS, str(path)],
+            "torch_path": [sys.executable, "-c", TORCH_PATH, str(path)],
             "torch": [sys.executable, "-c", "import torch"],
         }
-        if args.quick:  # one start of torch fewer: --plain shares everything but the renderer
+        if args.quick:  # --plain shares everything but the renderer
             del commands["plain"]
         for rep in range(args.reps):
             for name, cmd in commands.items():
@@ -127,10 +143,10 @@ def main() -> None:
                 if code != 0:
                     raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{text[-2000:]}")
                 runs[name].append((wall, rss))
-                if name == "inprocess":
+                if name in ("inprocess", "torch_path"):
                     import json
 
-                    inproc.append(json.loads(text.strip().splitlines()[-1]))
+                    (inproc if name == "inprocess" else torch_inproc).append(json.loads(text.strip().splitlines()[-1]))
             print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1][0]:.2f}s {v[-1][1]:.0f}MB" for k, v in runs.items() if v),
                   flush=True)
     finally:
@@ -140,6 +156,8 @@ def main() -> None:
     rss = {k: harness.summary(r for _, r in v) for k, v in runs.items()}
     cpu_s = {k: harness.summary(v) for k, v in cpu.items() if v}
     summary_s = harness.summary(r["summary_s"] for r in inproc)
+    import_s = harness.summary(r["import_s"] for r in inproc)
+    torch_summary_s = harness.summary(r["summary_s"] for r in torch_inproc)
     rows = [
         {"measure": "ftui inspect --json: wall", "value": wall["json"]["median"], "unit": "s",
          "target": f"< {TARGET_S:g}", "status": harness.verdict(wall["json"]["median"], TARGET_S),
@@ -149,11 +167,15 @@ def main() -> None:
          "note": "user + system: what an idle core would take"},
         {"measure": "ftui inspect --json: peak RSS", "value": rss["json"]["max"], "unit": "MB",
          "target": f"< {TARGET_MB:g}", "status": harness.verdict(rss["json"]["max"], TARGET_MB),
-         "note": f"file {size / 1e6:,.0f} MB; tensors memory-mapped"},
-        {"measure": "ftui inspect --json: peak RSS above the torch floor", "value": rss["json"]["max"] - rss["torch"]["max"],
-         "unit": "MB", "note": "what ftui adds to `import torch`"},
+         "note": f"file {size / 1e6:,.0f} MB; no torch import, no tensor data read"},
         {"measure": "load_checkpoint + summarize (in process)", "value": summary_s["median"], "unit": "s",
-         "note": "after torch is imported"},
+         "note": f"torch imported: {'yes' if any(r['torch_imported'] for r in inproc) else 'no'}; "
+                 f"reader {inproc[0]['reader']}; importing core.inspect {import_s['median']:.2f}s"},
+        {"measure": "torch.load path (before; the fall-back): wall", "value": wall["torch_path"]["median"], "unit": "s",
+         "note": "import torch + torch.load(mmap) + summarize"},
+        {"measure": "torch.load path (before; the fall-back): CPU time", "value": cpu_s["torch_path"]["median"], "unit": "s"},
+        {"measure": "torch.load path (before; the fall-back): peak RSS", "value": rss["torch_path"]["max"], "unit": "MB",
+         "note": f"of which load + summarize {torch_summary_s['median']:.2f}s"},
         {"measure": "python -c 'import torch': wall", "value": wall["torch"]["median"], "unit": "s",
          "note": "the floor of any torch command"},
         {"measure": "python -c 'import torch': CPU time", "value": cpu_s["torch"]["median"], "unit": "s"},
@@ -168,7 +190,7 @@ def main() -> None:
         ]
     results = {
         "config": {"size_gb": args.size_gb, "file_bytes": size, "reps": args.reps},
-        "wall_s": wall, "cpu_s": cpu_s, "peak_rss_mb": rss, "inprocess": inproc,
+        "wall_s": wall, "cpu_s": cpu_s, "peak_rss_mb": rss, "inprocess": inproc, "torch_path": torch_inproc,
     }
     harness.report("inspect_large", "Inspect a large checkpoint", rows, results, args.out, quick=args.quick)
 
