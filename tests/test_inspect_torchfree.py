@@ -223,6 +223,22 @@ def test_code_in_the_pickle_is_never_called(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+def test_build_cannot_rewrite_the_shared_stand_ins(tmp_path: Path) -> None:
+    """pickle's BUILD writes into ``__dict__`` unless refused: the dtype stand-ins are process-wide."""
+    import zipfile
+
+    from core.inspect import torchzip
+
+    # PROTO 2, GLOBAL torch.float32, {"name": "evil"}, BUILD, STOP
+    payload = b"\x80\x02ctorch\nfloat32\n}X\x04\x00\x00\x00nameX\x04\x00\x00\x00evilsb."
+    path = tmp_path / "build.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("build/data.pkl", payload)
+    with pytest.raises(NotUnderstood, match="BUILD"):
+        read_torch_zip(path)
+    assert torchzip._GLOBALS["torch.float32"].name == "float32"
+
+
 def test_what_the_reader_does_not_model_falls_back_to_torch(tmp_path: Path) -> None:
     # Sparse tensors are allowed by weights_only but not modelled: torch.load reads them, as before.
     sparse = tmp_path / "sparse.pt"

@@ -49,8 +49,16 @@ class NotUnderstood(Exception):
     """The file uses something this reader does not model; the caller falls back to torch.load."""
 
 
+class _Sealed:
+    """Refuses pickle's BUILD: without this, BUILD would write into an instance's ``__dict__``
+    (frozen or not) — and the dtype stand-ins are shared by every load in the process."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise NotUnderstood(f"BUILD on {type(self).__name__}")
+
+
 @dataclass(frozen=True)
-class DtypeRecord:
+class DtypeRecord(_Sealed):
     """Stands in for a ``torch.dtype`` value (``repr`` as torch's: ``torch.float32``)."""
 
     name: str
@@ -62,7 +70,7 @@ class DtypeRecord:
 
 
 @dataclass(frozen=True)
-class DeviceRecord:
+class DeviceRecord(_Sealed):
     """Stands in for a ``torch.device`` (``repr`` as torch's: ``device(type='cuda', index=0)``)."""
 
     type: str
@@ -73,14 +81,14 @@ class DeviceRecord:
 
 
 @dataclass(frozen=True)
-class StorageClass:
+class StorageClass(_Sealed):
     """Stands in for a storage class named in a persistent id (``None`` dtype: untyped bytes)."""
 
     dtype: str | None
 
 
 @dataclass
-class StorageRef:
+class StorageRef(_Sealed):
     """One ``data/<key>`` record of the archive; its bytes are read only when a value is asked for."""
 
     path: Path
@@ -100,7 +108,7 @@ class StorageRef:
 
 
 @dataclass(frozen=True)
-class TensorRecord:
+class TensorRecord(_Sealed):
     """A tensor's metadata, read from the pickle: what the summary needs, without its data."""
 
     dtype: str  # torch's name without the prefix: "float32", "bfloat16"...
@@ -205,7 +213,7 @@ def _rebuild_parameter(data: Any, *_ignored: Any) -> TensorRecord:
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> TensorRecord:
     # torch pickles a Tensor/Parameter that carries Python attributes this way; the summary
     # ignores the attributes, as it ignores requires_grad. Subclasses are not modelled.
-    if new_type not in (_TENSOR, _PARAMETER) or func not in _REBUILDERS:
+    if not any(new_type is t for t in (_TENSOR, _PARAMETER)) or not any(func is f for f in _REBUILDERS):
         raise NotUnderstood("a tensor subclass")
     return _rebuild_parameter(func(*args))
 
@@ -230,7 +238,7 @@ def _encode(text: Any, encoding: str = "utf-8") -> bytes:
     return text.encode(encoding)
 
 
-class _Marker:
+class _Marker(_Sealed):
     """A class named in the pickle that only serves as an argument (``torch.Tensor``...)."""
 
     def __init__(self, name: str) -> None:
@@ -240,9 +248,22 @@ class _Marker:
         raise NotUnderstood(f"a call of {self.name}")
 
 
+class _Function(_Sealed):
+    """One of the functions above, as handed to the pickle (sealed against BUILD, like the rest)."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
+
+
 _TENSOR = _Marker("torch.Tensor")
 _PARAMETER = _Marker("torch.nn.parameter.Parameter")
-_REBUILDERS = {_rebuild_tensor, _rebuild_tensor_v3, _rebuild_parameter}
+_REBUILD_TENSOR = _Function(_rebuild_tensor)
+_REBUILD_TENSOR_V3 = _Function(_rebuild_tensor_v3)
+_REBUILD_PARAMETER = _Function(_rebuild_parameter)
+_REBUILDERS = (_REBUILD_TENSOR, _REBUILD_TENSOR_V3, _REBUILD_PARAMETER)
 
 _GLOBALS: dict[str, Any] = {
     # Containers: the same classes torch's safe unpickler hands out (creating them runs no code).
@@ -251,17 +272,17 @@ _GLOBALS: dict[str, Any] = {
     "builtins.set": set,
     "builtins.bytearray": bytearray,
     "builtins.complex": complex,
-    "_codecs.encode": _encode,
-    "torch.Size": _size,
-    "torch.device": _device,
+    "_codecs.encode": _Function(_encode),
+    "torch.Size": _Function(_size),
+    "torch.device": _Function(_device),
     "torch.Tensor": _TENSOR,
     "torch.nn.parameter.Parameter": _PARAMETER,
-    "torch._utils._rebuild_tensor": _rebuild_tensor,
-    "torch._utils._rebuild_tensor_v2": _rebuild_tensor,
-    "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
-    "torch._utils._rebuild_parameter": _rebuild_parameter,
-    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
-    "torch._tensor._rebuild_from_type_v2": _rebuild_from_type_v2,
+    "torch._utils._rebuild_tensor": _REBUILD_TENSOR,
+    "torch._utils._rebuild_tensor_v2": _REBUILD_TENSOR,
+    "torch._utils._rebuild_tensor_v3": _REBUILD_TENSOR_V3,
+    "torch._utils._rebuild_parameter": _REBUILD_PARAMETER,
+    "torch._utils._rebuild_parameter_with_state": _REBUILD_PARAMETER,
+    "torch._tensor._rebuild_from_type_v2": _Function(_rebuild_from_type_v2),
     "torch.storage.UntypedStorage": StorageClass(None),
 }
 _GLOBALS.update({f"torch.{name}": DtypeRecord(name) for name in DTYPE_SIZES})
