@@ -95,8 +95,9 @@ def _dtypes_and_views() -> dict:
         "base": base, "transposed": base.t(), "slice": base[1:4, ::3], "row": base[5],  # one storage, four views
         "bf16": torch.linspace(-1, 1, 5).to(torch.bfloat16), "fp16": torch.full((2, 2), 1 / 3, dtype=torch.float16),
         "f64": torch.tensor([1e-300, 2.5], dtype=torch.float64), "i8": torch.tensor([-3, 4], dtype=torch.int8),
-        "i64": torch.arange(3), "u8": torch.tensor([0, 255], dtype=torch.uint8), "u16": torch.tensor([7], dtype=torch.uint16),
-        "b": torch.tensor([True, False]), "c64": torch.tensor([1 + 2j]), "f8": torch.tensor([0.5, 2.0]).to(torch.float8_e4m3fn),
+        "i64": torch.arange(3), "u8": torch.tensor([0, 255], dtype=torch.uint8),
+        "u16": torch.tensor([7], dtype=torch.uint16), "b": torch.tensor([True, False]), "c64": torch.tensor([1 + 2j]),
+        "f8": torch.tensor([0.5, 2.0]).to(torch.float8_e4m3fn),
         "param": param, "tagged": tagged, "scalar": torch.tensor(3.5), "empty": torch.zeros(0, 4),
     }
 
@@ -239,6 +240,7 @@ def test_build_cannot_rewrite_the_shared_stand_ins(tmp_path: Path) -> None:
     assert torchzip._GLOBALS["torch.float32"].name == "float32"
 
 
+@pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants")
 def test_what_the_reader_does_not_model_falls_back_to_torch(tmp_path: Path) -> None:
     # Sparse tensors are allowed by weights_only but not modelled: torch.load reads them, as before.
     sparse = tmp_path / "sparse.pt"

@@ -77,7 +77,8 @@ class DeviceRecord(_Sealed):
     index: int | None = None
 
     def __repr__(self) -> str:
-        return f"device(type={self.type!r})" if self.index is None else f"device(type={self.type!r}, index={self.index})"
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type={self.type!r}{index})"
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ def _e4m3fn_table() -> Any:
 def _rebuild_tensor(storage: Any, offset: int, shape: Any, stride: Any, *_ignored: Any) -> TensorRecord:
     if not isinstance(storage, StorageRef):
         raise NotUnderstood(f"a tensor over {type(storage).__name__}")
-    return TensorRecord(storage.dtype, tuple(int(s) for s in shape), tuple(int(s) for s in stride), storage, int(offset))
+    dims, steps = tuple(int(s) for s in shape), tuple(int(s) for s in stride)
+    return TensorRecord(storage.dtype, dims, steps, storage, int(offset))
 
 
 def _rebuild_tensor_v3(storage: Any, offset: int, shape: Any, stride: Any, requires_grad: Any, hooks: Any,
