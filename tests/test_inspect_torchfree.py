@@ -164,6 +164,7 @@ def test_real_trainer_checkpoint_equals_the_torch_path(tmp_path: Path) -> None:
     assert summary["format"] == "ftui" and summary["architecture"]["name"] == "simple_cnn"
     assert summary["optimizer"]["state_tensors"] > 0
     assert {m["path"]: m["frozen"] for m in summary["modules"] if m["depth"] == 1}["stage1"] is True
+    assert summary["other_keys"] == []  # every key the Trainer writes is one the summary knows
 
 
 def test_tensor_records_know_their_storage(tmp_path: Path) -> None:

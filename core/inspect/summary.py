@@ -20,7 +20,7 @@ SUMMARY_SCHEMA = 1
 # Buffers of normalisation layers: tensors in a state dict that are not parameters.
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 _FTUI_KEYS = {"format", "ftui_version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
-              "config", "data", "finetune", "metrics", "model_tree", "batch_idx", "callbacks", "run"}
+              "config", "data", "finetune", "metrics", "model_tree", "batch_idx", "callbacks", "run", "world_size"}
 _LIGHTNING_KEYS = {"state_dict", "epoch", "global_step", "pytorch-lightning_version", "optimizer_states",
                    "lr_schedulers", "callbacks", "hyper_parameters", "loops", "hparams_name"}
 
