@@ -36,7 +36,11 @@ class Series:
         """Add many points (tuples in :data:`COLUMNS` order, or an ``(n, 4)`` array)."""
         data = rows if isinstance(rows, np.ndarray) else list(rows)
         block = np.asarray(data, dtype=np.float64).reshape(-1, len(COLUMNS)).T
-        k = block.shape[1]
+        self.extend_columns(block[:3], block[3])
+
+    def extend_columns(self, coords: np.ndarray, values: np.ndarray) -> None:
+        """Add many points given as columns: ``coords`` ``(3, n)`` (step, epoch, time) and ``values``."""
+        k = len(values)
         if not k:
             return
         need = self._n + k
@@ -45,7 +49,8 @@ class Series:
             grown = np.empty((len(COLUMNS), max(need, 2 * self._data.shape[1])), dtype=np.float64)
             grown[:, : self._n] = self._data[:, : self._n]
             self._data = grown
-        self._data[:, self._n : need] = block
+        self._data[:3, self._n : need] = coords
+        self._data[3, self._n : need] = values
         self._n = need
 
     def column(self, name: str) -> np.ndarray:

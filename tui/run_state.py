@@ -18,26 +18,16 @@ import numpy as np
 
 from core.runs import ACTIVE_STATUSES, live_status
 from tui.downsample import Series
+from tui.metrics_fold import COORDINATES, fold_rows, to_float
 
-#: Keys of a metrics row that are coordinates, not metrics.
-COORDINATES = ("step", "epoch", "time", "split")
+__all__ = ["COORDINATES", "RunDelta", "RunState", "to_float"]
+
 #: Metrics where lower is better; everything else named here is higher-is-better.
 LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae")
 HIGHER_IS_BETTER = ("acc", "top5", "precision", "recall", "f1", "auc")
 MAX_EVENTS = 2000
 #: layers.jsonl records kept (the layer tree draws the last few as sparklines).
 MAX_LAYER_RECORDS = 64
-
-
-def to_float(value: Any) -> float | None:
-    """A metric value as a float ("nan"/"inf" strings included), or None if it is not a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
 
 
 def better_direction(metric: str) -> str | None:
@@ -200,50 +190,23 @@ class RunState:
         self.version += 1
 
     def _add_metrics(self, rows: list[dict[str, Any]]) -> None:
-        # Hot path of a large backlog (a million rows): per row three coordinates, per value two list
-        # appends (its row and itself); arrays, latest and best are then built per series with NumPy.
-        coords: dict[str, list[float]] = {}  # split -> [step, epoch, time] of each of its rows, flat
-        columns: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
-        nan = math.nan
-        for row in rows:
-            split = str(row.get("split", "train"))
-            flat = coords.get(split)
-            if flat is None:
-                flat = coords[split] = []
-            position = len(flat) // 3
-            step = to_float(row.get("step"))
-            epoch = to_float(row.get("epoch"))
-            stamp = to_float(row.get("time"))
-            flat += (
-                step if step is not None else nan,
-                epoch if epoch is not None else nan,
-                stamp if stamp is not None else nan,
-            )
-            for key, raw in row.items():
-                if key in COORDINATES:
-                    continue
-                value = raw if type(raw) is float else to_float(raw)
-                if value is None:
-                    continue
-                column = columns.get((split, key))
-                if column is None:
-                    column = columns[(split, key)] = ([], [])
-                column[0].append(position)
-                column[1].append(value)
-            self.last_row[split] = row
-            confusion = row.get("confusion")
-            if isinstance(confusion, list) and confusion and all(isinstance(r, list) for r in confusion):
-                self.confusion[split] = confusion
-        grids = {split: np.array(flat, dtype=np.float64).reshape(-1, 3) for split, flat in coords.items()}
-        for (split, metric), (positions, values) in columns.items():
-            block = np.empty((len(values), 4), dtype=np.float64)
-            block[:, :3] = grids[split][positions]
-            block[:, 3] = values
-            series = self.series.get((split, metric))
+        # Hot path of a large backlog (a million rows): tui.metrics_fold turns the block into NumPy
+        # points per series with C-level passes, so nothing here runs per row or per value. Its
+        # orders are those of a row-by-row fold, so new series and splits enter these dicts (and the
+        # dashboard's lists) in the same order.
+        if not rows:
+            return
+        block = fold_rows(rows)
+        for key, points in block.points.items():
+            series = self.series.get(key)
             if series is None:
-                series = self.series[(split, metric)] = Series()
-            series.extend(block)
-            self._note(split, metric, block[:, 3])
+                series = self.series[key] = Series()
+            series.extend_columns(points.coords, points.values)
+            self._note(key[0], key[1], points.values)
+        for split in block.first_row:
+            self.last_row[split] = block.last_row[split][1]
+        for split, (_, _, matrix) in sorted(block.confusion.items(), key=lambda item: item[1][0]):
+            self.confusion[split] = matrix
 
     def _note(self, split: str, metric: str, values: np.ndarray) -> None:
         """Latest and best of a series after ``values`` (its newest points, in order) were added."""
@@ -324,3 +287,4 @@ class RunState:
         if isinstance(names, list) and len(names) == n:
             return [str(x) for x in names]
         return [str(i) for i in range(n)]
+
