@@ -2,9 +2,9 @@
 
 A million-row backlog reaches the dashboard as dicts, one per line. Walking them value by value in
 Python cost 3 s; here the rows are grouped by key set (a run writes the same keys line after line)
-and each group is read with C-level passes: one ``itemgetter`` of every key per row, one transpose,
-one ``array("d", column)`` per key. The per-value rules of :func:`to_float` run only for a column
-that holds something other than ints and floats.
+and each group is read with C-level passes: one ``map(itemgetter(key), rows)`` and one
+``array("d", column)`` per key. The per-value rules of :func:`to_float` run only for a column that
+holds something other than ints and floats.
 
 The rules are those of a row-by-row reading: a row's split is ``str(row.get("split", "train"))``;
 ``step``, ``epoch`` and ``time`` are its coordinates (not-a-number when missing or not a number);
@@ -68,11 +68,16 @@ class Block:
 
 
 def fold_rows(rows: list[dict[str, Any]]) -> Block:
-    """Read a block of metrics rows (dicts) into a :class:`Block`."""
+    """Read a block of metrics rows into a :class:`Block`.
+
+    The rows are dicts as JSON decodes them (values: int, float, str, bool, None, list, dict); a
+    value of another type that converts to float (a ``Decimal``...) would count as a number here.
+    """
     pieces: dict[tuple[str, str], list[Points]] = {}
     block = Block()
-    # The passes below allocate a tuple per row: each collection they trigger would walk the
-    # block's freshly decoded dicts again (4x the time). Nothing here makes a cycle.
+    # Some passes allocate per row (key tuples of a mixed block, values read one by one): each
+    # collection they trigger would walk the block's freshly decoded dicts again (4x the time of
+    # the passes, measured with a tuple per row). Nothing here makes a cycle.
     with _collector_paused():
         for index, part, keys, columns in _groups(rows):
             _read_group(index, part, keys, columns, pieces, block)
@@ -196,9 +201,10 @@ def _split_names(raw: Sequence[Any] | None, n: int) -> tuple[list[str], np.ndarr
         return ["train"], None
     try:
         kinds = set(raw)
+        plain = all(type(kind) is str for kind in kinds)
     except TypeError:  # an unhashable split (a list...) is known by its text, like any other
-        kinds = {None, 0}
-    if not all(type(kind) is str for kind in kinds):
+        plain = False
+    if not plain:
         raw = list(map(str, raw))
         kinds = set(raw)
     if len(kinds) == 1:
