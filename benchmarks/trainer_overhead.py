@@ -11,8 +11,10 @@ Epoch time is train + validation (+ checkpointing for ftui), from a callback's `
 to ``on_train_epoch_end``. Repetitions are interleaved (ABBA order) and the result is the median of the
 per-repetition ratios, in wall time and in process CPU time (which a busy machine disturbs less).
 Losses of every step must agree to 5 decimals. PyTorch Lightning is compared when it is installed.
+Both loops run under the same malloc settings: ftui's (``trainer.steady_malloc``, set before the first
+run) or, with ``--malloc default``, glibc's own; the minor page faults of each epoch are reported.
 
-    python benchmarks/trainer_overhead.py [--reps 5] [--epochs 2] [--train-size 6000] [--quick]
+    python benchmarks/trainer_overhead.py [--reps 5] [--epochs 2] [--malloc steady|default] [--quick]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -45,9 +48,12 @@ class EpochTimer(Callback):
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.losses: list[torch.Tensor] = []
+        self.faults: list[int] = []
         self._t0 = (0.0, 0.0)
+        self._faults0 = 0
 
     def on_train_epoch_start(self, trainer: Any) -> None:
+        self._faults0 = minor_faults()
         self._t0 = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, trainer: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -56,6 +62,12 @@ class EpochTimer(Callback):
     def on_train_epoch_end(self, trainer: Any) -> None:
         self.wall.append(time.perf_counter() - self._t0[0])
         self.cpu.append(time.process_time() - self._t0[1])
+        self.faults.append(minor_faults() - self._faults0)
+
+
+def minor_faults() -> int:
+    """Page faults of this process so far that needed no disk read (fresh or returned memory)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def bench_config(root: Path, args: Any) -> Config:
@@ -70,6 +82,7 @@ def bench_config(root: Path, args: Any) -> Config:
             f"data.shapes.train_size={args.train_size}",
             f"data.shapes.val_size={args.val_size}",
             "logging.progress=plain",
+            f"trainer.steady_malloc={str(args.malloc == 'steady').lower()}",
         ],
     )
 
@@ -86,7 +99,7 @@ def run_ftui(cfg: Config) -> dict[str, Any]:
     total = time.perf_counter() - t0
     val_loss = trainer.callback_metrics.get("val/loss", float("nan"))
     # The trainer's own account of its input pipeline: the share of each logging window spent
-    # waiting for the next batch (0 workers on two cores, so loading is inside that share).
+    # waiting for the next batch (the quickstart loads in one worker process).
     waits = []
     if trainer.run is not None:
         for line in (Path(trainer.run.path) / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
@@ -95,7 +108,7 @@ def run_ftui(cfg: Config) -> dict[str, Any]:
                 waits.append(float(row["data_wait"]))
     callbacks = [type(cb).__name__ for cb in trainer.callbacks if cb is not timer]
     return {
-        "wall": timer.wall, "cpu": timer.cpu, "losses": torch.stack(timer.losses).tolist(),
+        "wall": timer.wall, "cpu": timer.cpu, "faults": timer.faults, "losses": torch.stack(timer.losses).tolist(),
         "val_loss": val_loss, "total": total, "callbacks": callbacks, "data_wait": waits,
     }
 
@@ -166,9 +179,11 @@ def run_plain(cfg: Config) -> dict[str, Any]:
     val = build_loader(data.val, cfg.data, split="val", seed=seed)
     wall: list[float] = []
     cpu: list[float] = []
+    faults: list[int] = []
     losses: list[torch.Tensor] = []
     val_loss = float("nan")
     for epoch in range(cfg.trainer.epochs):
+        f0 = minor_faults()
         t0, c0 = time.perf_counter(), time.process_time()
         train.set_epoch(epoch)
         model.train()
@@ -187,8 +202,9 @@ def run_plain(cfg: Config) -> dict[str, Any]:
         val_loss = float(total) / max(1, count)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        faults.append(minor_faults() - f0)
     return {
-        "wall": wall, "cpu": cpu, "losses": torch.stack(losses).tolist(), "val_loss": val_loss,
+        "wall": wall, "cpu": cpu, "faults": faults, "losses": torch.stack(losses).tolist(), "val_loss": val_loss,
         "total": time.perf_counter() - t_start,
     }
 
@@ -210,7 +226,15 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train-size", type=int, default=6000)
     p.add_argument("--val-size", type=int, default=1000)
+    p.add_argument("--malloc", choices=("steady", "default"), default="steady",
+                   help="steady (ftui's default, trainer.steady_malloc): glibc keeps freed memory, set here for "
+                        "both loops before the first run; default: glibc's own settings for both.")
     args = p.parse_args()
+    if args.malloc == "steady":
+        from core.training.runtime import steady_malloc
+
+        if not steady_malloc():
+            print("note: steady malloc not applied (not glibc, or MALLOC_* variables set)")
     if args.quick:
         args.reps, args.epochs, args.train_size, args.val_size = 1, 1, 256, 128
 
@@ -260,9 +284,13 @@ def main() -> None:
         {"measure": "setup, plain (median)", "value":
          harness.summary(q["total"] - sum(q["wall"]) for q in plain_runs)["median"], "unit": "s"},
     ]
+    faults_plain = harness.summary(n for q in plain_runs for n in q["faults"])["median"]
+    faults_ftui = harness.summary(n for f in ftui_runs for n in f["faults"])["median"]
+    rows.append({"measure": "page faults per epoch, plain / ftui (median)", "value": f"{faults_plain:,.0f} / {faults_ftui:,.0f}",
+                 "unit": "", "note": f"malloc {args.malloc}: minor faults, i.e. memory the epoch faulted in afresh"})
     waits = harness.summary(w for f in ftui_runs for w in f["data_wait"])
     rows.append({"measure": "data_wait of the ftui runs (median)", "value": waits["median"], "unit": "fraction",
-                 "note": "share of step time waiting for batches (trainer's metric, 0 workers)"})
+                 "note": "share of step time waiting for batches (trainer's metric; data.num_workers 1)"})
     top = ", ".join(f"{k} {v:.1%}" for k, v in list(attribution["per_callback_share"].items())[:4])
     rows.append({"measure": "callback hooks' share of an epoch", "value": attribution["share"], "unit": "fraction",
                  "note": f"one instrumented run: {top}"})
@@ -270,7 +298,9 @@ def main() -> None:
         rows.append({"measure": "Lightning Trainer", "value": None, "status": "skipped", "note": note})
     results = {
         "config": {"reps": args.reps, "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
-                   "base": "sample_configs/quickstart.yaml", "threads": torch.get_num_threads()},
+                   "base": "sample_configs/quickstart.yaml", "threads": torch.get_num_threads(),
+                   "malloc": args.malloc},
+        "faults_per_epoch": {"plain": [q["faults"] for q in plain_runs], "ftui": [f["faults"] for f in ftui_runs]},
         "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu,
         "ratio_wall_median": med_wall, "ratio_cpu_median": med_cpu,
         "plain_epoch_s": plain_epoch, "ftui_epoch_s": ftui_epoch,

@@ -469,6 +469,13 @@ class TrainerConfig(Section):
     channels_last: bool = Field(False, description="Use channels_last memory format for images.")
     compile: bool = Field(False, description="torch.compile the model.")
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest kernels (off when deterministic).")
+    steady_malloc: bool = Field(
+        True,
+        description="Linux (glibc): keep freed memory in the process rather than handing it back to the kernel "
+        "after every step (malloc's trim and mmap thresholds raised), so steps do not fault their tensors in "
+        "afresh: CPU epochs about 4 % faster; the process may keep up to 256 MB more. Skipped when MALLOC_* "
+        "environment variables are set.",
+    )
     deterministic: bool = Field(False, description="Use deterministic algorithms only.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
     on_nonfinite: Literal["fail", "skip"] = Field(

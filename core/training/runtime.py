@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import random
 from typing import Any, ContextManager
 
@@ -46,6 +48,43 @@ def resolve_device(spec: str) -> torch.device:
         if mps is None or not mps.is_available():
             raise ConfigError("trainer.device: 'mps' is not available on this machine. Fix: use 'auto' or 'cpu'.")
     return device
+
+
+# glibc's mallopt parameters (malloc.h) and the values ftui sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+STEADY_TRIM_THRESHOLD = 256 << 20
+STEADY_MMAP_THRESHOLD = 64 << 20
+_steady_malloc_set = False
+
+
+def steady_malloc() -> bool:
+    """Keep freed memory in this process: raise glibc malloc's trim and mmap thresholds.
+
+    By default glibc hands memory back to the kernel whenever the free space at the top of the
+    heap exceeds the trim threshold, and serves large blocks with fresh mmaps; a training step
+    then frees its activations and the next step faults them in again (35-75k page faults per
+    quickstart epoch here, ~4 % of its CPU time: docs/benchmarks.md, benchmark 1). Both thresholds
+    are set together: the trim threshold alone also turns off glibc's adaptive mmap threshold and
+    makes every large block a fresh mmap. Forked data-loader workers inherit the setting.
+
+    Returns whether the setting was applied: not off glibc (macOS, musl), and not when the user
+    tunes malloc through ``MALLOC_*`` environment variables (theirs win).
+    """
+    global _steady_malloc_set
+    if _steady_malloc_set:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if any(key.startswith("MALLOC_") for key in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD) == 1
+        ok = ok and libc.mallopt(_M_TRIM_THRESHOLD, STEADY_TRIM_THRESHOLD) == 1
+    except (OSError, AttributeError):
+        return False
+    _steady_malloc_set = ok
+    return ok
 
 
 def seed_everything(seed: int) -> None:

@@ -39,7 +39,9 @@ from core.training import distributed
 from core.training.callback import Callback
 from core.training.checkpoint import CHECKPOINT_FORMAT, capture_rng, load_file, restore_rng, save_file, unwrap_model
 from core.training.metrics import ClassificationMetrics, TrainAccumulator, scalar_metrics
-from core.training.runtime import autocast, check_precision, configure_backends, resolve_device, seed_everything
+from core.training.runtime import (
+    autocast, check_precision, configure_backends, resolve_device, seed_everything, steady_malloc,
+)
 from core.training.schedule import LrSchedule, apply_lr
 
 EXIT_CODES = {"finished": 0, "stopped": 0, "failed": 1, "interrupted": 130}
@@ -298,6 +300,8 @@ class Trainer:
         cfg = self.cfg
         seed_everything(cfg.run.seed)
         configure_backends(cfg.trainer.deterministic, cfg.trainer.cudnn_benchmark)
+        if cfg.trainer.steady_malloc:
+            steady_malloc()  # before the loaders fork their workers, which inherit it
         if cfg.trainer.cpu_threads is not None:
             torch.set_num_threads(cfg.trainer.cpu_threads)
         fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
