@@ -18,6 +18,7 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.home import HomeScreen
 from tui.screens.open_checkpoint import OpenCheckpointScreen
 from tui.screens.start_run import StartRunScreen
+from tui.widgets.config_list import ConfigList
 from tui.widgets.runs_table import RunsTable
 
 FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
@@ -72,6 +73,10 @@ async def test_home_lists_runs_and_configs_and_opens_a_dashboard(tmp_path: Path)
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is home
+        # w watches the selected run even while the configs list has the focus
+        app.query_one(ConfigList).focus()
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
 
 
 @pytest.mark.asyncio

@@ -119,9 +119,7 @@ class HomeScreen(Screen):
         self.action_new_run()
 
     def action_open_run(self) -> None:
-        if isinstance(self.focused, ConfigList):
-            self.action_new_run()
-            return
+        # the selected run, wherever the focus is: "w Watch" in the footer means that run
         row = self.selected_run()
         if row is None:
             self.notify("No run selected.", severity="warning")
