@@ -6,14 +6,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from core import __version__
 from core.errors import CheckpointError
 from core.inspect.loading import LoadedCheckpoint
 from core.inspect.summary import summarize
+
+if TYPE_CHECKING:
+    import torch
 
 EXPORT_FORMATS = ("safetensors", "state_dict")
 _SUFFIX = {"safetensors": ".safetensors", "state_dict": ".state_dict.pt"}
@@ -65,6 +66,8 @@ def wrapper_prefix(ckpt: LoadedCheckpoint) -> str:
 
 def _weights(ckpt: LoadedCheckpoint) -> dict[str, torch.Tensor]:
     """Contiguous tensors, each with its own storage (safetensors refuses shared or strided ones)."""
+    import torch  # here, not at the top: a mistyped --format is refused without torch's start-up
+
     out: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int]] = set()
     prefix = wrapper_prefix(ckpt)
@@ -109,6 +112,8 @@ def export_weights(ckpt: LoadedCheckpoint, fmt: str, out: Path | None = None) ->
 
             save_file(tensors, str(tmp), metadata=export_metadata(ckpt))
         else:
+            import torch
+
             torch.save(tensors, tmp)
         os.replace(tmp, out)
     finally:
