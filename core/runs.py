@@ -349,7 +349,7 @@ class JsonlTail:
         out: list[dict[str, Any]] = []
         # A large backlog creates a million dicts: the cyclic GC would walk them again and again
         # (over half of a first load's time) though parsing JSON creates no cycles.
-        with _gc_paused(want > 1 << 20):
+        with gc_paused(want > 1 << 20):
             try:
                 with open(self.path, "rb") as fh:
                     fh.seek(self.offset)
@@ -405,8 +405,12 @@ _ONLY_DICTS = {dict}
 
 
 @contextmanager
-def _gc_paused(pause: bool) -> Iterator[None]:
-    """Switch the cyclic garbage collector off for the block (when ``pause``)."""
+def gc_paused(pause: bool = True) -> Iterator[None]:
+    """Switch the cyclic garbage collector off for the block (when ``pause``).
+
+    For work that allocates many objects and makes no cycles (decoding JSON, folding its rows):
+    each collection it triggers would walk them all again.
+    """
     was_enabled = pause and gc.isenabled()
     if was_enabled:
         gc.disable()

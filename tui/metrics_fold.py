@@ -14,15 +14,15 @@ every other key whose value is a number (an int or a float, not a bool) or one o
 
 from __future__ import annotations
 
-import gc
 from array import array
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from core.runs import gc_paused
 
 #: Keys of a metrics row that are coordinates, not metrics.
 COORDINATES = ("step", "epoch", "time", "split")
@@ -78,7 +78,7 @@ def fold_rows(rows: list[dict[str, Any]]) -> Block:
     # Some passes allocate per row (key tuples of a mixed block, values read one by one): each
     # collection they trigger would walk the block's freshly decoded dicts again (4x the time of
     # the passes, measured with a tuple per row). Nothing here makes a cycle.
-    with _collector_paused():
+    with gc_paused():
         for index, part, keys, columns in _groups(rows):
             _read_group(index, part, keys, columns, pieces, block)
     firsts = []
@@ -99,17 +99,6 @@ def fold_rows(rows: list[dict[str, Any]]) -> Block:
     block.points = {key: points for _, _, key, points in firsts}
     block.first_row = dict(sorted(block.first_row.items(), key=lambda item: item[1]))
     return block
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _key_rank(row: dict[str, Any], key: str) -> int:
