@@ -203,3 +203,41 @@ def test_stop_while_paused_at_an_epoch_start_trains_no_further_batch(tmp_path: P
     assert info["status"] == "stopped" and info["paused"] is False and info["step"] == 0
     saved = load_file(run / "checkpoints" / "last.pt")
     assert (saved["epoch"], saved["batch_idx"], saved["step"]) == (0, 0, 0)
+
+
+class HoldsTheLoop(Callback):
+    """Holds the loop for ``seconds`` after the optimizer step ``step`` and excludes that time, as a pause does."""
+
+    def __init__(self, step: int, seconds: float) -> None:
+        self.step, self.seconds = step, seconds
+
+    def on_train_batch_end(self, trainer: Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step and self.seconds:
+            t0 = time.perf_counter()
+            time.sleep(self.seconds)
+            trainer.exclude_time(time.perf_counter() - t0)
+            self.seconds = 0.0
+
+
+def test_held_time_is_not_training_time_in_an_epoch_or_at_its_start(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 1},
+                   logging={"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False,
+                            "layer_stats": False})
+    run = new_run(tmp_path, "clock")
+    control.send(run, "pause")  # held at the first epoch start, where no training time runs yet
+    trainer = Trainer(cfg, run_dir=run, callbacks=[HoldsTheLoop(step=2, seconds=0.6)])
+    t0 = time.perf_counter()
+    bg = Background(trainer)
+    try:
+        _wait(lambda: (json.loads((run / "run.json").read_text())).get("paused") is True)
+        time.sleep(0.6)
+        assert ask(run, "resume")["status"] == "ok"
+        bg.join()
+    finally:
+        if bg.thread.is_alive():
+            control.send(run, "stop")
+    wall = time.perf_counter() - t0
+    info = json.loads((run / "run.json").read_text())
+    assert trainer.status == "finished" and info["train_seconds"] == round(trainer.train_seconds, 3)
+    # neither the pause at the epoch start nor the 0.6 s held mid-epoch counts as training
+    assert 0 < trainer.train_seconds <= wall - 1.2

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import CheckpointError
+from core.errors import CheckpointError, FtuiError
 from core.runs import atomic_write
 
 CHECKPOINT_FORMAT = 1
@@ -131,6 +131,10 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             model = inner
             continue
         return model
+
+
+class NonFiniteWeights(FtuiError):
+    """A checkpoint was not written because the model's weights are not all finite (the last good file stays)."""
 
 
 def all_finite(model: torch.nn.Module) -> bool:

@@ -37,7 +37,10 @@ from core.errors import ConfigError, FtuiError, RunError, TrainingFailed, UserEr
 from core.runs import RUN_JSON, RunWriter
 from core.training import distributed
 from core.training.callback import Callback
-from core.training.checkpoint import CHECKPOINT_FORMAT, capture_rng, load_file, restore_rng, save_file, unwrap_model
+from core.training.checkpoint import (
+    CHECKPOINT_FORMAT, NonFiniteWeights, all_finite, capture_rng, load_file, restore_rng, save_file, unwrap_model,
+)
+from core.training.clock import LogWindow, StepClock
 from core.training.metrics import ClassificationMetrics, TrainAccumulator, scalar_metrics
 from core.training.runtime import (
     autocast, check_precision, configure_backends, resolve_device, seed_everything, steady_malloc,
@@ -102,6 +105,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: LrSchedule | None = None
         self.scaler: torch.amp.GradScaler | None = None
+        self.criterion: nn.Module | None = None
         self.train_loader: Any = None
         self.val_loader: Any = None
         self.test_loader: Any = None
@@ -131,10 +135,11 @@ class Trainer:
         self.callback_metrics: dict[str, float] = {}
         self.history: dict[str, list[float]] = {}
         self.last_eval: dict[str, dict[str, Any]] = {}
-        self.best: dict[str, Any] | None = None
         self.nonfinite_skipped = 0
         self.fit_started_at: float | None = None
-        self.train_seconds = 0.0
+        self.clock = StepClock()  # training time: epochs' training only, pauses excluded
+        self._window = TrainAccumulator(self.device)  # the logging window's device figures ...
+        self._window_host = LogWindow()  # ... and its host figures
 
         self._setup_done = False
         self._old_handlers: dict[int, Any] = {}
@@ -195,7 +200,7 @@ class Trainer:
             frozen = True
             self._fit_loop()
             if self.dist.enabled:
-                self._agree_step()  # a signal that came during the last validation
+                self.agree_step()  # a signal that came during the last validation
                 self._check_ranks_in_sync()
             if self.signal_received is not None:
                 self.status = "interrupted"
@@ -252,13 +257,105 @@ class Trainer:
             self.stop_reason, self.stop_status = reason, status
         self.should_stop = True
 
-    def save_checkpoint(self, path: Path | str) -> Path:
-        """Write a checkpoint of the current state atomically; returns its path."""
+    def save_checkpoint(self, path: Path | str, *, reason: str = "manual") -> Path:
+        """Write a checkpoint of the current state atomically and record a ``checkpoint`` event.
+
+        The one way a checkpoint is written (the checkpoint callback, the ``checkpoint`` control
+        command, user code). ``reason`` goes into the event (``epoch``, ``step``, ``best``, ``keep``,
+        ``control``, a final status...). Raises :class:`NonFiniteWeights` instead of writing a model
+        whose weights are not all finite, so a diverged run never replaces a good file.
+        """
         path = Path(path)
+        if self.model is None:
+            raise RuntimeError("save_checkpoint before setup: there is no model yet")
+        if not all_finite(self.model):
+            raise NonFiniteWeights(f"not writing {path.name}: the model has non-finite weights")
         ckpt = self.checkpoint_dict()
         self._call("on_save_checkpoint", ckpt)
         save_file(ckpt, path)
+        epoch, batch = self.position
+        self.log_event("checkpoint", f"saved {path.name}", path=str(path), file=path.name, reason=reason,
+                       position={"epoch": epoch, "batch": batch})
         return path
+
+    def record_evaluation(self, split: str, metrics: dict[str, Any]) -> None:
+        """Make an evaluation's ``metrics`` (from :meth:`validate`) the run's latest for ``split``.
+
+        Updates ``callback_metrics``, ``last_eval`` and ``history``, and emits ``on_log`` (so the
+        recorder writes the row). The loop calls it after each validation; a callback that
+        validates on its own (the ``validate`` control command) calls it too.
+        """
+        scalars = scalar_metrics(metrics)
+        self.last_eval[split] = metrics
+        for key, value in scalars.items():
+            self.callback_metrics[f"{split}/{key}"] = value
+        for key in ("loss", "acc", "f1_macro"):
+            if key in scalars:
+                self.history.setdefault(f"{split}/{key}", []).append(scalars[key])
+        if "train/loss" in self.callback_metrics:
+            self.history.setdefault("train/loss", []).append(self.callback_metrics["train/loss"])
+        self._call("on_log", split, metrics)
+
+    def finetune_changed(self, event: dict[str, Any]) -> None:
+        """Apply a change made through :attr:`finetuner` (freeze, unfreeze, set_lr) to the run.
+
+        ``event`` describes the change (``kind``, ``message``, fields). Logs it, re-wraps the model
+        for DDP if the trainable set changed, and rewrites the layer tree (``model.json``) — before
+        a control command is answered, so a client that sees the answer finds the new tree.
+        """
+        kind = str(event.get("kind", "finetune"))
+        fields = {k: v for k, v in event.items() if k not in ("kind", "message")}
+        message = str(event.get("message") or f"{kind}: {', '.join(map(str, event.get('modules', [])))}")
+        self.log_event(kind, message, **fields)
+        self._rewrap_if_trainable_changed()
+        self.refresh_model_tree()
+        if self.run is not None and self.model_tree is not None:
+            self.run.write_json("model.json", self.model_tree)
+
+    def exclude_time(self, seconds: float) -> None:
+        """Leave ``seconds`` that just passed out of the training clock and the throughput window.
+
+        For a callback that held the loop (a ``pause``): ``train_seconds``, ``trainer.max_time`` and
+        ``samples_per_s`` are about training only. Time outside an epoch's training (validation, an
+        epoch boundary) is not counted anyway.
+        """
+        if self.clock.running:
+            self.clock.exclude(seconds)
+            self._window_host.exclude(seconds)
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent training epochs (validation and pauses excluded), up to the last epoch end."""
+        return self.clock.seconds
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        """The first :class:`CheckpointCallback` among the callbacks, or None (as in Lightning)."""
+        from core.training.callbacks.checkpointing import CheckpointCallback
+
+        return next((cb for cb in self.callbacks if isinstance(cb, CheckpointCallback)), None)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best monitored metric so far, as the checkpoint callback keeps it (None without one):
+        ``{"metric", "value", "epoch", "step", "mode", "checkpoint"}``."""
+        cb = self.checkpoint_callback
+        return cb.best if cb is not None else None
+
+    @property
+    def world_size(self) -> int:
+        """Processes training this run (1 without torchrun)."""
+        return self.dist.world_size
+
+    @property
+    def global_rank(self) -> int:
+        """This process's rank (0 without torchrun)."""
+        return self.dist.rank
+
+    @property
+    def is_global_zero(self) -> bool:
+        """Rank 0: the process that writes the run directory."""
+        return self.dist.is_main
 
     def log_event(self, kind: str, message: str = "", **fields: Any) -> None:
         """Record an event in the run directory (no-op without one)."""
@@ -373,10 +470,9 @@ class Trainer:
                 self._resume_other_world(saved_world)
             metrics = ckpt.get("metrics") or {}
             self.history = {k: list(v) for k, v in (metrics.get("history") or {}).items()}
-            self.best = metrics.get("best")
             self.callback_metrics = dict(metrics.get("last") or {})
             self.nonfinite_skipped = int(metrics.get("nonfinite_skipped", 0))
-            self.train_seconds = float(metrics.get("train_seconds", 0.0))
+            self.clock.seconds = float(metrics.get("train_seconds", 0.0))
             self._pending_rng = ckpt.get("rng")
         if self.dist.rank > 0:
             # identical initial weights (DDP also broadcasts rank 0's), own dropout streams per rank
@@ -548,7 +644,7 @@ class Trainer:
             if not resuming_mid_epoch:
                 # the unfreeze schedule ran before a mid-epoch checkpoint was written
                 for event in self.finetuner.on_epoch_start(epoch) or []:
-                    self._on_finetune_event(event)
+                    self.finetune_changed(event)
             self._call("on_train_epoch_start")
             self._train_epoch()
             if self.signal_received is not None or (self.should_stop and self.stop_status != "finished"):
@@ -559,7 +655,7 @@ class Trainer:
                 metrics = self._evaluate(self.val_loader, "val", stoppable=True)
                 if metrics is None:  # interrupted during validation
                     break
-                self._record_eval("val", metrics)
+                self.record_evaluation("val", metrics)
                 if self.schedule is not None and self.schedule.observe(self.callback_metrics):
                     self.log_event("lr", f"plateau: lr factor now {self.schedule.plateau_factor:g}", factor=self.schedule.plateau_factor)
                 self.epoch_closed = self.batches_done >= len(self.train_loader)
@@ -597,11 +693,9 @@ class Trainer:
         accum = cfg.accumulate_grad_batches
         every = self.cfg.logging.every_n_steps
         skip_nonfinite = cfg.on_nonfinite == "skip"
-        self._window = TrainAccumulator(self.device)
-        self._window_start = time.perf_counter()
-        self._window_wait = 0.0
-        self._window_samples = 0
-        epoch_start = self._epoch_t0 = time.perf_counter()  # train_seconds grows at epoch end
+        self._window.reset()
+        self._window_host.reset()
+        self.clock.start()
         try:
             for batch_idx in range(start, n_batches):
                 wait0 = time.perf_counter()
@@ -609,7 +703,7 @@ class Trainer:
                     batch = next(iterator)
                 except StopIteration:
                     break
-                self._window_wait += time.perf_counter() - wait0
+                self._window_host.wait += time.perf_counter() - wait0
                 self.batch_idx = batch_idx
                 self._call("on_train_batch_start", batch, batch_idx)
                 x, y = self._to_device(batch)
@@ -637,7 +731,7 @@ class Trainer:
                     self._optimizer_step()
                 if not skipped:
                     self._window.update(loss, logits.detach(), y, step)
-                    self._window_samples += int(y.shape[0])
+                    self._window_host.samples += int(y.shape[0])
                 self.batches_done = batch_idx + 1
                 self._call("on_train_batch_end", {"loss": loss.detach()}, batch, batch_idx)
                 if is_step:
@@ -646,7 +740,7 @@ class Trainer:
                     if self._check_limits():
                         break
         finally:
-            self.train_seconds += time.perf_counter() - epoch_start
+            self.clock.stop()
         self._read_out_train()
 
     def _optimizer_step(self) -> None:
@@ -673,16 +767,14 @@ class Trainer:
             elif not self.dist.enabled and self._max_time_reached():
                 self.request_stop(f"reached max_time={cfg.max_time:g}s", status="finished")
         if self.dist.enabled:
-            self._agree_step()
+            self.agree_step()
         return self.should_stop
 
     def _max_time_reached(self) -> bool:
         max_time = self.cfg.trainer.max_time
-        if max_time is None or not hasattr(self, "_epoch_t0"):
-            return False
-        return self.train_seconds + (time.perf_counter() - self._epoch_t0) >= max_time
+        return max_time is not None and self.clock.total() >= max_time
 
-    def _agree_step(self) -> None:
+    def agree_step(self) -> None:
         """Distributed: agree with every rank on signals, stops and control polls (one tiny all-reduce).
 
         A signal or stop request seen on any rank stops all of them after the same optimizer step;
@@ -730,27 +822,26 @@ class Trainer:
                 "trainer.on_nonfinite: skip to skip such batches. The last good checkpoint is kept."
             )
         loss, acc, count = window.loss, window.acc, window.count
-        elapsed = max(1e-9, time.perf_counter() - self._window_start)
+        window_host = self._window_host
+        elapsed = window_host.elapsed()
         if count == 0:
             return
         if self.dist.enabled:
-            self._window_samples = count  # all ranks' samples: the job's throughput
+            window_host.samples = count  # all ranks' samples: the job's throughput
         lrs = {str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
         row = {
             "loss": loss,
             "acc": acc,
             "lr": max(lrs.values()) if lrs else 0.0,
-            "samples_per_s": self._window_samples / elapsed,
-            "data_wait": min(1.0, self._window_wait / elapsed),
+            "samples_per_s": window_host.samples / elapsed,
+            "data_wait": min(1.0, window_host.wait / elapsed),
         }
         if self.nonfinite_skipped:
             row["nonfinite_skipped"] = self.nonfinite_skipped
         self.callback_metrics.update({"train/loss": loss, "train/acc": acc, "lr": row["lr"]})
         self._call("on_log", "train", {**row, "lrs": lrs})
         self._window.reset()
-        self._window_start = time.perf_counter()
-        self._window_wait = 0.0
-        self._window_samples = 0
+        window_host.reset()
 
     def _to_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
@@ -791,28 +882,6 @@ class Trainer:
         if self.dist.enabled:
             metrics.all_reduce()
         return metrics.compute()
-
-    def _record_eval(self, split: str, metrics: dict[str, Any]) -> None:
-        scalars = scalar_metrics(metrics)
-        self.last_eval[split] = metrics
-        for key, value in scalars.items():
-            self.callback_metrics[f"{split}/{key}"] = value
-        for key in ("loss", "acc", "f1_macro"):
-            if key in scalars:
-                self.history.setdefault(f"{split}/{key}", []).append(scalars[key])
-        if "train/loss" in self.callback_metrics:
-            self.history.setdefault("train/loss", []).append(self.callback_metrics["train/loss"])
-        self._call("on_log", split, metrics)
-
-    def _on_finetune_event(self, event: dict[str, Any]) -> None:
-        kind = str(event.get("kind", "finetune"))
-        fields = {k: v for k, v in event.items() if k not in ("kind", "message")}
-        message = str(event.get("message") or f"{kind}: {', '.join(map(str, event.get('modules', [])))}")
-        self.log_event(kind, message, **fields)
-        self._rewrap_if_trainable_changed()
-        self.refresh_model_tree()
-        if self.run is not None and self.model_tree is not None:
-            self.run.write_json("model.json", self.model_tree)
 
     # -----------------------------------------------------------------------------------------
     # Failures and signals
@@ -876,7 +945,7 @@ class Trainer:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.dist.enabled:
-            # recorded only: the ranks agree on it at the next step boundary (_agree_step)
+            # recorded only: the ranks agree on it at the next step boundary (agree_step)
             if self._pending_signal is not None:
                 raise KeyboardInterrupt
             self._pending_signal = signum

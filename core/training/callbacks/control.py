@@ -28,6 +28,7 @@ from core.errors import UserError
 from core.runs import CHECKPOINT_DIR, CONTROL_DIR
 from core.training import distributed
 from core.training.callback import Callback
+from core.training.checkpoint import NonFiniteWeights
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.training.trainer import Trainer
@@ -164,13 +165,10 @@ class ControlCallback(Callback):
                     time.sleep(self.poll_seconds)  # a signal interrupts the sleep; its handler sets the flags
                 handled += self._handle_pending(trainer)
                 if self._distributed:
-                    trainer._agree_step()  # the other ranks wait in the broadcast; agree on signals and stops
+                    trainer.agree_step()  # the other ranks wait in the broadcast; agree on signals and stops
         finally:
-            waited = time.perf_counter() - paused_at
             # a pause is not training time: keep max_time and samples/s about the training only
-            trainer.train_seconds -= waited
-            if hasattr(trainer, "_window_start"):
-                trainer._window_start += waited
+            trainer.exclude_time(time.perf_counter() - paused_at)
             if self.paused:  # left by a stop or a signal
                 self.paused = False
                 self._mark_paused(trainer, False)
@@ -256,25 +254,21 @@ class ControlCallback(Callback):
         return f"stopping at step {trainer.global_step}; last.pt is saved on the way out"
 
     def _checkpoint(self, trainer: Trainer, args: dict[str, Any]) -> str:
-        from core.training.checkpoint import all_finite
-
         if not self._main:
             return "saved by rank 0"
         if trainer.run is None or trainer.model is None:
             raise CommandRefused("this trainer has no run directory to save into.")
-        if not all_finite(trainer.model):
-            raise CommandRefused("the model has non-finite weights; keeping the last good checkpoint.")
-        path = trainer.save_checkpoint(trainer.run.path / CHECKPOINT_DIR / "last.pt")
-        epoch, batch = trainer.position
-        trainer.log_event("checkpoint", "saved last.pt", path=str(path), file="last.pt", reason="control",
-                          position={"epoch": epoch, "batch": batch})
+        try:
+            path = trainer.save_checkpoint(trainer.run.path / CHECKPOINT_DIR / "last.pt", reason="control")
+        except NonFiniteWeights:
+            raise CommandRefused("the model has non-finite weights; keeping the last good checkpoint.") from None
         return f"saved {path.name} at step {trainer.global_step}"
 
     def _validate(self, trainer: Trainer, args: dict[str, Any]) -> str:
         metrics = trainer.validate("val")
         # validate() leaves every module in train mode; frozen BatchNorm layers go back to eval
         trainer.finetuner.apply_bn_policy()
-        trainer._record_eval("val", metrics)
+        trainer.record_evaluation("val", metrics)
         shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "acc") if isinstance(metrics.get(k), (int, float)))
         return f"validated at step {trainer.global_step}: {shown}"
 
@@ -283,7 +277,7 @@ class ControlCallback(Callback):
     def _tree_changed(self, trainer: Trainer, kind: str, message: str, **fields: Any) -> None:
         """Log the change and rewrite model.json (before the answer, so a client that sees the answer
         finds the new tree)."""
-        trainer._on_finetune_event({"kind": kind, "message": message, "source": "control", **fields})
+        trainer.finetune_changed({"kind": kind, "message": message, "source": "control", **fields})
 
     def _mark_paused(self, trainer: Trainer, paused: bool) -> None:
         if trainer.run is not None:
