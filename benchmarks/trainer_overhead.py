@@ -10,7 +10,10 @@ monitor, TensorBoard, telemetry, layer statistics, control polling and plain pro
 Epoch time is train + validation (+ checkpointing for ftui), from a callback's ``on_train_epoch_start``
 to ``on_train_epoch_end``. Repetitions are interleaved (ABBA order) and the result is the median of the
 per-repetition ratios, in wall time and in process CPU time (which a busy machine disturbs less).
-Losses of every step must agree to 5 decimals. PyTorch Lightning is compared when it is installed.
+Losses of every step must agree to 5 decimals. The same job also trains through PyTorch Lightning's
+``Trainer`` (the ``bench`` extra installs it; ``.[dev]`` does too): the same model, data loaders,
+optimizer and seed in a ``LightningModule``, with Lightning's logger, checkpointing, progress bar and
+model summary off — what its loop costs — and its losses are compared step by step as well.
 Both loops run under the same malloc settings: ftui's (``trainer.steady_malloc``, set before the first
 run) or, with ``--malloc default``, glibc's own; the minor page faults of each epoch are reported.
 
@@ -156,27 +159,8 @@ def attribute(cfg: Config) -> dict[str, Any]:
 
 def run_plain(cfg: Config) -> dict[str, Any]:
     """The hand-written loop: the same data, model, seed and optimizer, validated every epoch."""
-    from core.data import build_data, build_loader
-    from core.models import build_model
-
     t_start = time.perf_counter()
-    seed = cfg.run.seed
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if cfg.trainer.cpu_threads is not None:
-        torch.set_num_threads(cfg.trainer.cpu_threads)
-    data = build_data(cfg.data, seed)
-    model = build_model(cfg.model, data.num_classes, tuple(data.input_shape)).model
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.endswith("bias")]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and not n.endswith("bias"))]
-    o = cfg.optim
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr, betas=o.betas, eps=o.eps,
-    )
-    train = build_loader(data.train, cfg.data, split="train", seed=seed)
-    val = build_loader(data.val, cfg.data, split="val", seed=seed)
+    model, opt, train, val = _plain_parts(cfg)
     wall: list[float] = []
     cpu: list[float] = []
     faults: list[int] = []
@@ -203,6 +187,8 @@ def run_plain(cfg: Config) -> dict[str, Any]:
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         faults.append(minor_faults() - f0)
+    train.close()
+    val.close()
     return {
         "wall": wall, "cpu": cpu, "faults": faults, "losses": torch.stack(losses).tolist(), "val_loss": val_loss,
         "total": time.perf_counter() - t_start,
@@ -210,14 +196,108 @@ def run_plain(cfg: Config) -> dict[str, Any]:
 
 
 def lightning_note() -> str:
-    """Why the Lightning comparison did not run (empty when it could)."""
-    for name in ("lightning", "pytorch_lightning"):
-        try:
-            __import__(name)
-            return ""
-        except ImportError:
-            continue
-    return "PyTorch Lightning is not installed here: comparison skipped (pip install lightning to add it)."
+    """Why the Lightning comparison cannot run (empty when it can)."""
+    try:
+        import lightning  # noqa: F401
+    except ImportError:
+        return "PyTorch Lightning is not installed here: comparison skipped (pip install -e '.[bench]' adds it)."
+    return ""
+
+
+def _plain_parts(cfg: Config) -> tuple[Any, Any, Any, Any]:
+    """What the plain loop and the Lightning module share: model, optimizer and loaders, seeded alike."""
+    from core.data import build_data, build_loader
+    from core.models import build_model
+
+    seed = cfg.run.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if cfg.trainer.cpu_threads is not None:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
+    data = build_data(cfg.data, seed)
+    model = build_model(cfg.model, data.num_classes, tuple(data.input_shape)).model
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.endswith("bias")]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and not n.endswith("bias"))]
+    o = cfg.optim
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.lr, betas=o.betas, eps=o.eps,
+    )
+    train = build_loader(data.train, cfg.data, split="train", seed=seed)
+    val = build_loader(data.val, cfg.data, split="val", seed=seed)
+    return model, opt, train, val
+
+
+def run_lightning(cfg: Config) -> dict[str, Any]:
+    """The same job through Lightning's Trainer: its loop, hooks and bookkeeping, nothing written."""
+    import logging
+    import warnings
+
+    import lightning as L
+
+    t_start = time.perf_counter()
+    model, opt, train, val = _plain_parts(cfg)
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.losses: list[torch.Tensor] = []
+            self.val_total = torch.zeros((), dtype=torch.float64)
+            self.val_count = 0
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = F.cross_entropy(self.model(x), y)
+            self.losses.append(loss.detach())
+            return loss
+
+        def on_validation_epoch_start(self) -> None:
+            self.val_total, self.val_count = torch.zeros((), dtype=torch.float64), 0
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            self.val_total += F.cross_entropy(self.model(x), y, reduction="sum").double()
+            self.val_count += int(y.shape[0])
+
+        def configure_optimizers(self) -> Any:
+            return opt
+
+    class Timer(L.Callback):
+        def __init__(self) -> None:
+            self.wall: list[float] = []
+            self.cpu: list[float] = []
+            self.faults: list[int] = []
+            self._t0 = (0.0, 0.0, 0)
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self._t0 = (time.perf_counter(), time.process_time(), minor_faults())
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            # Lightning validates at the end of the epoch, before this hook: train + validation, as for the others
+            self.wall.append(time.perf_counter() - self._t0[0])
+            self.cpu.append(time.process_time() - self._t0[1])
+            self.faults.append(minor_faults() - self._t0[2])
+
+    module, timer = Module(), Timer()
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        warnings.simplefilter("ignore")
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_epochs=cfg.trainer.epochs, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            use_distributed_sampler=False, callbacks=[timer],
+        )
+        # the loaders' own DataLoaders: Lightning calls set_epoch on their EpochSampler each epoch
+        trainer.fit(module, train_dataloaders=train.loader, val_dataloaders=val.loader)
+    train.close()
+    val.close()
+    return {
+        "wall": timer.wall, "cpu": timer.cpu, "faults": timer.faults, "losses": torch.stack(module.losses).tolist(),
+        "val_loss": float(module.val_total) / max(1, module.val_count), "total": time.perf_counter() - t_start,
+        "version": L.__version__,
+    }
 
 
 def main() -> None:
@@ -229,6 +309,8 @@ def main() -> None:
     p.add_argument("--malloc", choices=("steady", "default"), default="steady",
                    help="steady (ftui's default, trainer.steady_malloc): glibc keeps freed memory, set here for "
                         "both loops before the first run; default: glibc's own settings for both.")
+    p.add_argument("--no-lightning", dest="lightning", action="store_false",
+                   help="Leave out the run of the same job through PyTorch Lightning's Trainer.")
     args = p.parse_args()
     if args.malloc == "steady":
         from core.training.runtime import steady_malloc
@@ -238,18 +320,25 @@ def main() -> None:
     if args.quick:
         args.reps, args.epochs, args.train_size, args.val_size = 1, 1, 256, 128
 
-    plain_runs: list[dict[str, Any]] = []
-    ftui_runs: list[dict[str, Any]] = []
+    note = "" if args.lightning else "left out (--no-lightning)"
+    note = note or lightning_note()
+    loops = {"plain": run_plain, "ftui": run_ftui}
+    if not note:
+        loops["lightning"] = run_lightning
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in loops}
     with tempfile.TemporaryDirectory(prefix="ftui-bench-") as tmp:
         for rep in range(args.reps):
-            order = ("plain", "ftui") if rep % 2 == 0 else ("ftui", "plain")
+            # interleaved, the order reversed every other repetition (ABBA with two loops, ABCCBA with three)
+            order = list(loops) if rep % 2 == 0 else list(reversed(loops))
             for which in order:
-                cfg = bench_config(Path(tmp) / f"rep{rep}", args)
-                result = run_plain(cfg) if which == "plain" else run_ftui(cfg)
-                (plain_runs if which == "plain" else ftui_runs).append(result)
-                print(f"rep {rep + 1}/{args.reps} {which:5s}: epochs {', '.join(f'{w:.2f}s' for w in result['wall'])}",
+                cfg = bench_config(Path(tmp) / f"rep{rep}-{which}", args)
+                result = loops[which](cfg)
+                runs[which].append(result)
+                print(f"rep {rep + 1}/{args.reps} {which:9s}: epochs {', '.join(f'{w:.2f}s' for w in result['wall'])}",
                       flush=True)
-
+    plain_runs, ftui_runs = runs["plain"], runs["ftui"]
+    lightning_runs = runs.get("lightning", [])
+    with tempfile.TemporaryDirectory(prefix="ftui-bench-") as tmp:
         attribution = attribute(bench_config(Path(tmp) / "attribution", args))
     # Per repetition, the sum of its epochs; ratios paired by repetition, then the median.
     ratio_wall = [sum(f["wall"]) / sum(q["wall"]) for f, q in zip(ftui_runs, plain_runs)]
@@ -263,7 +352,23 @@ def main() -> None:
     losses_equal = steps_equal and max_diff < 0.5e-5
     med_wall = harness.summary(ratio_wall)["median"]
     med_cpu = harness.summary(ratio_cpu)["median"]
-    note = lightning_note()
+    lightning: dict[str, Any] = {"compared": not note, "note": note}
+    if lightning_runs:
+        l_wall = [sum(f["wall"]) / sum(q["wall"]) for f, q in zip(ftui_runs, lightning_runs)]
+        l_cpu = [sum(f["cpu"]) / sum(q["cpu"]) for f, q in zip(ftui_runs, lightning_runs)]
+        l_plain = [sum(q["wall"]) / sum(p["wall"]) for q, p in zip(lightning_runs, plain_runs)]
+        l_diffs = [abs(a - b) for q, p in zip(lightning_runs, plain_runs) for a, b in zip(q["losses"], p["losses"])]
+        l_steps = all(len(q["losses"]) == len(p["losses"]) for q, p in zip(lightning_runs, plain_runs))
+        lightning.update(
+            version=lightning_runs[0]["version"],
+            epoch_s=harness.summary(w for r in lightning_runs for w in r["wall"]),
+            ftui_over_lightning_wall=l_wall, ftui_over_lightning_cpu=l_cpu, lightning_over_plain_wall=l_plain,
+            ftui_over_lightning_wall_median=harness.summary(l_wall)["median"],
+            ftui_over_lightning_cpu_median=harness.summary(l_cpu)["median"],
+            lightning_over_plain_wall_median=harness.summary(l_plain)["median"],
+            max_loss_diff_vs_plain=max(l_diffs) if l_diffs else float("nan"),
+            losses_equal_5dp=l_steps and bool(l_diffs) and max(l_diffs) < 0.5e-5,
+        )
     rows = [
         {"measure": "plain loop epoch (median)", "value": plain_epoch["median"], "unit": "s",
          "note": f"{args.train_size} train + {args.val_size} val samples"},
@@ -294,7 +399,20 @@ def main() -> None:
     top = ", ".join(f"{k} {v:.1%}" for k, v in list(attribution["per_callback_share"].items())[:4])
     rows.append({"measure": "callback hooks' share of an epoch", "value": attribution["share"], "unit": "fraction",
                  "note": f"one instrumented run: {top}"})
-    if note:
+    if lightning_runs:
+        rows += [
+            {"measure": "Lightning Trainer epoch (median)", "value": lightning["epoch_s"]["median"], "unit": "s",
+             "note": f"lightning {lightning['version']}: logger, checkpoints, progress bar off"},
+            {"measure": "Lightning / plain, wall (median of reps)", "value": lightning["lightning_over_plain_wall_median"],
+             "unit": "x", "note": f"per rep: {', '.join(f'{r:.3f}' for r in lightning['lightning_over_plain_wall'])}"},
+            {"measure": "ftui / Lightning, wall (median of reps)", "value": lightning["ftui_over_lightning_wall_median"],
+             "unit": "x", "note": f"per rep: {', '.join(f'{r:.3f}' for r in lightning['ftui_over_lightning_wall'])}"},
+            {"measure": "ftui / Lightning, CPU time (median of reps)",
+             "value": lightning["ftui_over_lightning_cpu_median"], "unit": "x"},
+            {"measure": "max |loss difference| per step, Lightning vs plain", "value": lightning["max_loss_diff_vs_plain"],
+             "unit": "", "target": "< 5e-6", "status": "ok" if lightning["losses_equal_5dp"] else "MISS"},
+        ]
+    else:
         rows.append({"measure": "Lightning Trainer", "value": None, "status": "skipped", "note": note})
     results = {
         "config": {"reps": args.reps, "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
@@ -308,7 +426,7 @@ def main() -> None:
         "max_loss_diff": max_diff, "val_loss_diff": val_diff, "losses_equal_5dp": losses_equal,
         "steps": len(plain_runs[0]["losses"]) if plain_runs else 0,
         "callbacks": ftui_runs[0]["callbacks"] if ftui_runs else [],
-        "lightning": note or "compared",
+        "lightning": lightning,
         "attribution": attribution,
         "data_wait": waits,
     }

@@ -19,11 +19,13 @@ import gc
 import json
 import math
 import os
+import signal
 import socket
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -45,8 +47,48 @@ CHECKPOINT_DIR = "checkpoints"
 TB_DIR = "tb"
 STDOUT_LOG = "stdout.log"
 
-STATUSES = ("created", "running", "finished", "failed", "interrupted", "stopped")
-ACTIVE_STATUSES = ("created", "running")
+class RunStatus(str, Enum):
+    """A run's ``status`` in ``run.json``, with the exit code ``ftui run`` ends with in it.
+
+    The one table of exit codes (docs/run-format.md, DESIGN.md): 0 finished or stopped, 1 failed,
+    130 interrupted (SIGINT), 143 when SIGTERM interrupted it. Active statuses have none.
+    """
+
+    exit_code: int | None
+
+    def __new__(cls, value: str, exit_code: int | None) -> RunStatus:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.exit_code = exit_code
+        return member
+
+    CREATED = ("created", None)
+    RUNNING = ("running", None)
+    FINISHED = ("finished", 0)
+    FAILED = ("failed", 1)
+    INTERRUPTED = ("interrupted", 130)
+    STOPPED = ("stopped", 0)
+
+    @property
+    def active(self) -> bool:
+        """Still training (or about to): ``created`` or ``running``."""
+        return self.exit_code is None
+
+    @classmethod
+    def exit_code_of(cls, status: str | None, signum: int | None = None) -> int:
+        """The exit code of an ended run: its status's code (143 for a run SIGTERM interrupted), and 1
+        for anything that did not end properly (an active or unknown status)."""
+        try:
+            member = cls(status)
+        except ValueError:
+            return 1
+        if member is cls.INTERRUPTED and signum == signal.SIGTERM:
+            return 128 + signal.SIGTERM
+        return member.exit_code if member.exit_code is not None else 1
+
+
+STATUSES = tuple(status.value for status in RunStatus)
+ACTIVE_STATUSES = tuple(status.value for status in RunStatus if status.active)
 
 
 # ---------------------------------------------------------------------------------------------

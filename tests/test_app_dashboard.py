@@ -208,9 +208,9 @@ async def test_live_updates_and_a_deleted_run_directory(tmp_path: Path) -> None:
         with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"step": 36, "epoch": 1, "time": started + 70, "split": "train", "loss": 0.0123}) + "\n")
         rewrite_info(run, **live, step=36)
-        for _ in range(100):
+        for _ in range(200):  # both: a poll may fall between the two writes
             await pilot.pause(0.05)
-            if screen.state.latest.get(("train", "loss")) == 0.0123:
+            if screen.state.latest.get(("train", "loss")) == 0.0123 and screen.state.info.get("step") == 36:
                 break
         screen.redraw(clock=started + 72)
         assert "step 36/72" in screen_text(app) and "ETA 1:12" in screen_text(app)

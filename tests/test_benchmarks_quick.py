@@ -40,6 +40,10 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         assert results["steps"] > 0
         assert results["losses_equal_5dp"] is True and results["max_loss_diff"] < 5e-6
         assert results["ratio_wall"][0] > 0 and results["ratio_cpu"][0] > 0
+        # the same job really trained through Lightning's Trainer (installed by .[dev]), step for step
+        lightning = results["lightning"]
+        assert lightning["compared"] is True and lightning["losses_equal_5dp"] is True
+        assert lightning["ftui_over_lightning_wall"][0] > 0 and lightning["lightning_over_plain_wall"][0] > 0
     elif name == "input_pipeline":
         med = results["medians"]
         assert all(v > 0 and math.isfinite(v) for v in med.values())

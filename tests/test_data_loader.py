@@ -63,15 +63,22 @@ def test_train_augmentation_differs_across_epochs_val_is_identical(bundle) -> No
 
 def test_num_workers_do_not_change_batches(bundle) -> None:
     plain = batches(build_loader(bundle.train, shapes_cfg(num_workers=0), split="train", seed=5), 3)
-    loader = build_loader(bundle.train, shapes_cfg(num_workers=2), split="train", seed=5)
-    assert loader.num_workers == 2 and loader.loader.persistent_workers
-    assert same(plain, batches(loader, 3))
-    # Persistent workers: the next epoch is still ordered and augmented by (seed, epoch) ...
-    assert same(batches(build_loader(bundle.train, shapes_cfg(), split="train", seed=5), 4), batches(loader, 4))
-    # ... and a mid-epoch resume skips in the main process, so workers see the same indices.
-    loader.set_epoch(3)
-    loader.set_start_batch(2)
-    assert same([(x.clone(), y.clone()) for x, y in loader], plain[2:])
+    with build_loader(bundle.train, shapes_cfg(num_workers=2), split="train", seed=5) as loader:
+        assert loader.num_workers == 2 and loader.loader.persistent_workers
+        assert same(plain, batches(loader, 3))
+        # Persistent workers: the next epoch is still ordered and augmented by (seed, epoch) ...
+        assert same(batches(build_loader(bundle.train, shapes_cfg(), split="train", seed=5), 4), batches(loader, 4))
+        # ... and a mid-epoch resume skips in the main process, so workers see the same indices.
+        loader.set_epoch(3)
+        loader.set_start_batch(2)
+        assert same([(x.clone(), y.clone()) for x, y in loader], plain[2:])
+        workers = [w for w in loader.loader._iterator._workers]
+        assert all(w.is_alive() for w in workers)
+    # closed: the persistent workers are gone now, not when the collector finds the loader
+    assert not any(w.is_alive() for w in workers) and loader.loader._iterator is None
+    # and the loader still works (new workers)
+    with loader:
+        assert same(plain, batches(loader, 3))
 
 
 def test_set_start_batch_resumes_mid_epoch_once(bundle) -> None:

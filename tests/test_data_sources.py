@@ -284,9 +284,13 @@ def test_image_that_breaks_while_loading_is_named_without_a_traceback(tmp_path: 
                    batch_size=2, num_workers=workers)
     bundle = build_data(data_cfg, seed=0)
     loaders = [build_loader(getattr(bundle, s), data_cfg, split=s, seed=0) for s in ("train", "val")]
-    with pytest.raises(DataError) as err:
+    try:
+        with pytest.raises(DataError) as err:
+            for loader in loaders:
+                for _ in loader:
+                    pass
+    finally:
         for loader in loaders:
-            for _ in loader:
-                pass
+            loader.close()
     assert str(broken) in str(err.value) and "cannot read image" in str(err.value)
     assert "Traceback" not in str(err.value)

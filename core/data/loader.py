@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import weakref
 from typing import Any, Iterator
 
 import numpy as np
@@ -93,12 +94,37 @@ class EpochSampler(Sampler):
 
 
 class EpochLoader:
-    """A ``DataLoader`` with :class:`EpochSampler`: ``set_epoch`` and ``set_start_batch`` for resumes."""
+    """A ``DataLoader`` with :class:`EpochSampler`: ``set_epoch`` and ``set_start_batch`` for resumes.
+
+    :meth:`close` (or ``with``) stops its worker processes; the trainer closes its loaders when a run
+    ends. Without it, persistent workers live until the loader is garbage-collected — at a moment
+    nobody chose, in whatever code runs then, which waits for them to exit.
+    """
 
     def __init__(self, loader: DataLoader, sampler: EpochSampler, batch_size: int):
         self.loader = loader
         self.sampler = sampler
         self.batch_size = batch_size
+        self._last: weakref.ref[Any] | None = None  # the newest iterator, whose workers close() stops
+
+    def close(self) -> None:
+        """Stop the worker processes now. The loader stays usable: iterating it again starts new ones."""
+        # DataLoader has no public way to end persistent workers (pytorch/pytorch#48983); its iterator's
+        # own shutdown is what garbage collection would call.
+        iterators = [getattr(self.loader, "_iterator", None), self._last() if self._last is not None else None]
+        for iterator in iterators:
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+        if getattr(self.loader, "_iterator", None) is not None:
+            self.loader._iterator = None
+        self._last = None
+
+    def __enter__(self) -> EpochLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def dataset(self) -> Any:
@@ -128,7 +154,9 @@ class EpochLoader:
 
     def __iter__(self) -> Iterator[Any]:
         # iter() runs now, not lazily: callers may wrap it in torch.random.fork_rng.
-        return _UserErrorsUnwrapped(iter(self.loader))
+        iterator = iter(self.loader)
+        self._last = weakref.ref(iterator)
+        return _UserErrorsUnwrapped(iterator)
 
 
 class _UserErrorsUnwrapped:

@@ -59,8 +59,11 @@ def evaluate_checkpoint(
     cfg.model.weights = None  # the checkpoint's weights replace them
     cfg.logging.progress = "none"
     trainer = Trainer(cfg, record=False, default_callbacks=False)
-    trainer.setup(ckpt, weights_only=True)
-    metrics = trainer.validate(split)
+    try:
+        trainer.setup(ckpt, weights_only=True)
+        metrics = trainer.validate(split)
+    finally:
+        trainer.cleanup()  # the loaders' workers end here, not whenever the collector finds them
     data = trainer.data
     dataset = data.val if split == "val" else data.test
     return Evaluation(

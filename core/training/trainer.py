@@ -1,31 +1,36 @@
 """The trainer: a readable fit loop that emits Lightning-style hooks to its callbacks.
 
-``fit`` builds the data, model, fine-tuner, optimizer and schedule from the config, then runs
-epochs of training steps and validation. Everything else — the run directory, checkpoints, early
-stopping, progress, TensorBoard, telemetry, control — is a callback (see ``callbacks/``).
+``fit`` reads top to bottom like a recipe: :meth:`Trainer.setup` builds the data, model, fine-tuner,
+optimizer, schedule and loaders from the config and, when resuming, hands the checkpoint to
+:meth:`Trainer._restore` (the one place saved state comes back); ``_train`` runs the epochs of
+training steps and validation; :meth:`Trainer.cleanup` releases the loaders' workers, the signal
+handlers and the run's files. Everything else — the run directory, checkpoints, early stopping,
+progress, TensorBoard, telemetry, control — is a callback (see ``callbacks/``), and callbacks use
+the public surface listed in ``docs/architecture.md``.
 
 The loop never synchronises with the device per step: loss, correct predictions and sample counts
 accumulate on the device and are read every ``logging.every_n_steps`` optimizer steps and at the end
 of each epoch. Resume is exact: the checkpoint holds the position (completed epochs, batches done in
 the current epoch, optimizer steps) and every RNG; the data order is a function of (seed, epoch).
 
-Under torchrun (``WORLD_SIZE`` > 1) the same loop trains with DistributedDataParallel: every rank
-takes its shard of each epoch, rank 0 alone writes the run directory, and the ranks agree at every
-optimizer step on signals, stop requests and control polls so that all of them stop or apply a
-command at the same step (see ``docs/distributed.md`` and :mod:`core.training.distributed`).
+Under torchrun (``WORLD_SIZE`` > 1) the same loop trains with DistributedDataParallel; what differs is
+behind :attr:`Trainer.strategy` (:mod:`core.training.strategy`): every rank takes its shard of each
+epoch, rank 0 alone writes the run directory, and the ranks agree at every optimizer step on signals,
+stop requests and control polls so that all of them stop or apply a command at the same step (see
+``docs/distributed.md``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 import signal
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +39,7 @@ from torch import nn
 from core import __version__
 from core.config import Config
 from core.errors import ConfigError, FtuiError, RunError, TrainingFailed, UserError
-from core.runs import RUN_JSON, RunWriter
+from core.runs import MODEL_JSON, RUN_JSON, RunStatus, RunWriter
 from core.training import distributed
 from core.training.callback import Callback
 from core.training.checkpoint import (
@@ -46,8 +51,7 @@ from core.training.runtime import (
     autocast, check_precision, configure_backends, resolve_device, seed_everything, steady_malloc,
 )
 from core.training.schedule import LrSchedule, apply_lr
-
-EXIT_CODES = {"finished": 0, "stopped": 0, "failed": 1, "interrupted": 130}
+from core.training.strategy import Strategy
 
 
 class Trainer:
@@ -75,32 +79,24 @@ class Trainer:
         self.record = record
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run: RunWriter | None = None
-        self.dist = distributed.DistEnv.from_env()
-        if cfg.trainer.devices > 1 and not self.dist.enabled:
-            raise ConfigError(
-                f"trainer.devices: {cfg.trainer.devices} asks for distributed training, but this process was not "
-                "started by torchrun. Fix: launch with `ftui run CONFIG --nproc N` (or `torchrun --nproc-per-node N "
-                "-m tui.cli run CONFIG`), or set trainer.devices: 1 to train in this process."
-            )
-        self.device = distributed.device_for(resolve_device(cfg.trainer.device), self.dist)
+        self.strategy = Strategy.from_env(cfg.trainer.devices)
+        self.device = self.strategy.setup_environment(resolve_device(cfg.trainer.device))
         check_precision(self.device, cfg.trainer.precision)
-        distributed.init_process_group(self.device, self.dist)
         self.callbacks: list[Callback] = []
-        self._hook_key: tuple[int, int] | None = None
-        self._hook_table: dict[str, list[Any]] = {}
         if default_callbacks:
             from core.training.callbacks import default_callbacks as _defaults
 
-            self.callbacks.extend(_defaults(cfg, record=record, rank=self.dist.rank))
+            self.callbacks.extend(_defaults(cfg, record=record, rank=self.strategy.rank))
         self.callbacks.extend(callbacks or [])
+        self._hook_key: tuple[int, int] | None = None
+        self._hook_table: dict[str, list[Any]] = {}
 
         # built by setup()
         self.data: Any = None
         self.built: Any = None
         self.model: nn.Module | None = None
-        self.train_model: nn.Module | None = None  # DDP-wrapped and/or compiled model that trains
+        self.train_model: nn.Module | None = None  # what trains: DDP-wrapped and/or compiled, or the model
         self.eval_model: nn.Module | None = None  # what evaluates: never DDP (ranks see uneven shards)
-        self.ddp: nn.Module | None = None  # the DistributedDataParallel wrapper, when distributed
         self.finetuner: Any = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: LrSchedule | None = None
@@ -131,7 +127,7 @@ class Trainer:
         self.status = "created"
         self.error: str | None = None
 
-        # metrics
+        # metrics and time
         self.callback_metrics: dict[str, float] = {}
         self.history: dict[str, list[float]] = {}
         self.last_eval: dict[str, dict[str, Any]] = {}
@@ -143,12 +139,11 @@ class Trainer:
 
         self._setup_done = False
         self._old_handlers: dict[int, Any] = {}
-        self._pending_rng: dict[str, Any] | None = None
-        self._pending_signal: int | None = None  # distributed: a signal not yet agreed on by all ranks
-        self._ddp_trainable: tuple[str, ...] = ()
+        self._pending_rng: dict[str, Any] | None = None  # the checkpoint's RNG, restored when training starts
+        self._pending_signal: int | None = None  # a signal not yet agreed on by all ranks
 
     # -----------------------------------------------------------------------------------------
-    # Public API
+    # fit: setup -> _restore -> _train -> cleanup
     # -----------------------------------------------------------------------------------------
 
     def fit(self, resume_from: Path | str | None = None) -> None:
@@ -159,77 +154,212 @@ class Trainer:
         interrupt. After an interrupt or stop request it returns normally; see :attr:`exit_code`.
         """
         ckpt = None
-        frozen = False
         if resume_from is not None:
             self.resumed_from = Path(resume_from)
             ckpt = load_file(self.resumed_from)
         self._install_signal_handlers()
         try:
-            if self.run_dir is not None and self.record and self.dist.is_main:
-                self._open_run(resume=ckpt is not None)
+            if self.run_dir is not None:
+                self._open_run(resume=ckpt is not None)  # before setup: a resume's warnings land in it
             self.setup(ckpt)
-            if self.record and self.run is None and self.dist.is_main:
-                self._open_run(resume=False)
-            if self.dist.enabled:
-                # every rank needs the path (control commands, error files); only rank 0 writes there
-                path = distributed.broadcast_object(str(self.run.path) if self.run is not None else None)
-                self.run_dir = Path(path) if path is not None else None
-            self._call("setup", "fit")
-            if ckpt is not None:
-                self._restore_callbacks(ckpt)
-            self.status = "running"
-            self.fit_started_at = time.time()
-            self._call("on_fit_start")
-            if self.dist.enabled and self.run is not None:
-                backend = distributed.backend_for(self.device)
-                self.run.update(world_size=self.dist.world_size, backend=backend)
-                self.log_event("ddp", f"training on {self.dist.world_size} processes (DistributedDataParallel, {backend})",
-                               world_size=self.dist.world_size, backend=backend)
-            self._call("on_train_start")
-            if self._pending_rng is not None:
-                # last, so nothing done while starting (graph tracing, model tree) shifts the streams
-                restore_rng(self._pending_rng)
-                self._pending_rng = None
-                if self.dist.rank > 0:
-                    # checkpoints hold rank 0's streams; the other ranks keep streams of their own
-                    seed_everything(distributed.rank_seed(self.cfg.run.seed, self.dist.rank, self.global_step))
-            # Everything built so far lives for the whole run. Frozen, it is no longer walked by each full
-            # collection, which the data pipeline's allocations trigger often: 7-10 % of a quickstart epoch
-            # on a small CPU (docs/benchmarks.md, benchmark 1).
-            gc.freeze()
-            frozen = True
-            self._fit_loop()
-            if self.dist.enabled:
-                self.agree_step()  # a signal that came during the last validation
-                self._check_ranks_in_sync()
-            if self.signal_received is not None:
-                self.status = "interrupted"
-            elif self.should_stop:
-                self.status = self.stop_status
-            else:
-                self.status = "finished"
-            self._call("on_train_end")
-            self._call("on_fit_end")
+            if self.run is None:
+                self._open_run(resume=False)  # after setup: a config that cannot build leaves no directory
+            # every rank needs the path (control commands, error files); only rank 0 writes there
+            path = self.strategy.broadcast(str(self.run.path) if self.run is not None else None)
+            if path is not None:
+                self.run_dir = Path(path)
+            self._train()
         except KeyboardInterrupt as exc:
             self.status, self.error = "interrupted", "interrupted twice: stopped at once without a checkpoint"
             self._call_safely("on_exception", exc)
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the run directory
-            failure = self._as_failure(exc)
-            if self.dist.enabled:
-                failure = self._rank_failure(failure, exc)
+            failure = self.strategy.name_failure(self._as_failure(exc), exc, self.run_dir)
             self.status, self.error = "failed", str(failure)
             self._call_safely("on_exception", failure)
             if failure is exc:
                 raise
             raise failure from exc
         finally:
-            if frozen:
-                gc.unfreeze()
-            self._restore_signal_handlers()
-            self._call_safely("teardown", "fit")
-            if self.run is not None:
-                self.run.close()
+            self.cleanup()
+
+    def setup(self, ckpt: dict[str, Any] | None = None, *, weights_only: bool = False) -> None:
+        """Build data, model, fine-tuner, optimizer, schedule and loaders from the config, then restore ``ckpt``.
+
+        With ``weights_only`` only the model weights and the data statistics of ``ckpt`` are used
+        (evaluation); otherwise everything needed to continue training exactly is restored.
+        """
+        from core.data import build_data, build_loader
+        from core.finetune import FineTuner
+        from core.models import build_model
+
+        cfg = self.cfg
+        seed_everything(cfg.run.seed)
+        configure_backends(cfg.trainer.deterministic, cfg.trainer.cudnn_benchmark)
+        if cfg.trainer.steady_malloc:
+            steady_malloc()  # before the loaders fork their workers, which inherit it
+        if cfg.trainer.cpu_threads is not None:
+            torch.set_num_threads(cfg.trainer.cpu_threads)
+
+        # a resumed or evaluated run's data keeps the statistics fitted when it started
+        fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
+        self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted)
+        self.class_names = list(self.data.class_names)
+        model_cfg = cfg.model
+        if ckpt is not None and model_cfg.weights is not None:
+            # the checkpoint's weights replace them anyway; the original file may be gone by now
+            model_cfg = model_cfg.model_copy(update={"weights": None})
+        self.built = build_model(
+            model_cfg, self.data.num_classes, tuple(self.data.input_shape), head_dropout=cfg.finetune.head_dropout
+        )
+        self.model = model = self.built.model
+        model.to(self.device)
+        if cfg.trainer.channels_last and len(self.data.input_shape) == 3:
+            model.to(memory_format=torch.channels_last)
+        self.finetuner = FineTuner(model, cfg.finetune, cfg.optim, self.built.head_path)
+        self.finetuner.setup()
+        self.optimizer = self.finetuner.build_optimizer()
+
+        shard = {"rank": self.strategy.rank, "world_size": self.strategy.world_size, "device_type": self.device.type}
+        self.train_loader = build_loader(self.data.train, cfg.data, split="train", seed=cfg.run.seed, **shard)
+        self.val_loader = build_loader(self.data.val, cfg.data, split="val", seed=cfg.run.seed, **shard)
+        accum = cfg.trainer.accumulate_grad_batches
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / accum))
+        self.total_steps = self.steps_per_epoch * cfg.trainer.epochs
+        if cfg.trainer.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.trainer.max_steps)
+        self.schedule = LrSchedule(cfg.schedule, self.steps_per_epoch, self.total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.trainer.precision == "16-mixed")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
+
+        if ckpt is not None:
+            self._restore(ckpt, weights_only=weights_only)
+        # after the restore: the trainable set (DDP) and the lrs (the tree) are the checkpoint's
+        self.train_model, self.eval_model = self.strategy.wrap(model, compile_=cfg.trainer.compile)
+        self.refresh_model_tree()
+        # identical initial weights on every rank (DDP also broadcasts rank 0's); own dropout streams per rank
+        self.strategy.seed_rank(cfg.run.seed)
+        self._setup_done = True
+
+    def _restore(self, ckpt: dict[str, Any], *, weights_only: bool = False) -> None:
+        """Everything a checkpoint brings back, in one place: weights, fine-tuning state, optimizer,
+        schedule, scaler, position, metrics, callbacks' states and (when training starts) the RNG."""
+        assert self.model is not None and self.optimizer is not None
+        try:
+            unwrap_model(self.model).load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise RunError(
+                f"{self.resumed_from or 'checkpoint'}: the checkpoint's weights do not fit the model of this "
+                f"config ({str(exc).splitlines()[0]}). Fix: use the config the run was started with (its "
+                "config.yaml), or leave --config out so the checkpoint's own config is used."
+            ) from None
+        if weights_only:
+            return
+        if ckpt.get("finetune"):
+            # the frozen set and the lr groups decide the optimizer's groups: rebuild it on them
+            self.finetuner.load_state_dict(ckpt["finetune"])
+            self.optimizer = self.finetuner.build_optimizer()
+        if ckpt.get("optimizer"):
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            except (ValueError, KeyError) as exc:
+                raise RunError(
+                    f"{self.resumed_from}: the optimizer state does not match this config's parameter groups "
+                    f"({exc}). Fix: resume with the run's own config.yaml."
+                ) from None
+        assert self.schedule is not None and self.scaler is not None
+        if ckpt.get("scheduler"):
+            self.schedule.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+
+        self.epoch = int(ckpt.get("epoch", 0))
+        self.batches_done = int(ckpt.get("batch_idx", 0))
+        self.global_step = int(ckpt.get("step", 0))
+        saved_world = int(ckpt.get("world_size", 1))
+        if saved_world != self.strategy.world_size:
+            self._resume_other_world(saved_world)
+
+        metrics = ckpt.get("metrics") or {}
+        self.history = {k: list(v) for k, v in (metrics.get("history") or {}).items()}
+        self.callback_metrics = dict(metrics.get("last") or {})
+        self.nonfinite_skipped = int(metrics.get("nonfinite_skipped", 0))
+        self.clock.seconds = float(metrics.get("train_seconds", 0.0))
+
+        states = ckpt.get("callbacks") or {}
+        for cb in self.callbacks:
+            if cb.state_key in states:
+                cb.load_state_dict(states[cb.state_key])
+            cb.on_load_checkpoint(self, ckpt)
+        self._pending_rng = ckpt.get("rng")
+
+    def _resume_other_world(self, saved_world: int) -> None:
+        """Resume a checkpoint of another world size at the next epoch boundary.
+
+        The shards (and the batches per epoch) depend on the world size, so the rest of a
+        half-trained epoch cannot be found again; the optimizer step count is rescaled to whole
+        epochs of this world size so that the lr schedule stays where the epochs say it is.
+        """
+        epoch, batch = self.epoch, self.batches_done
+        if batch > 0:
+            epoch += 1
+        self.epoch, self.batches_done = epoch, 0
+        self.epoch_closed = False
+        old_step = self.global_step
+        self.global_step = epoch * self.steps_per_epoch
+        world = self.strategy.world_size
+        self.log_event(
+            "warning",
+            f"resumed a {saved_world}-process checkpoint with {world} process(es): the data shards "
+            f"differ, so training continues at the start of epoch {epoch + 1}"
+            + (f" (the rest of epoch {epoch} is skipped)" if batch > 0 else "")
+            + f"; step {old_step} becomes {self.global_step} in this world size's steps",
+            saved_world_size=saved_world, world_size=world, skipped_batches=batch,
+        )
+
+    def _train(self) -> None:
+        """The epochs, between the fit-level hooks; sets the final :attr:`status`."""
+        self._call("setup", "fit")
+        self.status = "running"
+        self.fit_started_at = time.time()
+        self._call("on_fit_start")
+        self.strategy.announce(self)
+        self._call("on_train_start")
+        if self._pending_rng is not None:
+            # last, so nothing done while starting (graph tracing, model tree) shifts the streams
+            restore_rng(self._pending_rng)
+            self._pending_rng = None
+            self.strategy.seed_rank(self.cfg.run.seed, self.global_step)
+        with _gc_frozen():
+            self._fit_loop()
+        self.strategy.finish(self)
+        if self.signal_received is not None:
+            self.status = "interrupted"
+        elif self.should_stop:
+            self.status = self.stop_status
+        else:
+            self.status = "finished"
+        self._call("on_train_end")
+        self._call("on_fit_end")
+
+    def cleanup(self) -> None:
+        """Release what the run holds: callbacks' resources (``teardown``), the data loaders' worker
+        processes, the signal handlers and the run's open files. ``fit`` ends with it; safe to repeat.
+
+        The loaders stay usable: iterating one again starts new workers.
+        """
+        self._restore_signal_handlers()
+        self._call_safely("teardown", "fit")
+        for loader in (self.train_loader, self.val_loader, self.test_loader):
+            close = getattr(loader, "close", None)
+            if close is not None:
+                close()
+        if self.run is not None:
+            self.run.close()
+
+    # -----------------------------------------------------------------------------------------
+    # Evaluation
+    # -----------------------------------------------------------------------------------------
 
     def validate(self, split: str = "val") -> dict[str, Any]:
         """Evaluate the current model on ``split`` ('val' or 'test'); returns every metric."""
@@ -250,6 +380,10 @@ class Trainer:
     def test(self) -> dict[str, Any]:
         """Evaluate on the test split."""
         return self.validate("test")
+
+    # -----------------------------------------------------------------------------------------
+    # The public surface callbacks use (docs/architecture.md; tests/test_structure.py keeps them to it)
+    # -----------------------------------------------------------------------------------------
 
     def request_stop(self, reason: str, *, status: str = "stopped") -> None:
         """Stop after the current step (``status`` becomes the run's final status unless a signal came)."""
@@ -277,6 +411,37 @@ class Trainer:
         self.log_event("checkpoint", f"saved {path.name}", path=str(path), file=path.name, reason=reason,
                        position={"epoch": epoch, "batch": batch})
         return path
+
+    def checkpoint_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds (the DESIGN.md contract), as weights_only-loadable values."""
+        epoch, batch = self.position
+        assert self.model is not None and self.optimizer is not None
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "ftui_version": __version__,
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict() if self.schedule else {},
+            "scaler": self.scaler.state_dict() if self.scaler is not None and self.scaler.is_enabled() else {},
+            "epoch": epoch,
+            "batch_idx": batch,
+            "step": self.global_step,
+            "world_size": self.strategy.world_size,
+            "rng": capture_rng(),
+            "config": self.cfg.model_dump(mode="json"),
+            "data": self.data.checkpoint_data() if self.data is not None else {},
+            "finetune": self.finetuner.state_dict() if self.finetuner is not None else {},
+            "metrics": {
+                "history": self.history,
+                "best": self.best,
+                "last": {k: v for k, v in self.callback_metrics.items() if math.isfinite(v)},
+                "nonfinite_skipped": self.nonfinite_skipped,
+                "train_seconds": self.train_seconds,
+            },
+            "model_tree": self.model_tree or {},
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
+            "run": {"name": self.run.name if self.run else None, "saved": time.time()},
+        }
 
     def record_evaluation(self, split: str, metrics: dict[str, Any]) -> None:
         """Make an evaluation's ``metrics`` (from :meth:`validate`) the run's latest for ``split``.
@@ -307,10 +472,24 @@ class Trainer:
         fields = {k: v for k, v in event.items() if k not in ("kind", "message")}
         message = str(event.get("message") or f"{kind}: {', '.join(map(str, event.get('modules', [])))}")
         self.log_event(kind, message, **fields)
-        self._rewrap_if_trainable_changed()
+        self.strategy.rewrap_if_trainable_changed(self)
         self.refresh_model_tree()
         if self.run is not None and self.model_tree is not None:
-            self.run.write_json("model.json", self.model_tree)
+            self.run.write_json(MODEL_JSON, self.model_tree)
+
+    def refresh_model_tree(self) -> None:
+        """Recompute the layer tree (after freeze/unfreeze) so model.json and checkpoints stay current."""
+        from core.models import model_tree
+
+        try:
+            lrs = self.finetuner.param_lrs() if self.finetuner is not None else None
+            self.model_tree = model_tree(
+                unwrap_model(self.model), tuple(self.data.input_shape), self.built.head_path, lrs=lrs,
+                name=self.built.name,
+            )
+        except Exception as exc:  # noqa: BLE001 - the tree is informative; training must not fail on it
+            self.log_event("warning", f"could not compute the layer tree: {exc}")
+            self.model_tree = None
 
     def exclude_time(self, seconds: float) -> None:
         """Leave ``seconds`` that just passed out of the training clock and the throughput window.
@@ -322,6 +501,52 @@ class Trainer:
         if self.clock.running:
             self.clock.exclude(seconds)
             self._window_host.exclude(seconds)
+
+    def agree_step(self) -> None:
+        """Agree with every rank on signals, stop requests, ``max_time`` and control polls.
+
+        One tiny all-reduce under DDP (every rank calls it at the same point): a signal or stop
+        request seen on any rank stops all of them after the same optimizer step; rank 0's clock
+        decides ``max_time`` and when the control channel is read next (:attr:`poll_now`). In one
+        process it only checks ``max_time``.
+        """
+        main = self.strategy.is_main
+        local = [0, 0, 0, 0]
+        local[distributed.FLAG_SIGNAL] = self._pending_signal or 0
+        if self.should_stop and self.signal_received is None:
+            local[distributed.FLAG_STOP] = distributed.STOP_CODES.get(self.stop_status, 1)
+        local[distributed.FLAG_POLL] = int(main and self.strategy.distributed and self._poll_due())
+        local[distributed.FLAG_TIME] = int(main and self._max_time_reached())
+        flags = self.strategy.reduce_flags(local)
+        self.poll_now = bool(flags[distributed.FLAG_POLL])
+        if flags[distributed.FLAG_SIGNAL] and self.signal_received is None:
+            self._take_signal(flags[distributed.FLAG_SIGNAL])
+        if flags[distributed.FLAG_STOP] and not self.should_stop:
+            status = distributed.STOP_STATUS.get(flags[distributed.FLAG_STOP], "stopped")
+            self.request_stop("stop requested on another rank", status=status)
+        if flags[distributed.FLAG_TIME] and not self.should_stop:
+            self.request_stop(f"reached max_time={self.cfg.trainer.max_time:g}s", status="finished")
+
+    def log_event(self, kind: str, message: str = "", **fields: Any) -> None:
+        """Record an event in the run directory (no-op without one)."""
+        if self.run is not None:
+            self.run.log_event(kind, message, **{"epoch": self.epoch, "step": self.global_step, **fields})
+
+    @property
+    def exit_code(self) -> int:
+        """What ``ftui run`` exits with: 0, 1, 130 (SIGINT) or 143 (SIGTERM)."""
+        return RunStatus.exit_code_of(self.status, self.signal_received)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(completed epochs, batches done in the next epoch to train): where a resume starts."""
+        if self.epoch_closed:
+            return self.epoch + 1, 0
+        return self.epoch, self.batches_done
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     @property
     def train_seconds(self) -> float:
@@ -345,289 +570,17 @@ class Trainer:
     @property
     def world_size(self) -> int:
         """Processes training this run (1 without torchrun)."""
-        return self.dist.world_size
+        return self.strategy.world_size
 
     @property
     def global_rank(self) -> int:
         """This process's rank (0 without torchrun)."""
-        return self.dist.rank
+        return self.strategy.rank
 
     @property
     def is_global_zero(self) -> bool:
         """Rank 0: the process that writes the run directory."""
-        return self.dist.is_main
-
-    def log_event(self, kind: str, message: str = "", **fields: Any) -> None:
-        """Record an event in the run directory (no-op without one)."""
-        if self.run is not None:
-            self.run.log_event(kind, message, **{"epoch": self.epoch, "step": self.global_step, **fields})
-
-    @property
-    def exit_code(self) -> int:
-        """What ``ftui run`` exits with: 0, 1, 130 (SIGINT) or 143 (SIGTERM)."""
-        if self.status == "interrupted":
-            return 143 if self.signal_received == signal.SIGTERM else 130
-        return EXIT_CODES.get(self.status, 1)
-
-    @property
-    def position(self) -> tuple[int, int]:
-        """(completed epochs, batches done in the next epoch to train): where a resume starts."""
-        if self.epoch_closed:
-            return self.epoch + 1, 0
-        return self.epoch, self.batches_done
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    # -----------------------------------------------------------------------------------------
-    # Setup
-    # -----------------------------------------------------------------------------------------
-
-    def setup(self, ckpt: dict[str, Any] | None = None, *, weights_only: bool = False) -> None:
-        """Build data, model, fine-tuner, optimizer, schedule and loaders (restoring ``ckpt`` if given).
-
-        With ``weights_only`` only the model weights and the data statistics of ``ckpt`` are used
-        (evaluation); otherwise everything needed to continue training exactly is restored.
-        """
-        from core.data import build_data, build_loader
-        from core.finetune import FineTuner
-        from core.models import build_model, model_tree
-
-        cfg = self.cfg
-        seed_everything(cfg.run.seed)
-        configure_backends(cfg.trainer.deterministic, cfg.trainer.cudnn_benchmark)
-        if cfg.trainer.steady_malloc:
-            steady_malloc()  # before the loaders fork their workers, which inherit it
-        if cfg.trainer.cpu_threads is not None:
-            torch.set_num_threads(cfg.trainer.cpu_threads)
-        fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
-        self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted)
-        self.class_names = list(self.data.class_names)
-        model_cfg = cfg.model
-        if ckpt is not None and model_cfg.weights is not None:
-            # the checkpoint's weights replace them anyway; the original file may be gone by now
-            model_cfg = model_cfg.model_copy(update={"weights": None})
-        self.built = build_model(
-            model_cfg, self.data.num_classes, tuple(self.data.input_shape), head_dropout=cfg.finetune.head_dropout
-        )
-        model = self.built.model
-        self.finetuner = FineTuner(model, cfg.finetune, cfg.optim, self.built.head_path)
-        self.finetuner.setup()
-        if ckpt is not None:
-            try:
-                unwrap_model(model).load_state_dict(ckpt["model"])
-            except RuntimeError as exc:
-                raise RunError(
-                    f"{self.resumed_from or 'checkpoint'}: the checkpoint's weights do not fit the model of this "
-                    f"config ({str(exc).splitlines()[0]}). Fix: use the config the run was started with (its "
-                    "config.yaml), or leave --config out so the checkpoint's own config is used."
-                ) from None
-            if weights_only:
-                ckpt = None
-            elif ckpt.get("finetune"):
-                # before the optimizer is built: the frozen set decides the parameter groups
-                self.finetuner.load_state_dict(ckpt["finetune"])
-        model.to(self.device)
-        if cfg.trainer.channels_last and len(self.data.input_shape) == 3:
-            model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.optimizer = self.finetuner.build_optimizer()
-        if ckpt is not None and ckpt.get("optimizer"):
-            try:
-                self.optimizer.load_state_dict(ckpt["optimizer"])
-            except (ValueError, KeyError) as exc:
-                raise RunError(
-                    f"{self.resumed_from}: the optimizer state does not match this config's parameter groups "
-                    f"({exc}). Fix: resume with the run's own config.yaml."
-                ) from None
-
-        device_type = self.device.type
-        shard = {"rank": self.dist.rank, "world_size": self.dist.world_size, "device_type": device_type}
-        self.train_loader = build_loader(self.data.train, cfg.data, split="train", seed=cfg.run.seed, **shard)
-        self.val_loader = build_loader(self.data.val, cfg.data, split="val", seed=cfg.run.seed, **shard)
-        accum = cfg.trainer.accumulate_grad_batches
-        self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / accum))
-        self.total_steps = self.steps_per_epoch * cfg.trainer.epochs
-        if cfg.trainer.max_steps is not None:
-            self.total_steps = min(self.total_steps, cfg.trainer.max_steps)
-        self.schedule = LrSchedule(cfg.schedule, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(device_type, enabled=cfg.trainer.precision == "16-mixed")
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
-        self._wrap_model()
-        self.model_tree = self._model_tree(model_tree)
-
-        if ckpt is not None:
-            if ckpt.get("scheduler"):
-                self.schedule.load_state_dict(ckpt["scheduler"])
-            if ckpt.get("scaler") and self.scaler.is_enabled():
-                self.scaler.load_state_dict(ckpt["scaler"])
-            self.epoch = int(ckpt.get("epoch", 0))
-            self.batches_done = int(ckpt.get("batch_idx", 0))
-            self.global_step = int(ckpt.get("step", 0))
-            saved_world = int(ckpt.get("world_size", 1))
-            if saved_world != self.dist.world_size:
-                self._resume_other_world(saved_world)
-            metrics = ckpt.get("metrics") or {}
-            self.history = {k: list(v) for k, v in (metrics.get("history") or {}).items()}
-            self.callback_metrics = dict(metrics.get("last") or {})
-            self.nonfinite_skipped = int(metrics.get("nonfinite_skipped", 0))
-            self.clock.seconds = float(metrics.get("train_seconds", 0.0))
-            self._pending_rng = ckpt.get("rng")
-        if self.dist.rank > 0:
-            # identical initial weights (DDP also broadcasts rank 0's), own dropout streams per rank
-            seed_everything(distributed.rank_seed(cfg.run.seed, self.dist.rank))
-        self._setup_done = True
-
-    def _resume_other_world(self, saved_world: int) -> None:
-        """Resume a checkpoint of another world size at the next epoch boundary.
-
-        The shards (and the batches per epoch) depend on the world size, so the rest of a
-        half-trained epoch cannot be found again; the optimizer step count is rescaled to whole
-        epochs of this world size so that the lr schedule stays where the epochs say it is.
-        """
-        epoch, batch = self.epoch, self.batches_done
-        if batch > 0:
-            epoch += 1
-        self.epoch, self.batches_done = epoch, 0
-        self.epoch_closed = False
-        old_step = self.global_step
-        self.global_step = epoch * self.steps_per_epoch
-        self.log_event(
-            "warning",
-            f"resumed a {saved_world}-process checkpoint with {self.dist.world_size} process(es): the data shards "
-            f"differ, so training continues at the start of epoch {epoch + 1}"
-            + (f" (the rest of epoch {epoch} is skipped)" if batch > 0 else "")
-            + f"; step {old_step} becomes {self.global_step} in this world size's steps",
-            saved_world_size=saved_world, world_size=self.dist.world_size, skipped_batches=batch,
-        )
-
-    def _trainable_names(self) -> tuple[str, ...]:
-        assert self.model is not None
-        return tuple(n for n, p in self.model.named_parameters() if p.requires_grad)
-
-    def _wrap_model(self) -> None:
-        """Build ``train_model`` and ``eval_model``: DDP when distributed, compiled on request.
-
-        DDP records which parameters need gradients when it is built; a freeze or unfreeze later
-        (control commands, the unfreeze schedule) re-wraps the same module in a new DDP instance
-        (see :meth:`_rewrap_if_trainable_changed`). The optimizer holds the module's parameters and
-        is untouched.
-        """
-        model = self.model
-        assert model is not None
-        compile_ = self.cfg.trainer.compile
-        self.ddp = None
-        wrapped = model
-        self._ddp_trainable = self._trainable_names()
-        if self.dist.enabled and self._ddp_trainable:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = wrapped = DistributedDataParallel(model, device_ids=ids)
-        self.train_model = torch.compile(wrapped) if compile_ else wrapped
-        if wrapped is model:
-            self.eval_model = self.train_model
-        else:
-            self.eval_model = torch.compile(model) if compile_ else model
-
-    def _rewrap_if_trainable_changed(self) -> bool:
-        """Re-wrap in DDP after the set of trainable parameters changed (all ranks at the same step).
-
-        Changing ``requires_grad`` under a live DDP instance breaks its gradient reduction
-        (Lightning-AI/pytorch-lightning#20340); a new instance registers the new set.
-        """
-        if not self.dist.enabled or self.model is None or self._trainable_names() == self._ddp_trainable:
-            return False
-        self._wrap_model()
-        trainable = len(self._ddp_trainable)
-        self.log_event("ddp", f"re-wrapped the model in DistributedDataParallel ({trainable} trainable tensors)",
-                       trainable_tensors=trainable)
-        return True
-
-    def _model_tree(self, model_tree_fn: Any) -> dict[str, Any] | None:
-        try:
-            lrs = self.finetuner.param_lrs() if self.finetuner is not None else None
-            return model_tree_fn(
-                unwrap_model(self.model), tuple(self.data.input_shape), self.built.head_path, lrs=lrs, name=self.built.name
-            )
-        except Exception as exc:  # noqa: BLE001 - the tree is informative; training must not fail on it
-            self.log_event("warning", f"could not compute the layer tree: {exc}")
-            return None
-
-    def refresh_model_tree(self) -> None:
-        """Recompute the layer tree (after freeze/unfreeze) so model.json and checkpoints stay current."""
-        from core.models import model_tree
-
-        self.model_tree = self._model_tree(model_tree)
-
-    def _get_test_loader(self) -> Any:
-        from core.data import build_loader
-
-        if self.data.test is None or len(self.data.test) == 0:
-            raise UserError(
-                f"data: the {self.cfg.data.source} source of this config has no test split. Fix: evaluate with "
-                "--split val, or give it a test split (data.test_fraction, or data.shapes.test_size for shapes)."
-            )
-        if self.test_loader is None:
-            self.test_loader = build_loader(
-                self.data.test, self.cfg.data, split="test", seed=self.cfg.run.seed, device_type=self.device.type
-            )
-        return self.test_loader
-
-    def _open_run(self, *, resume: bool) -> None:
-        flush = self.cfg.logging.flush_seconds
-        if self.run_dir is not None:
-            info_path = self.run_dir / RUN_JSON
-            if not info_path.is_file():
-                raise RunError(f"{self.run_dir}: not a run directory (no {RUN_JSON}). Fix: pass a directory under runs/.")
-            writer = RunWriter.reopen(self.run_dir, flush)
-            if not resume and writer.info.get("status") != "created":
-                raise RunError(
-                    f"{self.run_dir}: this run already ran (status {writer.info.get('status')}); a run directory is "
-                    f"never overwritten. Fix: resume it with --resume {self.run_dir}, or start a new run."
-                )
-            self.run = writer
-        else:
-            self.run = RunWriter.create(self.cfg.run.root, self.cfg.run.name or "run", flush)
-
-    def _restore_callbacks(self, ckpt: dict[str, Any]) -> None:
-        states = ckpt.get("callbacks") or {}
-        for cb in self.callbacks:
-            if cb.state_key in states:
-                cb.load_state_dict(states[cb.state_key])
-            cb.on_load_checkpoint(self, ckpt)
-
-    def checkpoint_dict(self) -> dict[str, Any]:
-        """Everything a checkpoint holds (the DESIGN.md contract), as weights_only-loadable values."""
-        epoch, batch = self.position
-        assert self.model is not None and self.optimizer is not None
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "ftui_version": __version__,
-            "model": unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict() if self.schedule else {},
-            "scaler": self.scaler.state_dict() if self.scaler is not None and self.scaler.is_enabled() else {},
-            "epoch": epoch,
-            "batch_idx": batch,
-            "step": self.global_step,
-            "world_size": self.dist.world_size,
-            "rng": capture_rng(),
-            "config": self.cfg.model_dump(mode="json"),
-            "data": self.data.checkpoint_data() if self.data is not None else {},
-            "finetune": self.finetuner.state_dict() if self.finetuner is not None else {},
-            "metrics": {
-                "history": self.history,
-                "best": self.best,
-                "last": {k: v for k, v in self.callback_metrics.items() if math.isfinite(v)},
-                "nonfinite_skipped": self.nonfinite_skipped,
-                "train_seconds": self.train_seconds,
-            },
-            "model_tree": self.model_tree or {},
-            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
-            "run": {"name": self.run.name if self.run else None, "saved": time.time()},
-        }
+        return self.strategy.is_main
 
     # -----------------------------------------------------------------------------------------
     # The loop
@@ -681,8 +634,8 @@ class Trainer:
         start = self.batches_done
         if start >= n_batches or self.should_stop:
             return  # a stop or signal in on_train_epoch_start (e.g. while paused there) trains no batch
-        model, optimizer = self.train_model, self.optimizer
-        assert model is not None and optimizer is not None and self.scaler is not None
+        model, optimizer, criterion = self.train_model, self.optimizer, self.criterion
+        assert model is not None and optimizer is not None and self.scaler is not None and criterion is not None
         model.train()
         self.finetuner.apply_bn_policy()
         loader.set_epoch(self.epoch)
@@ -693,8 +646,9 @@ class Trainer:
         accum = cfg.accumulate_grad_batches
         every = self.cfg.logging.every_n_steps
         skip_nonfinite = cfg.on_nonfinite == "skip"
-        self._window.reset()
-        self._window_host.reset()
+        strategy, window, window_host = self.strategy, self._window, self._window_host
+        window.reset()
+        window_host.reset()
         self.clock.start()
         try:
             for batch_idx in range(start, n_batches):
@@ -703,35 +657,32 @@ class Trainer:
                     batch = next(iterator)
                 except StopIteration:
                     break
-                self._window_host.wait += time.perf_counter() - wait0
+                window_host.wait += time.perf_counter() - wait0
                 self.batch_idx = batch_idx
                 self._call("on_train_batch_start", batch, batch_idx)
                 x, y = self._to_device(batch)
                 is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
-                # gradients of accumulation batches stay local until the batch that steps
-                no_sync = self.ddp.no_sync if self.ddp is not None and not is_step else contextlib.nullcontext
-                with no_sync():
+                with strategy.no_sync(is_step):
                     with autocast(self.device, cfg.precision):
                         # self.train_model, not a local: a freeze mid-epoch re-wraps it under DDP
                         logits = self.train_model(x)
-                loss = self.criterion(logits.float(), y)
+                loss = criterion(logits.float(), y)
                 step = self.global_step
-                skipped = False
                 # one flag read per step, only in skip mode (like AMP's scaler); all ranks skip together.
                 # Otherwise non-finite losses are found at the next read-out, without a per-step sync.
-                if skip_nonfinite and distributed.all_reduce_flags([0 if bool(torch.isfinite(loss)) else 1])[0]:
-                    skipped = True
+                skipped = skip_nonfinite and strategy.any_rank(not bool(torch.isfinite(loss)))
+                if skipped:
                     self.nonfinite_skipped += 1
-                if not skipped:
+                else:
                     self._call("on_before_backward", loss)
-                    with no_sync():
+                    with strategy.no_sync(is_step):
                         self.scaler.scale(loss / accum if accum > 1 else loss).backward()
                     self._call("on_after_backward")
                 if is_step:
                     self._optimizer_step()
                 if not skipped:
-                    self._window.update(loss, logits.detach(), y, step)
-                    self._window_host.samples += int(y.shape[0])
+                    window.update(loss, logits.detach(), y, step)
+                    window_host.samples += int(y.shape[0])
                 self.batches_done = batch_idx + 1
                 self._call("on_train_batch_end", {"loss": loss.detach()}, batch, batch_idx)
                 if is_step:
@@ -760,60 +711,26 @@ class Trainer:
         self.global_step += 1
 
     def _check_limits(self) -> bool:
-        cfg = self.cfg.trainer
-        if not self.should_stop:
-            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
-                self.request_stop(f"reached max_steps={cfg.max_steps}", status="finished")
-            elif not self.dist.enabled and self._max_time_reached():
-                self.request_stop(f"reached max_time={cfg.max_time:g}s", status="finished")
-        if self.dist.enabled:
-            self.agree_step()
+        """After an optimizer step: whether to stop now (max_steps, max_time, a stop agreed by the ranks)."""
+        max_steps = self.cfg.trainer.max_steps
+        if not self.should_stop and max_steps is not None and self.global_step >= max_steps:
+            self.request_stop(f"reached max_steps={max_steps}", status="finished")
+        self.agree_step()
         return self.should_stop
 
     def _max_time_reached(self) -> bool:
         max_time = self.cfg.trainer.max_time
         return max_time is not None and self.clock.total() >= max_time
 
-    def agree_step(self) -> None:
-        """Distributed: agree with every rank on signals, stops and control polls (one tiny all-reduce).
-
-        A signal or stop request seen on any rank stops all of them after the same optimizer step;
-        rank 0's clock decides ``max_time`` and when the control channel is read next.
-        """
-        main = self.dist.is_main
-        local = [0, 0, 0, 0]
-        local[distributed.FLAG_SIGNAL] = self._pending_signal or 0
-        if self.should_stop and self.signal_received is None:
-            local[distributed.FLAG_STOP] = distributed.STOP_CODES.get(self.stop_status, 1)
-        local[distributed.FLAG_POLL] = int(main and any(getattr(cb, "poll_due", _never)(self) for cb in self.callbacks))
-        local[distributed.FLAG_TIME] = int(main and self._max_time_reached())
-        flags = distributed.all_reduce_flags(local)
-        self.poll_now = bool(flags[distributed.FLAG_POLL])
-        if flags[distributed.FLAG_SIGNAL] and self.signal_received is None:
-            signum = flags[distributed.FLAG_SIGNAL]
-            self.signal_received = signum
-            self.should_stop = False  # the signal's reason and status win over a plain stop
-            self.request_stop(f"received {signal.Signals(signum).name}", status="interrupted")
-        if flags[distributed.FLAG_STOP] and not self.should_stop:
-            status = distributed.STOP_STATUS.get(flags[distributed.FLAG_STOP], "stopped")
-            self.request_stop("stop requested on another rank", status=status)
-        if flags[distributed.FLAG_TIME] and not self.should_stop:
-            self.request_stop(f"reached max_time={self.cfg.trainer.max_time:g}s", status="finished")
-
-    def _check_ranks_in_sync(self) -> None:
-        """Distributed: compare every rank's weights (after taking rank 0's buffers) and record it."""
-        assert self.model is not None
-        distributed.broadcast_buffers(self.model)
-        hashes = distributed.all_gather_object(distributed.state_hash(self.model))
-        same = len(set(hashes)) == 1
-        text = (f"weights identical on all {len(hashes)} ranks" if same
-                else f"weights differ between ranks: {', '.join(f'rank {i} {h[:12]}' for i, h in enumerate(hashes))}")
-        self.log_event("ddp" if same else "warning", text, state_hashes=hashes, world_size=len(hashes), in_sync=same)
+    def _poll_due(self) -> bool:
+        """Rank 0: whether a callback offering ``poll_due(trainer)`` (the control channel) wants a poll."""
+        return any(cb.poll_due(self) for cb in self.callbacks if hasattr(cb, "poll_due"))
 
     def _read_out_train(self) -> None:
         """Read the device accumulators (one sync), check for non-finite losses, emit ``on_log``."""
         # the logged window covers every rank's samples; a non-finite loss anywhere fails all ranks
-        window = self._window.read(all_ranks=self.dist.enabled)
+        all_ranks = self.strategy.reduces_train_window
+        window = self._window.read(all_ranks=all_ranks)
         if window.nonfinite and self.cfg.trainer.on_nonfinite == "fail":
             step = window.first_nonfinite_step if window.first_nonfinite_step is not None else self.global_step
             raise TrainingFailed(
@@ -826,8 +743,9 @@ class Trainer:
         elapsed = window_host.elapsed()
         if count == 0:
             return
-        if self.dist.enabled:
+        if all_ranks:
             window_host.samples = count  # all ranks' samples: the job's throughput
+        assert self.optimizer is not None
         lrs = {str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
         row = {
             "loss": loss,
@@ -859,7 +777,7 @@ class Trainer:
         """
         model = self.eval_model
         assert model is not None and self.model is not None
-        distributed.broadcast_buffers(self.model)
+        self.strategy.before_evaluation(self.model)
         was_training = model.training
         model.eval()
         metrics = ClassificationMetrics(len(self.class_names), self.device)
@@ -879,9 +797,45 @@ class Trainer:
                         return None
         finally:
             model.train(was_training)
-        if self.dist.enabled:
-            metrics.all_reduce()
+        self.strategy.reduce_metrics(metrics)
         return metrics.compute()
+
+    def _get_test_loader(self) -> Any:
+        from core.data import build_loader
+
+        if self.data.test is None or len(self.data.test) == 0:
+            raise UserError(
+                f"data: the {self.cfg.data.source} source of this config has no test split. Fix: evaluate with "
+                "--split val, or give it a test split (data.test_fraction, or data.shapes.test_size for shapes)."
+            )
+        if self.test_loader is None:
+            self.test_loader = build_loader(
+                self.data.test, self.cfg.data, split="test", seed=self.cfg.run.seed, device_type=self.device.type
+            )
+        return self.test_loader
+
+    # -----------------------------------------------------------------------------------------
+    # The run directory
+    # -----------------------------------------------------------------------------------------
+
+    def _open_run(self, *, resume: bool) -> None:
+        """Rank 0 with ``record``: continue ``run_dir`` (the launcher's, or the one resumed) or create one."""
+        if not self.record or not self.strategy.is_main:
+            return
+        flush = self.cfg.logging.flush_seconds
+        if self.run_dir is None:
+            self.run = RunWriter.create(self.cfg.run.root, self.cfg.run.name or "run", flush)
+            return
+        info_path = self.run_dir / RUN_JSON
+        if not info_path.is_file():
+            raise RunError(f"{self.run_dir}: not a run directory (no {RUN_JSON}). Fix: pass a directory under runs/.")
+        writer = RunWriter.reopen(self.run_dir, flush)
+        if not resume and writer.info.get("status") != "created":
+            raise RunError(
+                f"{self.run_dir}: this run already ran (status {writer.info.get('status')}); a run directory is "
+                f"never overwritten. Fix: resume it with --resume {self.run_dir}, or start a new run."
+            )
+        self.run = writer
 
     # -----------------------------------------------------------------------------------------
     # Failures and signals
@@ -902,32 +856,6 @@ class Trainer:
         failure.traceback = "".join(tb)  # type: ignore[attr-defined]
         return failure
 
-    def _rank_failure(self, failure: BaseException, exc: BaseException) -> BaseException:
-        """Name the rank in a distributed failure; rank 0 reports the rank that failed first.
-
-        A failing rank other than 0 leaves its message in ``<run>/errors/``; when a collective then
-        breaks under rank 0, rank 0 adopts that message, so run.json says which rank failed and why.
-        """
-        rank, message = self.dist.rank, str(failure)
-        tb = getattr(failure, "traceback", None)
-        if rank != 0:
-            distributed.write_rank_error(self.run_dir, rank, message, tb)
-        else:
-            peer = distributed.first_peer_error(self.run_dir, time.time()) if distributed.looks_like_peer_failure(exc) else None
-            if peer is not None:
-                out = TrainingFailed(f"rank {peer['rank']} failed: {peer['message']}")
-                out.traceback = peer.get("traceback")  # type: ignore[attr-defined]
-                return out
-            if distributed.looks_like_peer_failure(exc):
-                message = f"{distributed.PEER_FAILURE} ({message})"
-        try:
-            out = type(failure)(f"rank {rank}: {message}")
-        except TypeError:
-            out = TrainingFailed(f"rank {rank}: {message}")
-        if tb:
-            out.traceback = tb  # type: ignore[attr-defined]
-        return out
-
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -944,15 +872,16 @@ class Trainer:
         self._old_handlers.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.dist.enabled:
-            # recorded only: the ranks agree on it at the next step boundary (agree_step)
-            if self._pending_signal is not None:
-                raise KeyboardInterrupt
-            self._pending_signal = signum
-            return
-        if self.signal_received is not None:
+        if self._pending_signal is not None:
             raise KeyboardInterrupt  # the second signal: leave at once
+        self._pending_signal = signum
+        if not self.strategy.distributed:
+            self._take_signal(signum)  # one process: nobody to agree with
+        # distributed: recorded only; the ranks agree on it at the next step boundary (agree_step)
+
+    def _take_signal(self, signum: int) -> None:
         self.signal_received = signum
+        self.should_stop = False  # the signal's reason and status win over a plain stop
         self.request_stop(f"received {signal.Signals(signum).name}", status="interrupted")
 
     # -----------------------------------------------------------------------------------------
@@ -994,5 +923,13 @@ class Trainer:
                         pass
 
 
-def _never(trainer: Any) -> bool:
-    return False
+@contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Everything built so far lives for the whole run. Frozen, it is no longer walked by each full
+    collection, which the data pipeline's allocations trigger often: 7-10 % of a quickstart epoch on
+    a small CPU (docs/benchmarks.md, benchmark 1)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

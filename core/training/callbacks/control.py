@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from core import control
 from core.errors import UserError
 from core.runs import CHECKPOINT_DIR, CONTROL_DIR
-from core.training import distributed
 from core.training.callback import Callback
 from core.training.checkpoint import NonFiniteWeights
 
@@ -70,9 +69,8 @@ class ControlCallback(Callback):
     # -- hooks ----------------------------------------------------------------------------------
 
     def setup(self, trainer: Trainer, stage: str) -> None:
-        env = getattr(trainer, "dist", None)
-        self._distributed = bool(env is not None and env.enabled)
-        self._main = env is None or env.is_main
+        self._distributed = trainer.strategy.distributed
+        self._main = trainer.is_global_zero
         if trainer.run is not None:
             self._run_dir = trainer.run.path
             (self._run_dir / CONTROL_DIR).mkdir(exist_ok=True)
@@ -150,7 +148,7 @@ class ControlCallback(Callback):
                     continue  # maybe still being written; look again next time
                 commands.append((str(path), obj))
         if self._distributed:
-            commands = distributed.broadcast_object(commands if self._main else None) or []
+            commands = trainer.strategy.broadcast(commands if self._main else None) or []
         for path, obj in commands:
             self.handle(trainer, Path(path), obj)
         return len(commands)
