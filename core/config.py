@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.errors import ConfigError
+from core.errors import ConfigError, UserError
+from core.usercode import CODE_KEYS, absolute_name, is_code_name, is_object_name, parse_name
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -238,11 +239,39 @@ class CsvConfig(Section):
     )
 
 
+def _check_code_name(value: str, key: str) -> None:
+    """A pydantic-friendly check of a code name's form (pydantic reports ValueErrors only)."""
+    try:
+        parse_name(value, key=key)
+    except UserError as exc:
+        raise ValueError(str(exc).removeprefix(f"{key}: ")) from None
+
+
+DATA_SOURCES: tuple[str, ...] = (
+    "shapes", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder", "digits", "csv",
+)
+CODE_NAME_PATTERN = r"^.+:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+
 class DataConfig(Section):
     """The dataset, its preprocessing and augmentation, and the loaders."""
 
-    source: Literal["shapes", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder", "digits", "csv"] = (
-        Field("shapes", description="Dataset source.")
+    source: str = Field(
+        "shapes",
+        description="Dataset source: shapes, cifar10, cifar100, mnist, fashion_mnist, imagefolder, digits, csv, or "
+        "your code: FILE.py:NAME (relative to this config file, e.g. ./data.py:make_data) or MODULE:NAME naming a "
+        "callable that returns the splits (train, val, optional test) and class_names.",
+        json_schema_extra={"anyOf": [{"enum": list(DATA_SOURCES)}, {"pattern": CODE_NAME_PATTERN}]},
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of your data callable (data.source: FILE.py:NAME); it also receives 'seed' "
+        "when its signature names it.",
+    )
+    collate: str | None = Field(
+        None,
+        description="Your collate function, FILE.py:NAME or MODULE:NAME: a list of (inputs, label) items -> "
+        "(inputs, labels) batch (default: torch's, which stacks tensors, tuples and dicts of tensors).",
     )
     root: str | None = Field(
         None, description="Directory of the dataset files (torchvision sets, imagefolder)."
@@ -287,20 +316,60 @@ class DataConfig(Section):
             raise ValueError("num_workers must be >= 0 or 'auto'")
         return v
 
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        v = v.strip()
+        if v in DATA_SOURCES or is_object_name(v):
+            return v
+        if is_code_name(v):
+            _check_code_name(v, "data.source")
+            return v
+        close = difflib.get_close_matches(v, DATA_SOURCES, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(
+            f"unknown source '{v}'; {hint}use one of {', '.join(DATA_SOURCES)}, or your own code as FILE.py:NAME "
+            "(e.g. ./data.py:make_data)"
+        )
+
+    @field_validator("collate")
+    @classmethod
+    def _collate(cls, v: str | None) -> str | None:
+        if v is not None and not is_object_name(v):
+            _check_code_name(v, "data.collate")
+        return v
+
+    @model_validator(mode="after")
+    def _code_source_options(self) -> DataConfig:
+        code = is_code_name(self.source) or is_object_name(self.source)
+        if self.kwargs and not code:
+            raise ValueError("data.kwargs applies to a data.source given as code (FILE.py:NAME); remove it")
+        if code:
+            image_only = [k for k in ("image_size", "channels") if getattr(self, k) is not None]
+            image_only += ["augment"] if self.augment != AugmentConfig() else []
+            image_only += ["normalize"] if self.normalize != "auto" else []
+            if image_only:
+                raise ValueError(
+                    f"{', '.join('data.' + k for k in image_only)} configure ftui's own image sources; a data.source "
+                    "given as code does its own transforms. Fix: remove them, or apply them in your dataset"
+                )
+        return self
+
 
 class LayerPattern(Section):
     """Selects the last N blocks of the model, counted from the head backwards, the head included.
 
     Blocks are the top-level children that hold parameters, in registration order; the head is one
     block of its own even when nested (``classifier.3``), and a model's trunk container (``features``,
-    ``encoder``, ``encoder.layers``, ``trunk_output``) is expanded into its children, so ``{last: 3}`` is
+    ``encoder``, ``encoder.layers``, ``encoder.layer``, ``trunk_output``, ``blocks``, ``layers``) is expanded
+    into its children, so ``{last: 3}`` is
     ``layer3, layer4, fc`` on a ResNet and ``features.12, classifier.0, classifier.3`` on a MobileNet V3.
     """
 
     last: int = Field(
         ge=1,
         description="Number of blocks counted from the head backwards, the head included: {last: 1} is the "
-        "head, {last: 3} on a ResNet is fc, layer4 and layer3. Trunk containers (features, encoder.layers) "
+        "head, {last: 3} on a ResNet is fc, layer4 and layer3. Trunk containers (features, encoder.layers, blocks, layers) "
         "count per child.",
     )
 
@@ -356,15 +425,24 @@ class FinetuneConfig(Section):
 
 
 class ModelConfig(Section):
-    """The network: a built-in model or any torchvision classification model."""
+    """The network: a built-in, a torchvision or timm model, or your own code."""
 
     name: str = Field(
-        "simple_cnn", description="'simple_cnn', 'mlp', or a torchvision model name (resnet18, vit_b_16, ...)."
+        "simple_cnn",
+        description="'simple_cnn', 'mlp', a torchvision model name (resnet18, vit_b_16, ...), 'timm/<name>' "
+        "(pip install 'ftui[timm]'), or your code: FILE.py:NAME (relative to this config file, e.g. ./models.py:Net) "
+        "or MODULE:NAME (mypkg.models:build_net) naming a class or function that returns an nn.Module.",
     )
     weights: str | None = Field(
         None,
         description="Pretrained weights: a torchvision weights name (IMAGENET1K_V1, DEFAULT) from the local "
-        "cache, or a path to a state dict (.pt/.pth/.safetensors) or an ftui checkpoint.",
+        "cache, 'pretrained' for a timm model (from the local Hugging Face or torch hub cache, never downloaded), "
+        "or a path to a state dict (.pt/.pth/.safetensors) or an ftui checkpoint.",
+    )
+    head: str | None = Field(
+        None,
+        description="Module path of the classifier head (e.g. 'classifier.2'); default: found automatically "
+        "(fc, head, classifier, ... or the last Linear). Head replacement, head_lr, {last: N} and layer_decay use it.",
     )
     channels: list[int] = Field(
         default_factory=lambda: [32, 64, 128], min_length=1, description="simple_cnn: channels of each stage."
@@ -378,7 +456,10 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="simple_cnn/mlp: dropout between layers.")
     hidden: list[int] = Field(default_factory=lambda: [128, 64], description="mlp: hidden layer sizes.")
     kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Extra keyword arguments for the torchvision model constructor."
+        default_factory=dict,
+        description="Keyword arguments of the model's constructor: torchvision's, timm's, or your callable's. "
+        "Your callable also receives the data facts it names as parameters (num_classes, input_shape, "
+        "class_names, and the data's meta keys).",
     )
 
     @field_validator("channels", "hidden")
@@ -386,6 +467,16 @@ class ModelConfig(Section):
     def _positive(cls, v: list[int]) -> list[int]:
         if any(c <= 0 for c in v):
             raise ValueError("every size must be > 0")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if ":" in v and not is_object_name(v) and not v.startswith("timm/"):
+            _check_code_name(v, "model.name")  # the form only; nothing is imported here
+        if v.startswith("timm/") and len(v) == len("timm/"):
+            raise ValueError("'timm/' needs a model name after it, e.g. timm/convnext_atto or timm/resnet18.a1_in1k")
         return v
 
 
@@ -536,7 +627,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for dotted, value in parsed:
         _check_key(dotted)
         _assign(raw, dotted, value)
-    cfg = validate_config(raw, source=str(path), lines=lines, overridden={k for k, _ in parsed})
+    overridden = {k for k, _ in parsed}
+    cfg = validate_config(raw, source=str(path), lines=lines, overridden=overridden)
+    resolve_code_names(cfg, base=path.resolve().parent, overridden=overridden)
     if cfg.run.name is None:
         stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem) or "run"
         cfg.run.name = stem if stem[0].isalnum() else f"run-{stem}"
@@ -551,9 +644,21 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
         _check_key(dotted)
         _assign(raw, dotted, value)
     cfg = validate_config(raw, source="<dict>", lines={}, overridden={k for k, _ in parsed})
+    resolve_code_names(cfg, base=Path.cwd())
     if cfg.run.name is None:
         cfg.run.name = "run"
     return cfg
+
+
+def resolve_code_names(cfg: Config, *, base: Path, overridden: set[str] | frozenset[str] = frozenset()) -> None:
+    """Make the files of code names absolute: relative to ``base`` (the config file's folder), or to
+    the current directory for keys given with ``--set``. Nothing is imported."""
+    for key in CODE_KEYS:
+        section, _, field = key.partition(".")
+        owner = getattr(cfg, section)
+        value = getattr(owner, field)
+        if is_code_name(value):
+            setattr(owner, field, absolute_name(value, key=key, base=Path.cwd() if key in overridden else base))
 
 
 def validate_config(
