@@ -23,8 +23,9 @@ from torch import nn
 from core.config import LayerPattern
 from core.errors import ModelError
 
-# Trunk containers whose children count as blocks for {last: N} (torchvision's layouts).
-TRUNKS = ("features", "encoder", "encoder.layers", "trunk_output")
+# Trunk containers whose children count as blocks for {last: N}: torchvision's layouts, and the usual
+# names of a stack of repeated blocks in timm (blocks, layers) and in Hugging Face encoders (encoder.layer).
+TRUNKS = ("features", "encoder", "encoder.layers", "encoder.layer", "trunk_output", "blocks", "layers")
 BACKBONE_ALIASES = ("backbone", "all_but_head")
 
 

@@ -1,4 +1,4 @@
-"""Building a model by name: the built-ins and torchvision's classification registry."""
+"""Building a model by name: the built-ins, torchvision's classification registry, timm, and user code."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from torch import nn
 
 from core.config import ModelConfig
 from core.errors import ModelError
+from core.usercode import is_code_name, is_object_name
 from core.models import heads
 from core.models.simple import mlp, simple_cnn
+from core.models.timm_models import build_timm, is_timm_name
+from core.models.user import build_user_model
 from core.models.weights import LoadReport, is_weights_path, load_weights, torchvision_weights
 
 BUILTIN = {"simple_cnn": simple_cnn, "mlp": mlp}
@@ -29,6 +32,7 @@ class BuiltModel:
     head_path: str
     load_report: LoadReport | None = None
     notes: list[str] = field(default_factory=list)  # head replaced, stem adapted, head dropout
+    code: dict[str, Any] | None = None  # what built it, for checkpoint["code"]["model"] (user code, timm)
 
 
 @functools.cache
@@ -41,12 +45,18 @@ def torchvision_names() -> tuple[str, ...]:
 
 
 def available_models() -> list[str]:
-    """Every name ``model.name`` accepts."""
+    """Every name ``model.name`` accepts besides ``timm/<name>`` and code names (``./models.py:Net``)."""
     return [*BUILTIN, *torchvision_names()]
 
 
 def build_model(
-    cfg: ModelConfig, num_classes: int, input_shape: tuple[int, ...], *, head_dropout: float = 0.0
+    cfg: ModelConfig,
+    num_classes: int,
+    input_shape: tuple[int, ...] | dict[str, Any],
+    *,
+    head_dropout: float = 0.0,
+    facts: dict[str, Any] | None = None,
+    model: Any = None,
 ) -> BuiltModel:
     """Build ``cfg.name`` for ``num_classes`` classes and inputs of ``input_shape`` (without batch).
 
@@ -54,26 +64,95 @@ def build_model(
     weights files, which are loaded into the final model so a head of another class count is
     reported as an expected mismatch.
 
+    Args:
+        facts: what the data knows, for user callables that name it (``DataBundle.facts()``);
+            default: ``num_classes`` and ``input_shape``.
+        model: an ``nn.Module`` or a callable returning one, given from Python (``ftui.run(model=...)``);
+            it replaces ``cfg.name``.
+
     Raises:
-        ModelError: unknown model name, unusable weights, or a model that does not fit the data.
+        ModelError: unknown model name, unusable weights, user code that fails, or a model that does
+            not fit the data.
     """
-    input_shape = tuple(int(s) for s in input_shape)
+    if not isinstance(input_shape, dict):
+        input_shape = tuple(int(s) for s in input_shape)
+    facts = dict(facts) if facts is not None else {"num_classes": num_classes, "input_shape": input_shape}
     notes: list[str] = []
+    code: dict[str, Any] | None = None
     weights_file = cfg.weights if cfg.weights and is_weights_path(cfg.weights) else None
-    if cfg.name in BUILTIN:
+    user = model is not None or is_code_name(cfg.name) or is_object_name(cfg.name)
+    if user or cfg.name in BUILTIN:
         if cfg.weights and not weights_file:
             raise ModelError(
-                f"model.weights: '{cfg.weights}' is a torchvision weights name, but {cfg.name} is built into "
-                f"ftui; give the path of a weights file or an ftui checkpoint instead."
+                f"model.weights: '{cfg.weights}' is a torchvision weights name, but {cfg.name} is not a torchvision "
+                f"model; give the path of a weights file or an ftui checkpoint instead."
             )
-        model = BUILTIN[cfg.name](cfg, num_classes, input_shape)
-        head_path = "head"
+    if user:
+        built = build_user_model(cfg, facts, obj=model)
+        net, name, code = built.model, built.name, built.record
+        head_path = _head_of(net, cfg.head, name)
+        _size_head(net, head_path, num_classes, notes)
+    elif cfg.name in BUILTIN:
+        net, name = BUILTIN[cfg.name](cfg, num_classes, _image_or_flat(input_shape, cfg.name)), cfg.name
+        head_path = _head_of(net, cfg.head, name) if cfg.head else "head"
+    elif is_timm_name(cfg.name):
+        net, head_path, code, loaded = build_timm(cfg, num_classes, _image_or_flat(input_shape, cfg.name), notes)
+        name = cfg.name
+        if loaded:
+            weights_file = None
+        if cfg.head:
+            head_path = _head_of(net, cfg.head, name)
     else:
-        model, head_path = _torchvision(cfg, num_classes, input_shape, None if weights_file else cfg.weights, notes)
-    report = load_weights(model, weights_file, head_path=head_path) if weights_file else None
+        net, head_path = _torchvision(
+            cfg, num_classes, _image_or_flat(input_shape, cfg.name), None if weights_file else cfg.weights, notes
+        )
+        name = cfg.name
+        if cfg.head and cfg.head != head_path:
+            head_path = _head_of(net, cfg.head, name)
+            _size_head(net, head_path, num_classes, notes)
+    report = load_weights(net, weights_file, head_path=head_path) if weights_file else None
     if head_dropout > 0:
-        notes.append(heads.set_head_dropout(model, head_path, head_dropout))
-    return BuiltModel(model=model, name=cfg.name, head_path=head_path, load_report=report, notes=notes)
+        notes.append(heads.set_head_dropout(net, head_path, head_dropout))
+    return BuiltModel(model=net, name=name, head_path=head_path, load_report=report, notes=notes, code=code)
+
+
+def _image_or_flat(input_shape: tuple[int, ...] | dict[str, Any], name: str) -> tuple[int, ...]:
+    if isinstance(input_shape, dict):
+        raise ModelError(
+            f"model.name: {name} takes one input tensor, but the data yields named inputs ({', '.join(input_shape)}). "
+            "Fix: use your own model (model.name: ./models.py:Net) whose forward takes them as keyword arguments."
+        )
+    return input_shape
+
+
+def _head_of(model: nn.Module, head: str | None, name: str) -> str:
+    """``model.head`` when set (it must exist), else the head found automatically."""
+    if not head:
+        return heads.find_head(model)
+    modules = dict(model.named_modules())
+    if head in modules and head:
+        if not any(True for _ in modules[head].parameters()):
+            raise ModelError(f"model.head: '{head}' of {name} holds no parameters. Fix: name the layer that maps "
+                             "features to class scores (a Linear, usually).")
+        return head
+    layers = [p for p, m in modules.items() if p and isinstance(m, (nn.Linear, nn.Conv2d))]
+    close = difflib.get_close_matches(head, [p for p in modules if p], n=3, cutoff=0.5)
+    hint = f" Closest: {', '.join(close)}." if close else ""
+    shown = ", ".join(reversed(layers[-8:])) or "none"
+    raise ModelError(
+        f"model.head: '{head}' is not a module of {name}.{hint} Its Linear/Conv layers, last first: {shown}. "
+        "Fix: set model.head to one of them."
+    )
+
+
+def _size_head(model: nn.Module, head_path: str, num_classes: int, notes: list[str]) -> None:
+    """Give a Linear or 1x1-conv head ``num_classes`` outputs when it has another count."""
+    head = model.get_submodule(head_path)
+    if not heads._is_head_layer(head):
+        return  # another kind of head: the forward check says whether the logits fit
+    old = heads.head_classes(head)
+    if heads.replace_head(model, head_path, num_classes):
+        notes.append(f"head {head_path} replaced: {old} -> {num_classes} classes")
 
 
 def _torchvision(
@@ -85,8 +164,8 @@ def _torchvision(
         close = difflib.get_close_matches(cfg.name, available_models(), n=5, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else f"e.g. {', '.join(available_models()[:6])}"
         raise ModelError(
-            f"model.name: unknown model '{cfg.name}' ({hint}). Use simple_cnn, mlp or a torchvision "
-            f"classification model name."
+            f"model.name: unknown model '{cfg.name}' ({hint}). Use simple_cnn, mlp, a torchvision "
+            f"classification model name, timm/<name>, or your own code (./models.py:Net)."
         )
     if len(input_shape) != 3:
         raise ModelError(

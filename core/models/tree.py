@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.models.forward import call_model
+
 
 def _shape(value: Any) -> Any:
     """Output shape without the batch dimension; nested for tuples/lists/dicts of tensors."""
@@ -21,8 +23,9 @@ def _shape(value: Any) -> Any:
     return None
 
 
-def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, int], str | None]:
-    """One forward pass on a dummy batch of one: first output shape and call order of every module."""
+def _trace(model: nn.Module, input_shape: Any, example: Any = None) -> tuple[dict[str, Any], dict[str, int], str | None]:
+    """One forward pass on a batch of one (``example``, else zeros of ``input_shape``): first output
+    shape and call order of every module."""
     shapes: dict[str, Any] = {}
     order: dict[str, int] = {}
     handles = []
@@ -45,7 +48,10 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, An
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
+            if example is not None:
+                call_model(model, _first(example))
+            else:
+                model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
     except Exception as exc:  # a model that rejects this input size still gets its tree, without shapes
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
     finally:
@@ -56,13 +62,33 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, An
     return shapes, order, error
 
 
+def _first(batch: Any) -> Any:
+    """The first sample of a batch, still batched (shapes of a batch of one)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:1]
+    if isinstance(batch, Mapping):
+        return {k: _first(v) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_first(v) for v in batch)
+    return batch
+
+
+def _shape_json(shape: Any) -> Any:
+    if isinstance(shape, Mapping):
+        return {str(k): [int(s) for s in v] for k, v in shape.items()}
+    if shape and isinstance(next(iter(shape)), (tuple, list)):
+        return [[int(s) for s in v] for v in shape]
+    return [int(s) for s in shape]
+
+
 def model_tree(
     model: nn.Module,
-    input_shape: tuple[int, ...],
+    input_shape: Any,
     head_path: str,
     *,
     lrs: Mapping[str, float] | None = None,
     name: str | None = None,
+    example: Any = None,
 ) -> dict[str, Any]:
     """Describe ``model`` as JSON-serialisable data (the content of ``model.json``).
 
@@ -72,12 +98,16 @@ def model_tree(
 
     Args:
         model: the model.
-        input_shape: one input without the batch dimension, e.g. ``(3, 32, 32)``.
+        input_shape: one input without the batch dimension, e.g. ``(3, 32, 32)``; for named
+            inputs a dict ``{"input_ids": (64,), ...}``.
         head_path: module path of the classifier head.
         lrs: base learning rates keyed by parameter name or module path (e.g.
             ``FineTuner.param_lrs()``); a module's ``lr`` is the one rate shared by its trainable
             parameters, or null when they differ or none is trainable.
         name: the model's name (default: its class name).
+        example: a real batch of inputs (a tensor, tuple or dict, on the model's device) to trace
+            instead of zeros; its first sample is used. Needed for inputs that zeros cannot stand
+            for (token ids, several tensors).
 
     Returns:
         ``{"name", "head", "total_params", "trainable_params", "input_shape", "forward_error",
@@ -85,7 +115,7 @@ def model_tree(
         "output_shape", "is_head", "lr", "order"}]}``; ``order`` is the module's position in the
         forward pass (null if it was not called).
     """
-    shapes, order, error = _trace(model, tuple(input_shape))
+    shapes, order, error = _trace(model, input_shape, example)
     lrs = dict(lrs or {})
     modules = []
     for path, module in model.named_modules():
@@ -116,7 +146,7 @@ def model_tree(
         "head": head_path,
         "total_params": sum(p.numel() for p in unique),
         "trainable_params": sum(p.numel() for p in unique if p.requires_grad),
-        "input_shape": [int(s) for s in input_shape],
+        "input_shape": _shape_json(input_shape),
         "forward_error": error,
         "modules": modules,
     }
