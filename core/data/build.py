@@ -18,16 +18,23 @@ from core.data.transforms import (
     resolve_normalization,
 )
 from core.errors import DataError
+from core.usercode import is_code_name, is_object_name
 
 
-def build_data(cfg: DataConfig, seed: int, *, fitted: dict | None = None) -> DataBundle:
+def build_data(cfg: DataConfig, seed: int, *, fitted: dict | None = None, data: Any = None) -> DataBundle:
     """Load, split, fit statistics on the training split and attach transforms.
 
     Args:
         cfg: The ``data`` section.
         seed: Seed of the data (procedural samples, split shuffles, augmentation).
         fitted: ``checkpoint["data"]["fitted"]`` of an earlier run: reuse its statistics instead of fitting.
+        data: splits given from Python (``ftui.run(data=...)``): a dict or object with train, val, ...,
+            or a callable returning one; it replaces ``cfg.source`` (see ``core.data.user``).
     """
+    if data is not None or is_code_name(cfg.source) or is_object_name(cfg.source):
+        from core.data.user import build_user_data
+
+        return build_user_data(cfg, seed, obj=data)
     if cfg.source == "csv":
         from core.data.tabular import build_tabular
 

@@ -219,6 +219,7 @@ def build_loader(
     rank: int = 0,
     world_size: int = 1,
     device_type: str = "cpu",
+    collate_fn: Any = None,
 ) -> EpochLoader:
     """A loader for ``split``: shuffled, ``drop_last`` batches for ``train``; ordered ones otherwise.
 
@@ -230,6 +231,8 @@ def build_loader(
         rank: This process's rank for sharding.
         world_size: Number of processes.
         device_type: Device the batches go to (``cuda`` pins memory when ``pin_memory: auto``).
+        collate_fn: Turns a list of items into a batch (default: the dataset's ``collate_fn``
+            attribute, which user data sets from ``data.collate``, else torch's).
     """
     train = split == "train"
     batch_size = cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size)
@@ -248,6 +251,9 @@ def build_loader(
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"persistent_workers": cfg.persistent_workers, "prefetch_factor": cfg.prefetch_factor}
+    collate = collate_fn if collate_fn is not None else getattr(dataset, "collate_fn", None)
+    if collate is not None:
+        extra["collate_fn"] = collate
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

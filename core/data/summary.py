@@ -39,6 +39,9 @@ def sizes_table(bundle: DataBundle) -> Table:
     for split in SPLITS:
         counts = info.get("class_counts", {}).get(split)
         if counts is None:
+            size = info.get("sizes", {}).get(split)
+            if size is not None:  # a dataset without `targets`: classes are not counted (that would read it all)
+                table.add_row(split, f"{size:,}", "—", "—")
             continue
         present = sum(1 for c in counts if c)
         ratio = imbalance_ratio(counts)
@@ -144,10 +147,45 @@ def preview_renderable(bundle: DataBundle, split: str, n: int, seed: int, measur
         aug = "augmented, as in training" if split == "train" and bundle.info.get("augmented") else "deterministic"
         parts.append(Text(f"\n{split} samples ({aug}; seed {seed})", style="bold"))
         parts.append(sample_grid(bundle, split, n, seed))
-    else:
+    elif hasattr(bundle.train, "features"):
         parts.append(feature_table(bundle))
         parts.append(tabular_rows(bundle, split, n, seed))
+    else:
+        parts.append(item_rows(bundle, split, n, seed))
     return Group(*parts)
+
+
+def item_rows(bundle: DataBundle, split: str, n: int, seed: int) -> Table:
+    """``n`` items of ``split`` of a dataset of your own: what the inputs hold, and the label."""
+    ds = getattr(bundle, split)
+    table = Table(title=f"{split} items (as the model receives them; seed {seed})", title_justify="left")
+    table.add_column("index", justify="right")
+    table.add_column("inputs")
+    table.add_column("label")
+    for i in pick_indices(len(ds), n, seed):
+        x, y = ds[(i, seed)]
+        table.add_row(str(i), _inputs_text(x), bundle.class_names[y])
+    return table
+
+
+def _inputs_text(x: Any, width: int = 12) -> str:
+    import torch
+
+    if isinstance(x, dict):
+        return "\n".join(f"{k}: {_inputs_text(v, width)}" for k, v in x.items())
+    if isinstance(x, (tuple, list)):
+        return "\n".join(_inputs_text(v, width) for v in x)
+    if isinstance(x, torch.Tensor):
+        flat = x.flatten()
+        if x.dtype == torch.bool:
+            shown = " ".join("1" if v else "0" for v in flat[:width].tolist())
+        elif x.is_floating_point():
+            shown = " ".join(f"{v:.2f}" for v in flat[:width].tolist())
+        else:
+            shown = " ".join(str(v) for v in flat[:width].tolist())
+        more = " …" if flat.numel() > width else ""
+        return f"{tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}  {shown}{more}"
+    return repr(x)[:60]
 
 
 def _fmt(values: list[float] | None, c: int) -> str:
