@@ -172,11 +172,12 @@ def eval_(
     config: Annotated[Optional[Path], typer.Option("--config", help="Config to take the data from (default: the checkpoint's).")] = None,
     split: Annotated[str, typer.Option("--split", help="val or test.")] = "test",
     set_: SetOption = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Import the model/data code the checkpoint names (only for code you trust).")] = False,
 ) -> None:
     """Evaluate a checkpoint: metrics, per-class report, confusion matrix."""
     from tui.commands.eval_cmd import eval_command
 
-    eval_command(ckpt, config=config, split=split, overrides=list(set_ or []))
+    eval_command(ckpt, config=config, split=split, overrides=list(set_ or []), trust_code=trust_code)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ SUMMARY_SCHEMA = 1
 # Buffers of normalisation layers: tensors in a state dict that are not parameters.
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 _FTUI_KEYS = {"format", "ftui_version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
-              "config", "data", "finetune", "metrics", "model_tree", "batch_idx", "callbacks", "run", "world_size"}
+              "config", "data", "finetune", "metrics", "model_tree", "batch_idx", "callbacks", "run", "world_size",
+              "code"}
 _LIGHTNING_KEYS = {"state_dict", "epoch", "global_step", "pytorch-lightning_version", "optimizer_states",
                    "lr_schedulers", "callbacks", "hyper_parameters", "loops", "hparams_name"}
 
@@ -59,11 +60,28 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         "finetune": to_jsonable(finetune) if finetune is not None else None,
         "metrics": _metrics(raw),
         "config": to_jsonable(config) if config is not None else None,
+        "code": _code(raw),
         "lightning": _lightning(raw) if lightning else None,
         "metadata": dict(ckpt.metadata) or None,
         "other_keys": _other_keys(raw, ckpt),
     }
     return summary
+
+
+def _code(raw: dict) -> list[dict[str, Any]] | None:
+    """What built the model and data when it was the user's code or timm (``checkpoint["code"]``).
+
+    Only the record is read: the files it names are never imported here.
+    """
+    code = raw.get("code")
+    if not isinstance(code, dict) or not code:
+        return None
+    out = []
+    for role in ("model", "data", "collate"):
+        entry = code.get(role)
+        if isinstance(entry, dict):
+            out.append({"role": role, **to_jsonable(entry)})
+    return out or None
 
 
 def _other_keys(raw: dict, ckpt: LoadedCheckpoint) -> list[str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import Config, config_from_dict, load_config
-from core.errors import CheckpointError, ConfigError
-from core.training.checkpoint import load_file
+from core.config import Config
+from core.errors import ConfigError
 
 
 @dataclass
@@ -23,6 +22,8 @@ class Evaluation:
     epoch: int
     step: int
     size: int
+    code: list[str] = field(default_factory=list)  # code names imported to rebuild it
+    notices: list[str] = field(default_factory=list)  # warnings (code changed since the checkpoint)
 
 
 def evaluate_checkpoint(
@@ -31,48 +32,42 @@ def evaluate_checkpoint(
     config: Path | str | None = None,
     split: str = "test",
     overrides: list[str] | tuple[str, ...] = (),
+    trust_code: bool = False,
+    model: Any = None,
+    data: Any = None,
+    announce: Any = None,
 ) -> Evaluation:
     """Load ``path`` (weights_only), rebuild its data and model, and evaluate on ``split``.
 
     The config is the checkpoint's own unless ``config`` is given; in both cases the normalisation
-    and cleaning statistics fitted when the run trained are reused, never refitted.
+    and cleaning statistics fitted when the run trained are reused, never refitted. A checkpoint
+    whose config names the user's code is rebuilt only with ``trust_code`` or a ``config``
+    (:func:`core.training.rebuild.rebuild`, the one rebuild path); ``announce`` is called with the
+    code names before they are imported.
     """
-    from core.training.trainer import Trainer
+    from core.training.rebuild import rebuild
 
     if split not in ("val", "test"):
         raise ConfigError(f"--split {split!r}: expected 'val' or 'test'.")
     path = Path(path)
-    ckpt = load_file(path)
-    if config is not None:
-        cfg = load_config(config, overrides)
-    else:
-        raw = ckpt.get("config")
-        if not isinstance(raw, dict):
-            raise CheckpointError(
-                f"{path}: holds no config. Fix: pass the run's config with --config runs/<name>/config.yaml."
-            )
-        cfg = config_from_dict(raw, overrides)
-        if not any(o.startswith("trainer.device=") for o in overrides):
-            cfg.trainer.device = "auto"  # the checkpoint may come from another machine
-            if cfg.trainer.precision == "16-mixed":
-                cfg.trainer.precision = "32"
-    cfg.model.weights = None  # the checkpoint's weights replace them
-    cfg.logging.progress = "none"
-    trainer = Trainer(cfg, record=False, default_callbacks=False)
+    rebuilt = rebuild(path, config=config, overrides=overrides, trust_code=trust_code, model=model, data=data,
+                      command=f"ftui eval {path}" + (f" --split {split}" if split != "test" else ""), announce=announce)
+    trainer, ckpt = rebuilt.trainer, rebuilt.ckpt
     try:
-        trainer.setup(ckpt, weights_only=True)
         metrics = trainer.validate(split)
     finally:
         trainer.cleanup()  # the loaders' workers end here, not whenever the collector finds them
-    data = trainer.data
-    dataset = data.val if split == "val" else data.test
+    data_bundle = trainer.data
+    dataset = data_bundle.val if split == "val" else data_bundle.test
     return Evaluation(
         checkpoint=path,
         split=split,
         metrics=metrics,
         class_names=list(trainer.class_names),
-        config=cfg,
+        config=rebuilt.config,
         epoch=int(ckpt.get("epoch", 0)),
         step=int(ckpt.get("step", 0)),
         size=len(dataset),
+        code=rebuilt.code,
+        notices=rebuilt.notices,
     )

@@ -42,6 +42,7 @@ from core.errors import ConfigError, FtuiError, RunError, TrainingFailed, UserEr
 from core.runs import MODEL_JSON, RUN_JSON, RunStatus, RunWriter
 from core.training import distributed
 from core.training.callback import Callback
+from core.models.forward import call_model, check_forward, to_device
 from core.training.checkpoint import (
     CHECKPOINT_FORMAT, NonFiniteWeights, all_finite, capture_rng, load_file, restore_rng, save_file, unwrap_model,
 )
@@ -64,6 +65,10 @@ class Trainer:
             status when resuming). Default: a fresh ``<cfg.run.root>/<cfg.run.name>``.
         record: False runs without a run directory (no recorder, checkpoints or TensorBoard).
         default_callbacks: False uses only ``callbacks`` (for tests and notebooks).
+        model: an ``nn.Module``, or a callable returning one, that replaces ``cfg.model.name``
+            (the Python API, ``ftui.run(model=...)``).
+        data: splits (a dict or object with train, val, ...), or a callable returning them, that
+            replace ``cfg.data.source`` (``ftui.run(data=...)``).
     """
 
     def __init__(
@@ -74,8 +79,12 @@ class Trainer:
         run_dir: Path | str | None = None,
         record: bool = True,
         default_callbacks: bool = True,
+        model: Any = None,
+        data: Any = None,
     ) -> None:
         self.cfg = cfg
+        self.model_source = model  # objects from the Python API, used by setup() instead of the config's names
+        self.data_source = data
         self.record = record
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run: RunWriter | None = None
@@ -107,6 +116,8 @@ class Trainer:
         self.test_loader: Any = None
         self.model_tree: dict[str, Any] | None = None
         self.class_names: list[str] = []
+        self.example_input: Any = None  # two validation samples' inputs on the device (model tree, graph)
+        self.notices: list[str] = []  # warnings from setup worth printing (code changed since the checkpoint)
 
         # progress
         self.epoch = 0  # current epoch (0-based)
@@ -203,19 +214,24 @@ class Trainer:
 
         # a resumed or evaluated run's data keeps the statistics fitted when it started
         fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
-        self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted)
+        self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted, data=self.data_source)
         self.class_names = list(self.data.class_names)
         model_cfg = cfg.model
         if ckpt is not None and model_cfg.weights is not None:
             # the checkpoint's weights replace them anyway; the original file may be gone by now
             model_cfg = model_cfg.model_copy(update={"weights": None})
         self.built = build_model(
-            model_cfg, self.data.num_classes, tuple(self.data.input_shape), head_dropout=cfg.finetune.head_dropout
+            model_cfg, self.data.num_classes, self.data.input_shape, head_dropout=cfg.finetune.head_dropout,
+            facts=self.data.facts(), model=self.model_source,
         )
         self.model = model = self.built.model
         model.to(self.device)
-        if cfg.trainer.channels_last and len(self.data.input_shape) == 3:
+        if cfg.trainer.channels_last and self.data.task == "image":
             model.to(memory_format=torch.channels_last)
+        # one sample batch through the model before anything trains: a model that does not fit its
+        # data is bad input (exit 2, the inputs it got), not a traceback at the first step
+        self.example_input = to_device(self.data.example("val", 2), self.device)
+        check_forward(model, self.example_input, self.data.num_classes, label=self.built.name)
         self.finetuner = FineTuner(model, cfg.finetune, cfg.optim, self.built.head_path)
         self.finetuner.setup()
         self.optimizer = self.finetuner.build_optimizer()
@@ -245,6 +261,7 @@ class Trainer:
         """Everything a checkpoint brings back, in one place: weights, fine-tuning state, optimizer,
         schedule, scaler, position, metrics, callbacks' states and (when training starts) the RNG."""
         assert self.model is not None and self.optimizer is not None
+        self._warn_if_code_changed(ckpt)
         try:
             unwrap_model(self.model).load_state_dict(ckpt["model"])
         except RuntimeError as exc:
@@ -292,6 +309,16 @@ class Trainer:
                 cb.load_state_dict(states[cb.state_key])
             cb.on_load_checkpoint(self, ckpt)
         self._pending_rng = ckpt.get("rng")
+
+    def _warn_if_code_changed(self, ckpt: dict[str, Any]) -> None:
+        """Resume and evaluation go on with the code as it is now, but say which files changed since ``ckpt``."""
+        from core.usercode import changed_code_files
+
+        for path, (then, now) in changed_code_files(ckpt.get("code") or {}, self.code_record()).items():
+            message = (f"code changed since the checkpoint was written: {path} (sha256 {then[:12]} then, "
+                       f"{now[:12] if now else 'missing'} now); going on with the file as it is now")
+            self.notices.append(message)
+            self.log_event("warning", message, path=path, sha256_then=then, sha256_now=now)
 
     def _resume_other_world(self, saved_world: int) -> None:
         """Resume a checkpoint of another world size at the next epoch boundary.
@@ -412,6 +439,15 @@ class Trainer:
                        position={"epoch": epoch, "batch": batch})
         return path
 
+    def code_record(self) -> dict[str, Any]:
+        """What built the model and the data when not ftui's own (checkpoint["code"]): names, files, hashes."""
+        out: dict[str, Any] = {}
+        if self.built is not None and self.built.code is not None:
+            out["model"] = self.built.code
+        if self.data is not None and self.data.code:
+            out.update(self.data.code)
+        return out
+
     def checkpoint_dict(self) -> dict[str, Any]:
         """Everything a checkpoint holds (the DESIGN.md contract), as weights_only-loadable values."""
         epoch, batch = self.position
@@ -439,6 +475,7 @@ class Trainer:
                 "train_seconds": self.train_seconds,
             },
             "model_tree": self.model_tree or {},
+            "code": self.code_record(),
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
             "run": {"name": self.run.name if self.run else None, "saved": time.time()},
         }
@@ -484,8 +521,8 @@ class Trainer:
         try:
             lrs = self.finetuner.param_lrs() if self.finetuner is not None else None
             self.model_tree = model_tree(
-                unwrap_model(self.model), tuple(self.data.input_shape), self.built.head_path, lrs=lrs,
-                name=self.built.name,
+                unwrap_model(self.model), self.data.input_shape, self.built.head_path, lrs=lrs,
+                name=self.built.name, example=self.example_input,
             )
         except Exception as exc:  # noqa: BLE001 - the tree is informative; training must not fail on it
             self.log_event("warning", f"could not compute the layer tree: {exc}")
@@ -665,7 +702,7 @@ class Trainer:
                 with strategy.no_sync(is_step):
                     with autocast(self.device, cfg.precision):
                         # self.train_model, not a local: a freeze mid-epoch re-wraps it under DDP
-                        logits = self.train_model(x)
+                        logits = call_model(self.train_model, x)
                 loss = criterion(logits.float(), y)
                 step = self.global_step
                 # one flag read per step, only in skip mode (like AMP's scaler); all ranks skip together.
@@ -761,11 +798,12 @@ class Trainer:
         self._window.reset()
         window_host.reset()
 
-    def _to_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _to_device(self, batch: Any) -> tuple[Any, torch.Tensor]:
+        """The batch's inputs (a tensor, or a tuple or dict of tensors) and labels, on the device."""
         x, y = batch[0], batch[1]
-        x = x.to(self.device, non_blocking=True)
+        x = to_device(x, self.device)
         y = y.to(self.device, non_blocking=True)
-        if self.cfg.trainer.channels_last and x.dim() == 4:
+        if self.cfg.trainer.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
@@ -788,7 +826,7 @@ class Trainer:
                 for i, batch in enumerate(iterator):
                     x, y = self._to_device(batch)
                     with autocast(self.device, self.cfg.trainer.precision):
-                        logits = model(x)
+                        logits = call_model(model, x)
                     logits = logits.float()
                     metrics.update(logits, y, F.cross_entropy(logits, y, reduction="sum"))
                     if split == "val":
@@ -804,9 +842,12 @@ class Trainer:
         from core.data import build_loader
 
         if self.data.test is None or len(self.data.test) == 0:
+            source = self.data.info.get("source", self.cfg.data.source)
+            fix = (f"return a 'test' split from {source}" if self.data.code else
+                   "give it a test split (data.test_fraction, or data.shapes.test_size for shapes)")
             raise UserError(
-                f"data: the {self.cfg.data.source} source of this config has no test split. Fix: evaluate with "
-                "--split val, or give it a test split (data.test_fraction, or data.shapes.test_size for shapes)."
+                f"data: the {source} source of this config has no test split. Fix: evaluate with --split val, "
+                f"or {fix}."
             )
         if self.test_loader is None:
             self.test_loader = build_loader(

@@ -33,8 +33,12 @@ def preview(config: Path, *, split: str, n: int, seed: int | None, overrides: li
     measured = None
     if data.task == "image" and not data.fitted.get("normalization"):
         train = data.train
-        measured = channel_stats(
-            train.base, train.indices, build_stats_transform(cfg.data), seed=cfg.run.seed, max_samples=500
-        )
+        if hasattr(train, "indices"):
+            measured = channel_stats(
+                train.base, train.indices, build_stats_transform(cfg.data), seed=cfg.run.seed, max_samples=500
+            )
+        else:  # your own dataset: its items as they come, after your transforms
+            measured = channel_stats(train, list(range(len(train))), lambda x: x.float(), seed=cfg.run.seed,
+                                     max_samples=500)
     draw_seed = cfg.run.seed if seed is None else seed
     Console(highlight=False).print(preview_renderable(data, split, n, draw_seed, measured))

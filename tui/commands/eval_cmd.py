@@ -10,11 +10,20 @@ from rich.table import Table
 from rich.text import Text
 
 
-def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list[str]) -> None:
+def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list[str], trust_code: bool = False) -> None:
     """Evaluate a checkpoint on a split and print metrics."""
     from core.training.evaluate import evaluate_checkpoint
 
-    result = evaluate_checkpoint(ckpt, config=config, split=split, overrides=overrides)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def announce(names: list[str]) -> None:
+        for name in names:
+            err.print(f"running your code: {name}", markup=False)
+
+    result = evaluate_checkpoint(ckpt, config=config, split=split, overrides=overrides, trust_code=trust_code,
+                                 announce=announce)
+    for notice in result.notices:
+        err.print(f"warning: {notice}", markup=False)
     Console(highlight=False).print(render_evaluation(result))
 
 

@@ -21,16 +21,21 @@ from core.errors import UserError
 def describe(config: Path, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Build the config's model and return its layer tree and the notes on how it was built."""
     from core.config import load_config
+    from core.data import build_data
     from core.finetune import FineTuner
     from core.models import build_model, model_tree
-    from core.models.inputs import data_signature
+    from core.models.forward import check_forward
 
     cfg = load_config(config, overrides)
-    num_classes, input_shape = data_signature(cfg)
-    built = build_model(cfg.model, num_classes, input_shape, head_dropout=cfg.finetune.head_dropout)
+    data = build_data(cfg.data, cfg.run.seed)
+    built = build_model(cfg.model, data.num_classes, data.input_shape, head_dropout=cfg.finetune.head_dropout,
+                        facts=data.facts())
+    example = data.example("val", 2)
+    check_forward(built.model, example, data.num_classes, label=built.name)
     tuner = FineTuner(built.model, cfg.finetune, cfg.optim, built.head_path)
     tuner.setup()
-    tree = model_tree(built.model, input_shape, built.head_path, lrs=tuner.param_lrs(), name=built.name)
+    tree = model_tree(built.model, data.input_shape, built.head_path, lrs=tuner.param_lrs(), name=built.name,
+                      example=example)
     notes = list(built.notes)
     if built.load_report is not None:
         notes.append(built.load_report.summary())
@@ -63,6 +68,8 @@ def _shape_text(shape: Any) -> str:
         return "×".join(str(s) for s in shape)
     if shape == []:
         return "scalar"
+    if isinstance(shape, dict):
+        return ", ".join(f"{k} {_shape_text(v)}" for k, v in shape.items())
     return str(shape)
 
 

@@ -101,6 +101,21 @@ def best_text(best: dict[str, Any]) -> str:
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
+def code_text(entry: dict[str, Any]) -> str:
+    """One recorded piece of user code (or timm): its name, file hash and arguments; never imported here."""
+    kind = entry.get("kind")
+    if kind == "timm":
+        return f"{entry.get('name')} (timm {entry.get('timm_version') or '?'})"
+    text = str(entry.get("name"))
+    if entry.get("sha256"):
+        text += f"  sha256 {str(entry['sha256'])[:12]}"
+    args = entry.get("kwargs") or {}
+    if args:
+        shown = ", ".join(f"{k}={v}" for k, v in args.items())
+        text += f"  ({shown if len(shown) <= 80 else shown[:77] + '...'})"
+    return text + "  [recorded, not imported]"
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """Format, size, version, epoch/step, best metric, architecture and weight totals."""
     table = _kv_table("Checkpoint")
@@ -121,6 +136,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     if arch:
         extra = ", ".join(f"{k} {arch[k]}" for k in ("head", "num_classes") if arch.get(k) is not None)
         table.add_row("architecture", f"{arch.get('name')} ({arch.get('source')}{', ' + extra if extra else ''})")
+    for entry in summary.get("code") or []:
+        table.add_row(f"{entry.get('role')} code", Text(code_text(entry)))
     table.add_row("epoch / step", f"{fmt_num(summary.get('epoch'))} / {fmt_num(summary.get('step'))}")
     if best:
         table.add_row("best", best_text(best))

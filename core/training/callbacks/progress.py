@@ -51,13 +51,14 @@ class ProgressCallback(Callback):
         n_params = (trainer.model_tree or {}).get("trainable_params")
         params = f", {n_params:,} trainable params" if isinstance(n_params, int) else ""
         head = (
-            f"{name}: {trainer.built.name} on {trainer.cfg.data.source} ({len(trainer.data.train)} train / "
+            f"{name}: {trainer.built.name} on {trainer.data.info.get('source', trainer.cfg.data.source)} ({len(trainer.data.train)} train / "
             f"{len(trainer.data.val)} val, {trainer.num_classes} classes{params}), {trainer.device}, "
             f"{trainer.cfg.trainer.epochs} epochs x {len(trainer.train_loader)} batches{where}"
         )
         if trainer.resumed_from is not None:
             epoch, batch = trainer.position
             head += f"\nresuming at epoch {epoch + 1}, batch {batch} (step {trainer.global_step})"
+        head += "".join(f"\nwarning: {notice}" for notice in trainer.notices)
         if self.mode == "none":
             return
         self._print(head)

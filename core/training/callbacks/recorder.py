@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from core.config import config_to_yaml
+from core.data.bundle import shape_json
 from core.runs import CONFIG_YAML, MODEL_JSON
 from core.training.callback import Callback
 
@@ -48,9 +49,9 @@ class RecorderCallback(Callback):
             model=trainer.built.name,
             head=trainer.built.head_path,
             params={"total": tree.get("total_params"), "trainable": tree.get("trainable_params")},
-            dataset=trainer.cfg.data.source,
+            dataset=trainer.data.info.get("source", trainer.cfg.data.source),
             task=getattr(trainer.data, "task", None),
-            input_shape=list(trainer.data.input_shape),
+            input_shape=shape_json(trainer.data.input_shape),
             class_names=list(trainer.class_names),
             num_classes=trainer.num_classes,
             train_size=len(trainer.data.train),
@@ -74,7 +75,7 @@ class RecorderCallback(Callback):
                 step=trainer.global_step,
             )
         else:
-            run.log_event("started", f"training {trainer.built.name} on {trainer.cfg.data.source} ({trainer.device})")
+            run.log_event("started", f"training {trainer.built.name} on {trainer.data.info.get('source', trainer.cfg.data.source)} ({trainer.device})")
             report = trainer.built.load_report
             if report is not None:
                 run.log_event("weights", report.summary(), report=_load_report(report))

@@ -39,7 +39,13 @@ class TensorBoardCallback(Callback):
 
     def _add_graph(self, trainer: Trainer) -> None:
         model = unwrap_model(trainer.model)
-        example = torch.zeros((1, *trainer.data.input_shape), device=trainer.device)
+        example = trainer.example_input
+        if isinstance(example, dict):
+            trainer.log_event("warning", "TensorBoard: no model graph for a model that takes named inputs "
+                              f"({', '.join(example)}); add_graph passes positional inputs only")
+            return
+        if isinstance(example, list):
+            example = tuple(example)
         was_training = model.training
         model.eval()
         try:
