@@ -18,6 +18,11 @@ Both loops run under the same malloc settings: ftui's (``trainer.steady_malloc``
 run) or, with ``--malloc default``, glibc's own; the minor page faults of each epoch are reported.
 
     python benchmarks/trainer_overhead.py [--reps 5] [--epochs 2] [--malloc steady|default] [--quick]
+    python benchmarks/trainer_overhead.py --config sample_configs/byo_convmixer.yaml   # a user model and dataset
+
+With ``--config`` another config is measured the same way (a model and data of the user's own: the
+plain loop builds them through the same ``core.models``/``core.data`` calls); ``--train-size`` and
+``--val-size`` then set ``data.kwargs.train_size``/``val_size`` for a code source.
 """
 
 from __future__ import annotations
@@ -74,16 +79,19 @@ def minor_faults() -> int:
 
 
 def bench_config(root: Path, args: Any) -> Config:
-    """The quickstart config, resized for the benchmark, recording into ``root``."""
+    """The quickstart config (or ``--config``), resized for the benchmark, recording into ``root``."""
+    path = Path(args.config) if args.config else QUICKSTART
+    code_source = ":" in str(load_config(path).data.source)
+    sizes = "data.kwargs" if code_source else "data.shapes"
     return load_config(
-        QUICKSTART,
+        path,
         [
             f"run.root={root}",
             "run.name=bench",
             "schedule.name=none",
             f"trainer.epochs={args.epochs}",
-            f"data.shapes.train_size={args.train_size}",
-            f"data.shapes.val_size={args.val_size}",
+            f"{sizes}.train_size={args.train_size}",
+            f"{sizes}.val_size={args.val_size}",
             "logging.progress=plain",
             f"trainer.steady_malloc={str(args.malloc == 'steady').lower()}",
         ],
@@ -216,7 +224,7 @@ def _plain_parts(cfg: Config) -> tuple[Any, Any, Any, Any]:
     if cfg.trainer.cpu_threads is not None:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     data = build_data(cfg.data, seed)
-    model = build_model(cfg.model, data.num_classes, tuple(data.input_shape)).model
+    model = build_model(cfg.model, data.num_classes, data.input_shape, facts=data.facts()).model
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.endswith("bias")]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and not n.endswith("bias"))]
     o = cfg.optim
@@ -304,6 +312,7 @@ def main() -> None:
     p = harness.parser("trainer_overhead", __doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5, help="Interleaved repetitions of each loop.")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--config", type=Path, default=None, help="Measure this config instead of the quickstart's.")
     p.add_argument("--train-size", type=int, default=6000)
     p.add_argument("--val-size", type=int, default=1000)
     p.add_argument("--malloc", choices=("steady", "default"), default="steady",
@@ -416,7 +425,7 @@ def main() -> None:
         rows.append({"measure": "Lightning Trainer", "value": None, "status": "skipped", "note": note})
     results = {
         "config": {"reps": args.reps, "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
-                   "base": "sample_configs/quickstart.yaml", "threads": torch.get_num_threads(),
+                   "base": str(args.config or "sample_configs/quickstart.yaml"), "threads": torch.get_num_threads(),
                    "malloc": args.malloc},
         "faults_per_epoch": {"plain": [q["faults"] for q in plain_runs], "ftui": [f["faults"] for f in ftui_runs]},
         "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu,
