@@ -1,21 +1,22 @@
-"""The run-directory contract: a writer (used by the trainer) and a torch-free reader (used by viewers).
+"""The run-directory contract: a writer (used by the trainer) and the one torch-free reader (used by viewers).
 
 Layout of ``<root>/<name>/`` (see ``docs/run-format.md``)::
 
     run.json        status and facts of the run, rewritten atomically
     config.yaml     the resolved config
     metrics.jsonl   events.jsonl  system.jsonl  layers.jsonl   append-only JSON lines
+    metrics.columns the numbers of metrics.jsonl as NumPy columns (core.run_columns; format 2)
     model.json      the layer tree
     control/        commands from clients        checkpoints/  tb/  stdout.log
 
 Writers append whole lines and flush on a time budget; readers keep a byte offset per file, read only
 new bytes on each poll, keep a partial last line for the next poll and count (never raise on)
-garbage lines. This module must not import torch.
+garbage lines. :class:`RunReader` is the reader every viewer uses (the dashboard, scripts, the
+benchmarks). This module must not import torch.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -23,7 +24,6 @@ import signal
 import socket
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -32,12 +32,15 @@ from typing import Any, BinaryIO, Callable, Iterator
 import orjson
 
 from core.errors import RunError
+from core.gc_pause import gc_paused
 
-FORMAT_VERSION = 1
+#: 2 added metrics.columns (a sidecar readers of version 1 never open); version 1 runs read as before.
+FORMAT_VERSION = 2
 
 RUN_JSON = "run.json"
 CONFIG_YAML = "config.yaml"
 METRICS = "metrics.jsonl"
+METRICS_COLUMNS = "metrics.columns"
 EVENTS = "events.jsonl"
 SYSTEM = "system.jsonl"
 LAYERS = "layers.jsonl"
@@ -211,6 +214,11 @@ class JsonlWriter:
             self.flush()
             self._fh.close()
 
+    @property
+    def size(self) -> int:
+        """Bytes in the file after what has been flushed (append mode: the end of the file)."""
+        return self._fh.tell() if not self._fh.closed else self.path.stat().st_size
+
 
 def unique_run_dir(root: Path, name: str) -> Path:
     """Create and return ``root/name``, or ``root/name-2``, ``-3``... if taken. Never reuses one."""
@@ -234,6 +242,7 @@ class RunWriter:
         self.path = Path(path)
         self.flush_seconds = flush_seconds
         self._writers: dict[str, JsonlWriter] = {}
+        self._columns: Any = None  # core.run_columns.ColumnsWriter, opened with metrics.jsonl
         self._info: dict[str, Any] = {}
         for sub in (CONTROL_DIR, CHECKPOINT_DIR):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
@@ -257,6 +266,7 @@ class RunWriter:
             "paths": {
                 "config": CONFIG_YAML,
                 "metrics": METRICS,
+                "metrics_columns": METRICS_COLUMNS,
                 "events": EVENTS,
                 "system": SYSTEM,
                 "layers": LAYERS,
@@ -280,6 +290,11 @@ class RunWriter:
             raise RunError(f"{path}: not a run directory (no {RUN_JSON}). Fix: pass a directory under runs/.")
         writer = cls(path, flush_seconds)
         writer._info = json.loads(info_path.read_text(encoding="utf-8"))
+        if writer._info.get("format") != FORMAT_VERSION:
+            # a run recorded before metrics.columns gains one when its first new row is written (the
+            # rows it has are folded then); run.json says so at its next update
+            writer._info["format"] = FORMAT_VERSION
+            writer._info.setdefault("paths", {})["metrics_columns"] = METRICS_COLUMNS
         return writer
 
     @property
@@ -322,13 +337,25 @@ class RunWriter:
     def _jsonl(self, filename: str) -> JsonlWriter:
         writer = self._writers.get(filename)
         if writer is None:
+            if filename == METRICS:
+                from core.run_columns import ColumnsWriter
+
+                self._columns = ColumnsWriter(self.path / METRICS_COLUMNS, self.path / METRICS)
             writer = JsonlWriter(self.path / filename, self.flush_seconds)
             self._writers[filename] = writer
         return writer
 
     def log_metrics(self, step: int, epoch: int, split: str, values: dict[str, Any], **extra: Any) -> None:
-        """Append one point to ``metrics.jsonl``."""
-        self._jsonl(METRICS).write({"step": step, "epoch": epoch, "time": now(), "split": split, **extra, **values})
+        """Append one point to ``metrics.jsonl`` (and, every block of rows, to ``metrics.columns``)."""
+        row = {"step": step, "epoch": epoch, "time": now(), "split": split, **extra, **values}
+        writer = self._jsonl(METRICS)
+        writer.write(row)
+        if self._columns.add(json_safe(row)):
+            self._write_columns(writer)
+
+    def _write_columns(self, writer: JsonlWriter) -> None:
+        writer.flush()  # a block only ever covers lines that are in metrics.jsonl
+        self._columns.write_block(writer.size)
 
     def log_event(self, kind: str, message: str = "", **fields: Any) -> None:
         """Append an event (checkpoint, freeze, warning, error, control ack...) to ``events.jsonl``."""
@@ -350,7 +377,11 @@ class RunWriter:
             writer.flush_if_due()
 
     def close(self) -> None:
-        """Flush and close every JSONL file."""
+        """Flush and close every JSONL file (and write the last block of ``metrics.columns``)."""
+        if self._columns is not None and METRICS in self._writers:
+            self._write_columns(self._writers[METRICS])
+            self._columns.close()
+            self._columns = None
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
@@ -376,6 +407,29 @@ class JsonlTail:
         self.lines_read = 0
         self._partial = b""
         self._chunk = chunk_size
+
+    def skip_to(self, offset: int, *, align: bool = True) -> None:
+        """Continue from byte ``offset``; with ``align``, from the first whole line at or after it."""
+        self.offset, self._partial = max(0, offset), b""
+        if not align or not self.offset:
+            return
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset - 1)
+                if fh.read(1) != b"\n":
+                    fh.readline()  # the rest of a line cut in the middle
+                self.offset = fh.tell()
+        except OSError:
+            pass
+
+    def skip_to_end(self, keep: int) -> None:
+        """Continue from the first whole line of the last ``keep`` bytes of the file."""
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size > keep:
+            self.skip_to(size - keep)
 
     def poll(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
         """Read the new complete lines (at most about ``max_bytes`` of them, if given)."""
@@ -446,23 +500,6 @@ class JsonlTail:
 _ONLY_DICTS = {dict}
 
 
-@contextmanager
-def gc_paused(pause: bool = True) -> Iterator[None]:
-    """Switch the cyclic garbage collector off for the block (when ``pause``).
-
-    For work that allocates many objects and makes no cycles (decoding JSON, folding its rows):
-    each collection it triggers would walk them all again.
-    """
-    was_enabled = pause and gc.isenabled()
-    if was_enabled:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from a file, or None when the file is missing or not (yet) valid JSON."""
     try:
@@ -496,53 +533,134 @@ def live_status(info: dict[str, Any]) -> str:
 
 
 @dataclass
-class RunSnapshot:
-    """Everything a viewer has read from a run directory so far."""
+class RunDelta:
+    """What one :meth:`RunReader.poll` found new in a run directory."""
 
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] | None = None
+    """run.json, when it changed since the last poll."""
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    """New rows of metrics.jsonl, decoded."""
+    metric_columns: Any = None
+    """First poll only: the rows ``metrics.columns`` covers, already folded (a
+    :class:`core.metrics_fold.Block`, row numbers from 0); :attr:`metrics` follows on from them."""
+    recent_metrics: list[dict[str, Any]] = field(default_factory=list)
+    """First poll with :attr:`metric_columns` only: the last rows it covers, decoded, for views that
+    look at recent raw rows; they are not new rows (already in :attr:`metric_columns`)."""
     events: list[dict[str, Any]] = field(default_factory=list)
     system: list[dict[str, Any]] = field(default_factory=list)
     layers: list[dict[str, Any]] = field(default_factory=list)
     model: dict[str, Any] | None = None
+    """model.json when it changed since the last poll."""
+    stdout: str | None = None
+    """The end of stdout.log when it changed since the last poll."""
     bad_lines: int = 0
+    """Corrupt lines skipped so far, over every JSONL file."""
+    deleted: bool = False
+    more: bool = False
+    """True when the poll stopped early on a big backlog (poll again at once for the rest)."""
+
+
+#: Bytes before the end of what metrics.columns covers decoded as :attr:`RunDelta.recent_metrics`.
+RECENT_BYTES = 256 << 10
 
 
 class RunReader:
-    """Reads a run directory incrementally; see :meth:`poll`. Imports no torch."""
+    """The reader of a run directory (torch-free): each :meth:`poll` returns what is new.
 
-    def __init__(self, path: Path | str) -> None:
+    Every file is followed from a byte offset (:class:`JsonlTail`), so a poll reads only new bytes.
+    The first poll of a run recorded with ``metrics.columns`` takes the rows it covers as NumPy columns
+    instead of decoding their JSON (``core.run_columns``), which is what makes a million-row run load
+    in a fraction of a second; a run without it (format 1) is decoded line by line.
+
+    Args:
+        path: the run directory.
+        step_bytes: read at most about this many new bytes per file in one poll (the poll then says
+            :attr:`RunDelta.more`), so a viewer stays responsive on a huge backlog. None: everything.
+        layers_tail_bytes: start ``layers.jsonl`` this many bytes from its end (a viewer showing recent
+            per-layer statistics need not read a long run's history of them). None: from the start.
+        columns: use ``metrics.columns`` when it is there.
+    """
+
+    def __init__(self, path: Path | str, *, step_bytes: int | None = None, layers_tail_bytes: int | None = None,
+                 columns: bool = True) -> None:
         self.path = Path(path)
         if not (self.path / RUN_JSON).is_file():
             raise RunError(
                 f"{self.path}: not a run directory (no {RUN_JSON} inside). "
                 "Fix: pass a directory created by `ftui run`, or a run name under the runs root."
             )
+        self.step_bytes = step_bytes
         self.tails = {name: JsonlTail(self.path / name) for name in (METRICS, EVENTS, SYSTEM, LAYERS)}
-        self.snapshot = RunSnapshot()
-        self._model_mtime: float | None = None
+        if layers_tail_bytes is not None:
+            self.tails[LAYERS].skip_to_end(layers_tail_bytes)
+        self.info: dict[str, Any] = {}
+        """run.json as last read."""
+        self.model: dict[str, Any] | None = None
+        """model.json as last read."""
+        self._columns = columns
+        self._model_sig: tuple[int, int] | None = None
+        self._stdout_sig: tuple[int, float] | None = None
+        self._bad = 0
 
-    def poll(self) -> dict[str, list[dict[str, Any]]]:
-        """Read what is new; returns the new records per file, and updates :attr:`snapshot`."""
+    def poll(self) -> RunDelta | None:
+        """What is new since the last poll; None when nothing changed."""
+        if not (self.path / RUN_JSON).is_file():
+            return RunDelta(deleted=True, bad_lines=self._bad)
+        delta = RunDelta()
+        changed = False
         info = read_json(self.path / RUN_JSON)
-        if info is not None:
-            self.snapshot.info = info
-        new = {name: tail.poll() for name, tail in self.tails.items()}
-        self.snapshot.metrics.extend(new[METRICS])
-        self.snapshot.events.extend(new[EVENTS])
-        self.snapshot.system.extend(new[SYSTEM])
-        self.snapshot.layers.extend(new[LAYERS])
-        try:
-            mtime = (self.path / MODEL_JSON).stat().st_mtime
-        except OSError:
-            mtime = None
-        if mtime is not None and mtime != self._model_mtime:
+        if info is not None and info != self.info:
+            self.info = delta.info = info
+            changed = True
+        if self._columns:
+            self._columns = False
+            changed |= self._read_columns(delta)
+        for name, tail in self.tails.items():
+            rows = tail.poll(self.step_bytes)
+            try:
+                delta.more = delta.more or tail.offset < tail.path.stat().st_size
+            except OSError:
+                pass
+            if rows:
+                changed = True
+                getattr(delta, _DELTA_FIELDS[name]).extend(rows)
+        # after events.jsonl: the trainer rewrites model.json before it answers a control command,
+        # so a poll that sees the answer also sees the new tree
+        model_sig = _signature(self.path / MODEL_JSON, size_first=False)
+        if model_sig is not None and model_sig != self._model_sig:
             model = read_json(self.path / MODEL_JSON)
             if model is not None:
-                self.snapshot.model = model
-                self._model_mtime = mtime
-        self.snapshot.bad_lines = sum(t.bad_lines for t in self.tails.values())
-        return new
+                self._model_sig, self.model, delta.model, changed = model_sig, model, model, True
+        bad = sum(t.bad_lines for t in self.tails.values())
+        if bad != self._bad:
+            self._bad, changed = bad, True
+        delta.bad_lines = bad
+        stdout_sig = _signature(self.path / STDOUT_LOG, size_first=True)
+        if stdout_sig != self._stdout_sig:
+            self._stdout_sig = stdout_sig
+            delta.stdout = self.stdout_tail()
+            changed = True
+        return delta if changed else None
+
+    def _read_columns(self, delta: RunDelta) -> bool:
+        """Take what metrics.columns covers (first poll); the metrics tail then starts after it."""
+        from core.run_columns import read_columns
+
+        tail = self.tails[METRICS]
+        try:
+            size = tail.path.stat().st_size
+        except OSError:
+            return False
+        found = read_columns(self.path / METRICS_COLUMNS, size)
+        if found is None:
+            return False
+        delta.metric_columns = found.block
+        tail.offset = found.jsonl_end
+        start = max(0, found.jsonl_end - RECENT_BYTES)
+        recent = JsonlTail(tail.path)
+        recent.skip_to(start, align=start > 0)
+        delta.recent_metrics = recent.poll(found.jsonl_end - recent.offset) if found.jsonl_end > recent.offset else []
+        return True
 
     @property
     def exists(self) -> bool:
@@ -559,6 +677,18 @@ class RunReader:
                 return fh.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
+
+
+_DELTA_FIELDS = {METRICS: "metrics", EVENTS: "events", SYSTEM: "system", LAYERS: "layers"}
+
+
+def _signature(path: Path, *, size_first: bool) -> tuple[Any, Any] | None:
+    """What tells a rewritten or grown file from the last one seen (None when absent)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime) if size_first else (st.st_mtime_ns, st.st_size)
 
 
 def iter_runs(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tui.downsample import Series, ema, minmax_downsample
+from core.runs import RunDelta, RunReader
 from tui.run_state import (
-    RunDelta,
     RunState,
     better_direction,
     display_epoch,
@@ -21,7 +21,6 @@ from tui.run_state import (
     format_duration,
     per_class_from_confusion,
 )
-from tui.screens.dashboard import RunFollower
 from tui.screens.start_run import parse_overrides
 from core.errors import UserError
 
@@ -130,12 +129,12 @@ def _synthetic(tmp_path: Path) -> Path:
 
 
 def test_state_from_the_synthetic_run_matches_its_generator(tmp_path: Path) -> None:
-    follower = RunFollower(_synthetic(tmp_path))
+    reader = RunReader(_synthetic(tmp_path))
     state = RunState()
-    delta = follower.poll()
+    delta = reader.poll()
     assert delta is not None and not delta.more
     state.apply(delta)
-    assert follower.poll() is None  # nothing new: no delta at all
+    assert reader.poll() is None  # nothing new: no delta at all
     facts = state.header(clock=0.0)
     assert (facts.name, facts.status, facts.epoch, facts.step) == ("synthetic", "finished", "3/3", "120/120")
     assert facts.elapsed == "0:36" and facts.eta == "done"  # from run.json's started/ended, not the clock
@@ -152,7 +151,7 @@ def test_state_from_the_synthetic_run_matches_its_generator(tmp_path: Path) -> N
 
 def test_state_from_the_real_recorded_run() -> None:
     state = RunState()
-    state.apply(RunFollower(FIXTURE).poll())
+    state.apply(RunReader(FIXTURE).poll())
     facts = state.header(clock=0.0)
     assert (facts.status, facts.epoch, facts.step, facts.elapsed) == ("finished", "3/3", "72/72", "1:00")
     assert state.latest[("val", "acc")] == pytest.approx(0.4739583333333333)
@@ -163,27 +162,27 @@ def test_state_from_the_real_recorded_run() -> None:
     assert acc == pytest.approx(state.latest[("val", "acc")])
 
 
-def test_follower_reads_only_new_lines_and_counts_corrupt_ones(tmp_path: Path) -> None:
+def test_reader_reads_only_new_lines_and_counts_corrupt_ones(tmp_path: Path) -> None:
     run = tmp_path / "r"
     shutil.copytree(FIXTURE, run)
-    follower = RunFollower(run)
+    reader = RunReader(run)
     state = RunState()
-    state.apply(follower.poll())
+    state.apply(reader.poll())
     n = len(state.series[("train", "loss")])
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"step": 999, "epoch": 3, "time": 1767225700, "split": "train", "loss": 0.1}\n')
         fh.write("this is not json\n")
         fh.write('{"step": 1000, "split": "train", "loss": 0.0')  # partial: kept for the next poll
-    delta = follower.poll()
+    delta = reader.poll()
     state.apply(delta)
     assert len(state.series[("train", "loss")]) == n + 1
     assert state.bad_lines == 1
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
         fh.write("5}\n")
-    state.apply(follower.poll())
+    state.apply(reader.poll())
     assert state.latest[("train", "loss")] == pytest.approx(0.05)
     shutil.rmtree(run)
-    gone = follower.poll()
+    gone = reader.poll()
     assert gone is not None and gone.deleted
 
 

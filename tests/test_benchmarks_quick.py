@@ -49,7 +49,9 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         assert all(v > 0 and math.isfinite(v) for v in med.values())
         assert 0 < results["data_share_0_workers"] < 1
     elif name == "dashboard_ingest":
-        assert results["config"]["rows"] == 20_000
+        assert results["config"]["rows"] == 20_000 and results["config"]["columns_mb"] > 0
+        # ftui watch really reached every view loaded, after its first frame
+        assert results["watch_loaded_s"]["median"] > results["watch_first_frame_s"]["median"] > 0
         assert results["headless"]["loaded_s"] >= results["headless"]["first_frame_s"] > 0
         # the loss plot held every train and val row read (the backlog, polls appended, redraw rows)
         assert results["headless"]["loss_points"] >= 20_000

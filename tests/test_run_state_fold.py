@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tui.downsample import Series
-from tui.run_state import RunDelta, RunState, better_direction
+from core.runs import RunDelta
+from tui.run_state import RunState, better_direction
 
 COORDS = ("step", "epoch", "time", "split")
 

@@ -15,6 +15,7 @@ import pytest
 from core.errors import RunError
 from core.runs import (
     EVENTS,
+    FORMAT_VERSION,
     METRICS,
     RUN_JSON,
     JsonlTail,
@@ -39,7 +40,7 @@ def test_create_never_overwrites(tmp_path: Path) -> None:
 def test_status_transitions_are_atomic_json(tmp_path: Path) -> None:
     w = RunWriter.create(tmp_path, "exp", model="simple_cnn")
     info = json.loads((w.path / RUN_JSON).read_text())
-    assert info["status"] == "created" and info["format"] == 1 and info["model"] == "simple_cnn"
+    assert info["status"] == "created" and info["format"] == FORMAT_VERSION == 2 and info["model"] == "simple_cnn"
     w.set_status("running")
     info = json.loads((w.path / RUN_JSON).read_text())
     assert info["status"] == "running" and info["started"] and info["ended"] is None
@@ -154,12 +155,13 @@ def test_run_reader_and_resolution(tmp_path: Path) -> None:
     w.write_json("model.json", {"name": "simple_cnn", "modules": []})
     reader = RunReader(resolve_run("exp", tmp_path))
     new = reader.poll()
-    assert new[METRICS][0]["loss"] == 2.0
-    assert reader.snapshot.info["status"] == "running"
-    assert reader.snapshot.model["name"] == "simple_cnn"
-    assert live_status(reader.snapshot.info) == "running"  # our own pid is alive
+    assert new.metrics[0]["loss"] == 2.0 and new.metric_columns is None  # no block of rows written yet
+    assert new.info["status"] == "running" and reader.info["status"] == "running"
+    assert new.model["name"] == "simple_cnn" and reader.model["name"] == "simple_cnn"
+    assert live_status(reader.info) == "running"  # our own pid is alive
+    assert reader.poll() is None  # nothing new
     w.log_metrics(20, 0, "train", {"loss": 1.0})
-    assert [r["step"] for r in reader.poll()[METRICS]] == [20]
+    assert [r["step"] for r in reader.poll().metrics] == [20]
     assert [p.name for p, _ in iter_runs(tmp_path)] == ["exp"]
     with pytest.raises(RunError, match="did you mean|Did you mean"):
         resolve_run("exq", tmp_path)

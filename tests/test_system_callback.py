@@ -72,10 +72,9 @@ def test_callback_records_host_figures_during_training(tmp_path: Path) -> None:
     assert max(r["proc_cpu_percent"] for r in records) > 20
 
     # The viewer side reads the same records, and the run says once that there is no GPU.
-    reader = RunReader(trainer.run.path)
-    reader.poll()
-    assert len(reader.snapshot.system) == len(records)
-    warnings = [e for e in reader.snapshot.events if e["kind"] == "warning"]
+    delta = RunReader(trainer.run.path).poll()
+    assert len(delta.system) == len(records)
+    warnings = [e for e in delta.events if e["kind"] == "warning"]
     assert [w["message"] for w in warnings] == [NO_GPU_MESSAGE]
     assert warnings[0]["reason"]
 

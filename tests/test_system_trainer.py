@@ -38,14 +38,13 @@ def test_tiny_fit_records_system_jsonl(tmp_path: Path) -> None:
     assert any(isinstance(cb, TelemetryCallback) for cb in trainer.callbacks)  # a default callback
     trainer.fit()
 
-    reader = RunReader(tmp_path / "tele")
-    reader.poll()
-    system, metrics = reader.snapshot.system, reader.snapshot.metrics
+    delta = RunReader(tmp_path / "tele", columns=False).poll()  # every row decoded, as dicts
+    system, metrics = delta.system, delta.metrics
     assert len(system) >= 2
     total = psutil.virtual_memory().total
     assert all(r["mem_total"] == total and r["proc_rss"] > 0 and r["gpus"] == [] for r in system)
     assert all(r["workers"] == 0 for r in system)  # from the trainer's loader
-    assert [e["message"] for e in reader.snapshot.events if e["kind"] == "warning"].count(NO_GPU_MESSAGE) == 1
+    assert [e["message"] for e in delta.events if e["kind"] == "warning"].count(NO_GPU_MESSAGE) == 1
     # The sampler thread is gone once fit returns.
     telemetry = next(cb for cb in trainer.callbacks if isinstance(cb, TelemetryCallback))
     assert telemetry.sampler is not None and not telemetry.sampler.running

@@ -25,6 +25,16 @@ class Series:
         self._n = 0
         self._smooth: dict[float, tuple[EmaState, list[np.ndarray]]] = {}
 
+    @classmethod
+    def adopt(cls, packed: np.ndarray, n: int) -> Series:
+        """A series that takes over ``packed`` (``(4, capacity)`` float64, :data:`COLUMNS` in rows) holding
+        ``n`` points, without copying them."""
+        if packed.dtype != np.float64 or packed.ndim != 2 or packed.shape[0] != len(COLUMNS) or packed.shape[1] < n:
+            raise ValueError(f"expected a (4, >= {n}) float64 array, got {packed.dtype} {packed.shape}")
+        series = cls(capacity=8)
+        series._data, series._n = packed, n
+        return series
+
     def __len__(self) -> int:
         return self._n
 

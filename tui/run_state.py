@@ -1,7 +1,8 @@
 """What the dashboard knows about one run: series, latest and best values, events (torch-free).
 
-The reader worker turns new bytes of the run directory into a :class:`RunDelta`; the screen folds each
-delta into one :class:`RunState` on the event loop and its widgets draw from that state. Everything
+The reader worker polls the run directory with :class:`core.runs.RunReader`, which turns new bytes into
+a :class:`~core.runs.RunDelta`; the screen folds each delta into one :class:`RunState` on the event
+loop and its widgets draw from that state. Everything
 shown is a function of the state, and time-dependent text of a finished run is computed from the times
 in ``run.json`` (never from the clock), so a recorded run always looks the same.
 """
@@ -16,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from core.runs import ACTIVE_STATUSES, live_status
+from core.metrics_fold import Block
+from core.runs import ACTIVE_STATUSES, RunDelta, live_status
 from tui.downsample import Series
-from tui.metrics_fold import COORDINATES, fold_rows, to_float
+from core.metrics_fold import COORDINATES, fold_rows, to_float
 
 __all__ = ["COORDINATES", "RunDelta", "RunState", "to_float"]
 
@@ -105,24 +107,6 @@ def per_class_from_confusion(matrix: list[list[float]]) -> list[tuple[float, flo
 
 
 @dataclass
-class RunDelta:
-    """What one poll of the run directory found (built in the worker thread, applied on the loop)."""
-
-    info: dict[str, Any] | None = None
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    system: list[dict[str, Any]] = field(default_factory=list)
-    layers: list[dict[str, Any]] = field(default_factory=list)
-    model: dict[str, Any] | None = None
-    """model.json when it changed since the last poll."""
-    stdout: str | None = None
-    bad_lines: int = 0
-    deleted: bool = False
-    more: bool = False
-    """True when the poll stopped early on a big backlog (another delta follows at once)."""
-
-
-@dataclass
 class HeaderFacts:
     """The dashboard header, as text."""
 
@@ -174,7 +158,10 @@ class RunState:
         """Fold one delta in."""
         if delta.info is not None:
             self.info = delta.info
+        if delta.metric_columns is not None:
+            self._add_block(delta.metric_columns)
         self._add_metrics(delta.metrics)
+        self.recent_metrics.extend(delta.recent_metrics)
         self.recent_metrics.extend(delta.metrics)
         self.events.extend(delta.events)
         self.events_total += len(delta.events)
@@ -190,18 +177,23 @@ class RunState:
         self.version += 1
 
     def _add_metrics(self, rows: list[dict[str, Any]]) -> None:
-        # Hot path of a large backlog (a million rows): tui.metrics_fold turns the block into NumPy
-        # points per series with C-level passes, so nothing here runs per row or per value. Its
-        # orders are those of a row-by-row fold, so new series and splits enter these dicts (and the
-        # dashboard's lists) in the same order.
-        if not rows:
-            return
-        block = fold_rows(rows)
+        # Hot path of a large backlog without metrics.columns (a million rows): core.metrics_fold turns
+        # the rows into NumPy points per series with C-level passes, so nothing here runs per row or
+        # per value. Its orders are those of a row-by-row fold, so new series and splits enter these
+        # dicts (and the dashboard's lists) in the same order.
+        if rows:
+            self._add_block(fold_rows(rows))
+
+    def _add_block(self, block: Block) -> None:
+        """Fold in the points of rows already read as columns (a fold of rows, or metrics.columns)."""
         for key, points in block.points.items():
             series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = Series()
-            series.extend_columns(points.coords, points.values)
+            if series is None and points.packed is not None:
+                self.series[key] = Series.adopt(points.packed, len(points.values))  # a backlog: no copy
+            else:
+                if series is None:
+                    series = self.series[key] = Series()
+                series.extend_columns(points.coords, points.values)
             self._note(key[0], key[1], points.values)
         for split in block.first_row:
             self.last_row[split] = block.last_row[split][1]

@@ -1,8 +1,9 @@
 """The live dashboard of one run: header, plots, metrics, confusion matrix, events, output.
 
-A thread worker follows the run directory (only new bytes, through ``core.runs``) and posts
-:class:`RunUpdated` messages; the screen folds them into a :class:`tui.run_state.RunState` and a timer
-redraws what changed a few times a second. A finished or failed run is shown the same way.
+A thread worker follows the run directory with :class:`core.runs.RunReader` (only new bytes; a long
+run's backlog from ``metrics.columns``) and posts :class:`RunUpdated` messages; the screen folds them
+into a :class:`tui.run_state.RunState` and a timer redraws what changed a few times a second. A
+finished or failed run is shown the same way.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from core.errors import RunError
-from core.runs import EVENTS, LAYERS, METRICS, MODEL_JSON, RUN_JSON, STDOUT_LOG, SYSTEM, JsonlTail, RunReader, read_json
-from tui.run_state import RunDelta, RunState
+from core.runs import RunDelta, RunReader
+from tui.run_state import RunState
 from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.confusion_matrix import ConfusionMatrix
 from tui.widgets.event_log import EventLog
@@ -50,65 +51,6 @@ class RunUpdated(Message):
     """New data read from the run directory."""
 
     delta: RunDelta
-
-
-class RunFollower:
-    """Reads a run directory incrementally (runs in the worker thread; touches no widget)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.reader = RunReader(path)
-        self.tails = {name: JsonlTail(path / name) for name in (METRICS, EVENTS, SYSTEM, LAYERS)}
-        _skip_to_tail(self.tails[LAYERS], LAYERS_TAIL_BYTES)
-        self._info: dict | None = None
-        self._model_sig: tuple[int, int] | None = None
-        self._stdout_sig: tuple[int, float] | None = None
-        self._bad = 0
-
-    def poll(self) -> RunDelta | None:
-        """What is new since the last poll, or None when nothing changed."""
-        if not (self.path / RUN_JSON).is_file():
-            return RunDelta(deleted=True, bad_lines=self._bad)
-        delta = RunDelta()
-        info = read_json(self.path / RUN_JSON)
-        changed = False
-        if info is not None and info != self._info:
-            self._info = delta.info = info
-            changed = True
-        for name, tail in self.tails.items():
-            rows = tail.poll(POLL_BYTES)
-            try:
-                delta.more = delta.more or tail.offset < (self.path / name).stat().st_size
-            except OSError:
-                pass
-            if rows:
-                changed = True
-                getattr(delta, {METRICS: "metrics", EVENTS: "events", SYSTEM: "system", LAYERS: "layers"}[name]).extend(rows)
-        # after events.jsonl: the trainer rewrites model.json before it answers a control command,
-        # so a poll that sees the answer also sees the new tree
-        try:
-            st = (self.path / MODEL_JSON).stat()
-            model_sig: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            model_sig = None
-        if model_sig is not None and model_sig != self._model_sig:
-            model = read_json(self.path / MODEL_JSON)
-            if model is not None:
-                self._model_sig, delta.model, changed = model_sig, model, True
-        bad = sum(t.bad_lines for t in self.tails.values())
-        if bad != self._bad:
-            self._bad, changed = bad, True
-        delta.bad_lines = bad
-        try:
-            st = (self.path / STDOUT_LOG).stat()
-            sig: tuple[int, float] | None = (st.st_size, st.st_mtime)
-        except OSError:
-            sig = None
-        if sig != self._stdout_sig:
-            self._stdout_sig = sig
-            delta.stdout = self.reader.stdout_tail()
-            changed = True
-        return delta if changed else None
 
 
 class DashboardScreen(Screen):
@@ -182,13 +124,13 @@ class DashboardScreen(Screen):
         """Poll the run directory until cancelled or deleted (worker thread)."""
         worker = get_current_worker()
         try:
-            follower = RunFollower(self.path)
+            reader = RunReader(self.path, step_bytes=POLL_BYTES, layers_tail_bytes=LAYERS_TAIL_BYTES)
         except RunError:
             # Deleted between the click and now: say so instead of showing an empty dashboard.
             self.post_message(RunUpdated(RunDelta(deleted=True)))
             return
         while not worker.is_cancelled:
-            delta = follower.poll()
+            delta = reader.poll()
             if delta is not None:
                 self.post_message(RunUpdated(delta))
                 if delta.deleted:
@@ -311,20 +253,6 @@ class DashboardScreen(Screen):
 
     def action_stop(self) -> None:
         self.app.request_stop(self.path, self.state.info)  # type: ignore[attr-defined]
-
-
-def _skip_to_tail(tail: JsonlTail, keep: int) -> None:
-    """Start ``tail`` at the first whole line of the last ``keep`` bytes of its file."""
-    try:
-        size = tail.path.stat().st_size
-        if size <= keep:
-            return
-        with open(tail.path, "rb") as fh:
-            fh.seek(size - keep)
-            fh.readline()  # the rest of a line cut in the middle
-            tail.offset = fh.tell()
-    except OSError:
-        pass
 
 
 def _started(state: RunState) -> float | None:

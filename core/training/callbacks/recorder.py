@@ -1,6 +1,8 @@
 """Writes the run directory: run.json status and progress, config.yaml, model.json, metrics and events.
 
-The format is documented in ``docs/run-format.md``; viewers read it with ``core.runs.RunReader``.
+The format is documented in ``docs/run-format.md``. Metric rows go through ``RunWriter.log_metrics``,
+which also keeps ``metrics.columns`` (their numbers as NumPy columns); viewers read everything with
+``core.runs.RunReader``.
 """
 
 from __future__ import annotations

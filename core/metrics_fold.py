@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core.runs import gc_paused
+from core.gc_pause import gc_paused
 
 #: Keys of a metrics row that are coordinates, not metrics.
 COORDINATES = ("step", "epoch", "time", "split")
@@ -50,6 +50,9 @@ class Points:
     coords: np.ndarray
     """``(3, n)``: step, epoch, time of each point's row."""
     values: np.ndarray
+    packed: np.ndarray | None = None
+    """Optionally a ``(4, capacity)`` array whose first ``n`` columns are step, epoch, time, value, with
+    ``coords`` and ``values`` views of it: a series may take it over instead of copying the points."""
 
 
 @dataclass
