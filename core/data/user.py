@@ -95,7 +95,7 @@ def build_user_data(cfg: DataConfig, seed: int, *, obj: Any = None) -> DataBundl
     collate, collate_record = _collate(cfg)
     wrapped = {
         name: UserSplit(ds, split=name, num_classes=len(class_names), seed=seed, collate_fn=collate, owner=label)
-        for name, ds in splits.items() if ds is not None
+        for name, ds in splits.items() if ds is not None and len(ds) > 0  # an empty test split is no test split
     }
     inputs, _ = wrapped["train"].probe()
     wrapped["val"].probe()

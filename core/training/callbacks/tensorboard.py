@@ -40,20 +40,21 @@ class TensorBoardCallback(Callback):
     def _add_graph(self, trainer: Trainer) -> None:
         model = unwrap_model(trainer.model)
         example = trainer.example_input
+        traced: torch.nn.Module = model
         if isinstance(example, dict):
-            trainer.log_event("warning", "TensorBoard: no model graph for a model that takes named inputs "
-                              f"({', '.join(example)}); add_graph passes positional inputs only")
-            return
-        if isinstance(example, list):
+            # add_graph traces with positional inputs only: name them through a thin adapter
+            traced, example = _KeywordInputs(model, list(example)), tuple(example.values())
+        elif isinstance(example, list):
             example = tuple(example)
         was_training = model.training
         model.eval()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracing warns about every data-dependent branch
-                self.writer.add_graph(model, example)
+                self.writer.add_graph(traced, example)
         except Exception as exc:  # noqa: BLE001 - some models cannot be traced; the scalars still count
-            trainer.log_event("warning", f"TensorBoard: could not add the model graph ({type(exc).__name__}: {exc})")
+            first = (str(exc).strip().splitlines() or [""])[0][:200]  # tracing errors can hold whole graph diffs
+            trainer.log_event("warning", f"TensorBoard: could not add the model graph ({type(exc).__name__}: {first})")
         finally:
             model.train(was_training)
 
@@ -96,6 +97,18 @@ class TensorBoardCallback(Callback):
             self.writer.flush()
             self.writer.close()
             self.writer = None
+
+
+class _KeywordInputs(torch.nn.Module):
+    """Calls ``model(**dict(zip(names, args)))``: a model with named inputs, traceable positionally."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        return self.model(**dict(zip(self.names, args)))
 
 
 def hparams(cfg: Any) -> dict[str, Any]:
