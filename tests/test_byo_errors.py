@@ -33,6 +33,7 @@ def test_a_module_that_fails_to_import_shows_the_error_and_its_line(tmp_path: Pa
     out = _run(tmp_path, model_py="import torch\n\nSIZE = 4\nWIDTH = SIZE * undefined_factor\n")
     assert "model.name: importing" in out and "models.py failed: NameError" in out
     assert "models.py:4" in out and "Fix: correct the code at that line" in out
+    assert not (tmp_path / "runs" / "bad").exists()  # code that cannot build leaves no run directory behind
 
 
 def test_a_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 :class:`EpochLoader` whose batches are a function of ``(seed, epoch)`` only.
 
 Modules: ``build`` (build_data), ``sources`` (shapes, torchvision sets, imagefolder, digits),
-``shapes`` (the procedural generator), ``tabular`` (csv cleaning), ``transforms`` (torchvision v2
+``shapes`` (the procedural generator), ``tabular`` (csv cleaning), ``user`` (datasets from the user's
+code: ``data.source: ./data.py:make_data``), ``transforms`` (torchvision v2
 pipelines), ``stats`` (normalize: auto), ``splits``, ``datasets`` (per-sample seeding), ``loader``,
 and for viewers ``render`` (half-block ``SampleGrid``) and ``summary`` (Rich tables and the preview),
 which use Rich only.

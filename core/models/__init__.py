@@ -1,8 +1,9 @@
-"""Models: the registry (built-ins and torchvision), pretrained weights, head surgery, the layer tree.
+"""Models: the registry (built-ins, torchvision, timm, the user's code), pretrained weights, head surgery,
+the layer tree, and the one calling convention (``forward``: tensor, tuple or dict inputs).
 
 Public API (see docs/architecture.md)::
 
-    build_model(cfg.model, num_classes, input_shape, head_dropout=...) -> BuiltModel
+    build_model(cfg.model, num_classes, input_shape, head_dropout=..., facts=..., model=...) -> BuiltModel
     load_weights(model, source, head_path=...) -> LoadReport
     model_tree(model, input_shape, head_path, lrs=...) -> dict   # model.json
     select(model, pattern, head_path) -> Selection                # fine-tuning patterns

@@ -92,9 +92,10 @@ def model_tree(
 ) -> dict[str, Any]:
     """Describe ``model`` as JSON-serialisable data (the content of ``model.json``).
 
-    Output shapes come from one forward pass on a zero batch of one under ``torch.no_grad()`` in
-    eval mode (every module's mode is restored); they leave out the batch dimension, like
-    ``input_shape``. A forward pass that fails leaves shapes null and sets ``forward_error``.
+    Output shapes come from one forward pass on a batch of one (the first sample of ``example``, else
+    zeros) under ``torch.no_grad()`` in eval mode (every module's mode is restored); they leave out the
+    batch dimension, like ``input_shape``. A forward pass that fails leaves shapes null and sets
+    ``forward_error``.
 
     Args:
         model: the model.
