@@ -49,9 +49,42 @@ def test_preview_of_shapes_prints_statistics_and_samples(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     for text in ("shapes", "train", "40", "class counts", "circle", "star", "pixel statistics", "augmented"):
         assert text in result.output, text
-    assert result.output.count("▀") == 3 * 32 * 16
+    # Not a terminal (CliRunner, a pipe): no colourless half blocks, the samples listed and how to see them.
+    assert "▀" not in result.output
+    listed = [line for line in result.output.splitlines() if line.strip().startswith("1. #")]
+    assert len(listed) == 1 and "3. #" in listed[0], result.output
+    assert "--out preview.png" in result.output and "FORCE_COLOR=1" in result.output
     val = preview(cfg, "--split", "val", "--n", "2")
     assert val.exit_code == 0 and "val samples (deterministic" in val.output
+
+
+def test_piped_preview_and_its_png(tmp_path: Path) -> None:
+    """Issue 20, item 6: piped output lists the samples; --out writes them as a PNG; FORCE_COLOR keeps the blocks."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path, {"shapes": {"train_size": 40, "val_size": 10, "test_size": 0, "image_size": 16}})
+    out = tmp_path / "preview.png"
+    result = preview(cfg, "--n", "5", "--seed", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (5 samples)" in " ".join(result.output.split())
+    with Image.open(out) as picture:
+        assert picture.format == "PNG" and picture.mode == "RGB"
+        # five 16-pixel samples enlarged to at least 96 pixels, side by side
+        assert picture.width >= 5 * 96 and picture.height >= 96
+    listed = " ".join(result.output.split())
+    for k in range(1, 6):
+        assert f"{k}. #" in listed
+    # The same command piped through a real pipe with FORCE_COLOR=1: coloured half blocks again.
+    env = dict(os.environ, FORCE_COLOR="1", COLORTERM="truecolor", COLUMNS="100")
+    env.pop("NO_COLOR", None)
+    piped = subprocess.run([sys.executable, "-m", "tui.cli", "data", "preview", str(cfg), "--n", "2"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.count("▀") == 2 * 16 * 8 and "\x1b[38;2;" in piped.stdout
+    bad = preview(cfg, "--out", str(tmp_path / "preview.jpg"))
+    expect_user_error(bad, "--out", "preview.jpg", "PNG", "--out preview.png")
 
 
 def test_preview_of_the_csv_sample(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -273,12 +273,13 @@ def data_preview(
     split: Annotated[str, typer.Option("--split", help="train or val.")] = "train",
     n: Annotated[int, typer.Option("--n", min=1, max=256, help="Number of samples to draw.")] = 16,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the samples drawn (default: run.seed).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the samples as a PNG picture (e.g. preview.png).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Dataset statistics and augmented samples drawn in the terminal."""
     from tui.commands.data_cmd import preview
 
-    preview(config, split=split, n=n, seed=seed, overrides=list(set_ or []))
+    preview(config, split=split, n=n, seed=seed, out=out, overrides=list(set_ or []))
 
 
 @model_app.command("show")

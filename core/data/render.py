@@ -2,7 +2,9 @@
 
 Each character cell shows two pixels: the upper one as the foreground colour of ``▀`` and the lower
 one as the background colour, so a 32x32 image takes 32 columns and 16 lines. Rich (and through it
-Textual) downgrades the true colours to what the terminal supports. No torch and no Textual here:
+Textual) downgrades the true colours to what the terminal supports. Where there are no colours at all
+(output piped into a file, ``NO_COLOR``) the grid lists its images' labels instead of drawing blocks
+that would all look alike. No torch and no Textual here:
 the app reuses the renderable as is.
 """
 
@@ -15,6 +17,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 
 UPPER_HALF = "▀"
 
@@ -65,9 +68,12 @@ class SampleGrid:
         gap: Columns between images.
     """
 
-    def __init__(self, images: Sequence[np.ndarray], labels: Sequence[str], *, max_side: int = 32, gap: int = 2):
+    def __init__(self, images: Sequence[np.ndarray], labels: Sequence[str], *, max_side: int = 32, gap: int = 2,
+                 details: Sequence[str] | None = None, plain_hint: str | None = None):
         if len(images) != len(labels):
             raise ValueError("one label per image")
+        self.details = [str(d) for d in details] if details is not None else None
+        self.plain_hint = plain_hint
         self.images = [shrink(np.asarray(img), max_side) for img in images]
         self.labels = [str(label) for label in labels]
         self.gap = gap
@@ -83,9 +89,26 @@ class SampleGrid:
         return Measurement(self.cell_width, max(self.cell_width, full))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if console.color_system is None or console.no_color:
+            # Without colours every half block looks the same: list the samples instead.
+            yield from self._plain(options.max_width)
+            return
         cols = self.columns_for(options.max_width)
         for start in range(0, len(self.images), cols):
             yield from self._row(self.images[start : start + cols], self.labels[start : start + cols])
+
+    def _plain(self, width: int) -> Iterable[Text]:
+        items = [f"{k + 1:>3}. {text}" for k, text in enumerate(self.details or self.labels)]
+        line = ""
+        for item in items:
+            if line and len(line) + 2 + len(item) > width:
+                yield Text(line)
+                line = ""
+            line = f"{line}  {item}" if line else item
+        if line:
+            yield Text(line)
+        if self.plain_hint:
+            yield Text(self.plain_hint)
 
     def _row(self, images: list[np.ndarray], labels: list[str]) -> Iterable[Segment]:
         pad = Segment(" " * self.gap)
@@ -130,3 +153,47 @@ def _style(fg: str, bg: str | None) -> Style:
             _STYLE_CACHE.clear()
         style = _STYLE_CACHE[key] = Style(color=fg, bgcolor=bg)
     return style
+
+
+class HalfBlockImage:
+    """One ``(H, W, 3)`` uint8 image drawn as it is: ``W`` columns and ``ceil(H / 2)`` lines of half blocks.
+
+    The caller sizes the image to the cells it has (:func:`fit_image`); the app's pictures and
+    gallery tiles use this when the terminal shows no pixel graphics.
+    """
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = np.asarray(image, dtype=np.uint8)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.image.shape[1], self.image.shape[1])
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        img = self.image
+        h, w = img.shape[:2]
+        hexes = [["#%02x%02x%02x" % (int(p[0]), int(p[1]), int(p[2])) for p in row] for row in img]
+        for y in range(0, h, 2):
+            top = hexes[y]
+            bottom = hexes[y + 1] if y + 1 < h else None
+            for x in range(w):
+                yield Segment(UPPER_HALF, _style(top[x], None if bottom is None else bottom[x]))
+            yield Segment.line()
+
+
+def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an ``(H, W, 3)`` uint8 image to ``width`` x ``height`` pixels.
+
+    Enlarging (and small images) use nearest-neighbour sampling, so pixels stay crisp squares;
+    shrinking a photo averages (Pillow's box filter), so thin details fade instead of flickering.
+    """
+    image = np.asarray(image, dtype=np.uint8)
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    if height >= h or width >= w or max(h, w) <= 32:
+        rows = (np.arange(height) * h // max(1, height)).clip(0, h - 1)
+        cols = (np.arange(width) * w // max(1, width)).clip(0, w - 1)
+        return image[rows][:, cols]
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image, "RGB").resize((width, height), Image.Resampling.BOX), dtype=np.uint8)

@@ -18,6 +18,8 @@ from core.data.render import SampleGrid, to_rgb_uint8
 from core.data.seeding import mix_seed
 
 SPLITS = ("train", "val", "test")
+PLAIN_HINT = ("(images are drawn only on a colour terminal: save them with --out preview.png, "
+              "or keep the colours in a pipe with FORCE_COLOR=1)")
 
 
 def imbalance_ratio(counts: list[int]) -> float:
@@ -112,15 +114,36 @@ def pick_indices(length: int, n: int, seed: int) -> list[int]:
     return sorted(rng.choice(length, size=n, replace=False).tolist()) if n else []
 
 
-def sample_grid(bundle: DataBundle, split: str, n: int, seed: int) -> SampleGrid:
-    """``n`` samples of ``split`` as the model sees them (augmented for ``train``, epoch = ``seed``)."""
+def draw_samples(bundle: DataBundle, split: str, n: int, seed: int) -> tuple[list[np.ndarray], list[str], list[int]]:
+    """``n`` samples of ``split`` as the model sees them (augmented for ``train``, epoch = ``seed``).
+
+    Returns:
+        ``(images, labels, indices)``: ``(H, W, 3)`` uint8 images, class names, indices into the split.
+    """
     ds = getattr(bundle, split)
-    images, labels = [], []
-    for i in pick_indices(len(ds), n, seed):
+    images, labels, indices = [], [], pick_indices(len(ds), n, seed)
+    for i in indices:
         x, y = ds[(i, seed)]
         images.append(to_rgb_uint8(x.numpy(), bundle.normalization))
         labels.append(bundle.class_names[y])
-    return SampleGrid(images, labels)
+    return images, labels, indices
+
+
+def sample_grid(bundle: DataBundle, split: str, n: int, seed: int) -> SampleGrid:
+    """The samples of :func:`draw_samples` as a half-block grid (a list of them without colours)."""
+    images, labels, indices = draw_samples(bundle, split, n, seed)
+    return SampleGrid(images, labels, details=[f"#{i} {label}" for i, label in zip(indices, labels)],
+                      plain_hint=PLAIN_HINT)
+
+
+def samples_picture(bundle: DataBundle, split: str, n: int, seed: int, title: str = ""):
+    """The samples of :func:`draw_samples` as a captioned PNG-ready picture (a Pillow image)."""
+    from core.pictures import Tile, grid_image
+
+    images, labels, indices = draw_samples(bundle, split, n, seed)
+    tiles = [Tile([img], [label, f"#{i}"]) for img, label, i in zip(images, labels, indices)]
+    picture, _ = grid_image(tiles, columns=8, title=title or None)
+    return picture
 
 
 def tabular_rows(bundle: DataBundle, split: str, n: int, seed: int, max_cols: int = 8) -> Table:

@@ -9,14 +9,16 @@ from core.errors import DataError, UserError
 SPLITS = ("train", "val", "test")
 
 
-def preview(config: Path, *, split: str, n: int, seed: int | None, overrides: list[str]) -> None:
-    """Print dataset statistics and a grid of (augmented) samples of one split."""
+def preview(config: Path, *, split: str, n: int, seed: int | None, overrides: list[str], out: Path | None = None) -> None:
+    """Print dataset statistics and a grid of (augmented) samples of one split; ``out`` also writes a PNG."""
     from rich.console import Console
 
     from core.config import load_config
 
     if split not in SPLITS:
         raise UserError(f"--split: '{split}' is not a split. Fix: use one of {', '.join(SPLITS)}.")
+    if out is not None and out.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: the samples are written as a PNG picture. Fix: name a .png file, e.g. --out preview.png.")
     cfg = load_config(config, overrides)
     # torch and torchvision load only now: `--help` and config errors stay fast.
     from core.data import build_data
@@ -41,4 +43,18 @@ def preview(config: Path, *, split: str, n: int, seed: int | None, overrides: li
             measured = channel_stats(train, list(range(len(train))), lambda x: x.float(), seed=cfg.run.seed,
                                      max_samples=500)
     draw_seed = cfg.run.seed if seed is None else seed
-    Console(highlight=False).print(preview_renderable(data, split, n, draw_seed, measured))
+    console = Console(highlight=False)
+    console.print(preview_renderable(data, split, n, draw_seed, measured))
+    if out is not None:
+        if data.task != "image":
+            raise DataError(
+                f"--out {out}: {config}'s data is tabular, so there are no images to draw; the rows above are the "
+                "samples. Fix: leave --out out."
+            )
+        from core.data.summary import samples_picture
+        from core.pictures import save_png
+
+        aug = "augmented, as in training" if split == "train" and data.info.get("augmented") else "deterministic"
+        title = f"{config.name} · {split} samples ({aug}; seed {draw_seed})"
+        path = save_png(samples_picture(data, split, n, draw_seed, title), out)
+        console.print(f"wrote {path} ({min(n, len(getattr(data, split)))} samples)")
