@@ -180,6 +180,35 @@ def eval_(
     eval_command(ckpt, config=config, split=split, overrides=list(set_ or []), trust_code=trust_code)
 
 
+@app.command()
+@handles_errors
+def explain(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file.")],
+    method: Annotated[Optional[str], typer.Option("--method", help="gradcam, saliency, integrated_gradients (ig) or activations (default: gradcam for images, ig for tabular data).")] = None,
+    layer: Annotated[Optional[str], typer.Option("--layer", help="Layer for gradcam/activations (default: the last conv or attention block; --list-layers shows them).")] = None,
+    samples: Annotated[int, typer.Option("--samples", help="How many samples to explain.")] = 16,
+    mistakes: Annotated[bool, typer.Option("--mistakes", help="The samples with the highest loss (the worst mistakes).")] = False,
+    class_: Annotated[Optional[str], typer.Option("--class", help="Only samples of this true class (name or index).")] = None,
+    predicted: Annotated[Optional[str], typer.Option("--predicted", help="Only samples predicted as this class (with --class: one confusion-matrix cell).")] = None,
+    target: Annotated[str, typer.Option("--target", help="Explain the predicted class (pred) or the true one (label).")] = "pred",
+    split: Annotated[str, typer.Option("--split", help="val or test.")] = "test",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: <run>/explain/<checkpoint>-<split>-<method>...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the table.")] = False,
+    list_layers: Annotated[bool, typer.Option("--list-layers", help="Print the layers gradcam/activations can use and exit.")] = False,
+    app_: Annotated[bool, typer.Option("--app", help="Open the Explain view in the terminal instead of writing files.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Config to take the data from (default: the checkpoint's).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Explain predictions: attribution maps (maps.npz), PNG grids and a table of the samples."""
+    from tui.commands.explain_cmd import explain_command
+
+    explain_command(
+        ckpt, config=config, split=split, method=method, layer=layer, samples=samples, mistakes=mistakes,
+        class_name=class_, predicted=predicted, target=target, out=out, as_json=as_json, list_layers=list_layers,
+        overrides=list(set_ or []), app=app_,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
