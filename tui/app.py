@@ -42,13 +42,22 @@ class FtuiApp(App[None]):
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Show what this screen does and its keys."),
     ]
 
-    def __init__(self, root: Path | str = "runs", *, watch: Path | None = None, config_dirs: list[Path] | None = None) -> None:
+    def __init__(self, root: Path | str = "runs", *, watch: Path | None = None, config_dirs: list[Path] | None = None,
+                 explain: Path | None = None, explain_split: str = "test",
+                 explain_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.root = Path(root)
         self.watch_path = Path(watch) if watch is not None else None
+        self.explain_path = Path(explain) if explain is not None else None
+        self.explain_split = explain_split
+        self.explain_options = dict(explain_options or {})
         self.config_dirs = config_dirs if config_dirs is not None else default_config_dirs()
 
     def get_default_screen(self) -> Screen:
+        if self.explain_path is not None:
+            from tui.screens.explain_screen import ExplainScreen
+
+            return ExplainScreen(self.explain_path, split=self.explain_split, standalone=True, **self.explain_options)
         if self.watch_path is not None:
             return DashboardScreen(self.watch_path, standalone=True)
         return HomeScreen(self.root, self.config_dirs)
@@ -65,6 +74,12 @@ class FtuiApp(App[None]):
         from tui.screens.inspect_screen import InspectScreen
 
         self.push_screen(InspectScreen(path))
+
+    def open_explain(self, path: Path) -> None:
+        """Push the Explain view of a checkpoint (the explaining runs in its own process)."""
+        from tui.screens.explain_screen import ExplainScreen
+
+        self.push_screen(ExplainScreen(path))
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
@@ -133,6 +148,8 @@ class FtuiApp(App[None]):
 
     def exit_note(self) -> str | None:
         """What to tell the user after the app closed: which runs keep going and how to come back."""
+        if self.explain_path is not None:
+            return None
         if self.watch_path is not None:
             from core.runs import RUN_JSON, read_json
 

@@ -23,7 +23,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from core.errors import RunError
-from core.runs import RunDelta, RunReader
+from core.runs import CHECKPOINT_DIR, RunDelta, RunReader
 from tui.run_state import RunState
 from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.confusion_matrix import ConfusionMatrix
@@ -65,6 +65,9 @@ class DashboardScreen(Screen):
         Binding("x", "cycle_x", "X axis", tooltip="Cycle the plots' x axis: step, epoch, wall time."),
         Binding("v", "cycle_split", "Split", tooltip="Show the confusion matrix of the next split (val, test)."),
         Binding("s", "stop", "Stop", tooltip="Stop the run (SIGTERM: it saves last.pt and ends interrupted)."),
+        # not in the footer (full at 80 columns); ? and the command palette list it
+        Binding("E", "explain", "Explain", show=False,
+                tooltip="Explain the run's best checkpoint: Grad-CAM on its worst mistakes."),
         *(Binding(str(i + 1), f"show_tab('{tab}')", tab.title(), show=False) for i, tab in enumerate(TABS)),
     ]
 
@@ -250,6 +253,14 @@ class DashboardScreen(Screen):
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def action_explain(self) -> None:
+        for name in ("best.pt", "last.pt"):
+            path = self.path / CHECKPOINT_DIR / name
+            if path.is_file():
+                self.app.open_explain(path)  # type: ignore[attr-defined]
+                return
+        self.notify("No checkpoint yet: it appears after the first validation.", severity="warning")
 
     def action_stop(self) -> None:
         self.app.request_stop(self.path, self.state.info)  # type: ignore[attr-defined]

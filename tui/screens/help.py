@@ -21,6 +21,13 @@ ABOUT = {
         "metrics (latest and best), the confusion matrix with per-class precision/recall/F1, the event log "
         "and the run's output. Closing the dashboard leaves the run going."
     ),
+    "ExplainScreen": (
+        "Why the model predicts what it does: each tile is a sample of the split and, beside it, the map of "
+        "the pixels that drove the prediction (Grad-CAM at a layer, plain gradient saliency or Integrated "
+        "Gradients, drawn with Matplotlib's turbo colours: red = most). The gallery starts with the worst "
+        "mistakes; the confusion matrix picks one kind of mistake. The explaining runs in its own process, "
+        "so the app never waits on it; `ftui explain` writes the same maps to files."
+    ),
 }
 #: Keys every Textual screen has; listing them would bury the ones that matter.
 GENERIC_KEYS = {"ctrl+c", "super+c", "ctrl+q", "tab", "shift+tab"}

@@ -40,6 +40,7 @@ class HomeScreen(Screen):
         Binding("n", "new_run", "New run", tooltip="Start a run from the selected config (a form asks for overrides)."),
         Binding("s", "stop_run", "Stop", tooltip="Stop the selected run (it saves last.pt and ends interrupted)."),
         Binding("i", "inspect", "Inspect", tooltip="Inspect a checkpoint of the selected run (or any file)."),
+        Binding("e", "explain", "Explain", tooltip="Explain the selected run's best checkpoint: Grad-CAM on its worst mistakes."),
         Binding("r", "rescan", "Refresh", tooltip="Scan the runs root now."),
     ]
 
@@ -154,18 +155,32 @@ class HomeScreen(Screen):
         info = read_json(row.path / RUN_JSON) or {}
         self.app.request_stop(row.path, info)  # type: ignore[attr-defined]
 
-    def action_inspect(self) -> None:
-        from tui.screens.open_checkpoint import OpenCheckpointScreen
-
+    def _run_checkpoint(self) -> Path | None:
         row = self.selected_run()
-        default = ""
         if row is not None:
             for name in ("best.pt", "last.pt"):
                 candidate = row.path / CHECKPOINT_DIR / name
                 if candidate.is_file():
-                    default = str(candidate)
-                    break
-        self.app.push_screen(OpenCheckpointScreen(default), self._inspect_path)
+                    return candidate
+        return None
+
+    def action_inspect(self) -> None:
+        from tui.screens.open_checkpoint import OpenCheckpointScreen
+
+        found = self._run_checkpoint()
+        self.app.push_screen(OpenCheckpointScreen(str(found) if found else ""), self._inspect_path)
+
+    def action_explain(self) -> None:
+        row = self.selected_run()
+        if row is None:
+            self.notify("No run selected.", severity="warning")
+            return
+        found = self._run_checkpoint()
+        if found is None:
+            self.notify(f"{row.path.name} has no checkpoint yet: it appears after the first validation.",
+                        severity="warning")
+            return
+        self.app.open_explain(found)  # type: ignore[attr-defined]
 
     def _inspect_path(self, path: Path | None) -> None:
         if path is not None:
