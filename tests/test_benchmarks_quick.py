@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("trainer_overhead", "input_pipeline", "dashboard_ingest", "inspect_large", "startup", "gpu_throughput")
+BENCHMARKS = ("trainer_overhead", "input_pipeline", "dashboard_ingest", "inspect_large", "startup", "gpu_throughput",
+              "explain")
 
 
 def run_quick(name: str, out: Path) -> dict:
@@ -60,6 +61,13 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         assert results["config"]["file_bytes"] > 40e6
         assert results["inprocess"][0]["tensors"] == 82
         assert results["peak_rss_mb"]["json"]["max"] > 0
+    elif name == "explain":
+        quick = results["quickstart"]
+        assert quick["samples"] == 16 and quick["open_s"] > 0
+        assert all(v["samples_per_s"] > 0 for k, v in results["resnet18"].items() if isinstance(v, dict))
+        assert results["resnet18"]["layer"] == "layer4"
+        redraws = results["redraw_ms"].values()
+        assert len(redraws) == 2 and all(r["wall_ms"]["n"] >= 3 and r["cpu_ms"]["median"] > 0 for r in redraws)
     elif name == "startup":
         seconds = results["seconds"]
         assert seconds["help"]["median"] > seconds["python_pass"]["median"] > 0

@@ -125,7 +125,8 @@ class ExplainGallery(Widget, can_focus=True):
             await grid.mount_all(new)
             tiles += new
         for k, tile in enumerate(tiles):
-            tile.display = k < len(page.tiles)
+            if tile.display != (k < len(page.tiles)):
+                tile.display = k < len(page.tiles)
             if k < len(page.tiles):
                 tile.show(page.tiles[k], layout.side, layout.tile_width, k == self.selected)
         self.message(Text(page.note, style="italic") if page.note else "")
@@ -137,7 +138,8 @@ class ExplainGallery(Widget, can_focus=True):
         index = max(0, min(index, len(self.page.tiles) - 1))
         tiles = list(self.query(ExplainTile))
         for k, tile in enumerate(tiles[: len(self.page.tiles)]):
-            tile.set_class(k == index, "-selected")
+            if tile.selected != (k == index):
+                tile.mark(k == index)
         self.selected = index
 
     def selected_tile(self) -> Any:

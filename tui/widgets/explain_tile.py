@@ -17,8 +17,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from core.data.render import HalfBlockImage, fit_image
+from core.data.render import fit_image
 from tui.terminal_images import picture_widget_class
+from tui.widgets.half_block_picture import HalfBlockPicture
 
 
 def join_panels(panels: list[np.ndarray], side: int) -> np.ndarray:
@@ -49,8 +50,31 @@ def bars(rows: list[tuple[str, float]], width: int) -> Table:
     return table
 
 
+def caption_text(tile: Any, selected: bool) -> Group:
+    """The caption lines; the first red for a wrong prediction, reversed on the selected tile.
+
+    Styles in the text rather than CSS classes: a class change restyles the tile's subtree, which
+    would cost more than drawing the page.
+    """
+    lines = []
+    for k, line in enumerate(tile.caption):
+        style = ("red" if tile.wrong else "green") if k == 0 and tile.record is not None else ""
+        if selected:
+            style = f"bold reverse {style}".strip()
+        lines.append(Text(("▶ " if selected and k == 0 else "") + line, style=style, no_wrap=True, overflow="ellipsis"))
+    return Group(*lines)
+
+
+def _size(widget: Any, width: int, height: int | None) -> None:
+    """Set a widget's size only when it changes (each change costs a CSS and layout pass)."""
+    if widget.styles.width is None or widget.styles.width.value != width:
+        widget.styles.width = width
+    if height is not None and (widget.styles.height is None or widget.styles.height.value != height):
+        widget.styles.height = height
+
+
 class ExplainTile(Vertical):
-    """Shows one :class:`core.explain.worker.PageTile`; ``selected`` frames it."""
+    """Shows one :class:`core.explain.worker.PageTile`; the selected tile's caption is reversed."""
 
     DEFAULT_CSS = """
     ExplainTile {
@@ -58,55 +82,57 @@ class ExplainTile(Vertical):
         height: 1fr;
         padding: 0 1 0 1;
     }
-    ExplainTile.-selected {
-        background: $accent 30%;
-    }
     ExplainTile > .tile-caption {
         width: auto;
         height: 2;
     }
-    ExplainTile.-wrong > .tile-caption {
-        color: $text-error;
-    }
-    ExplainTile.-selected > .tile-caption {
-        text-style: bold;
+    ExplainTile > .tile-bars {
+        display: none;
     }
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tile: Any = None
+        self.selected = False
         self._graphics = picture_widget_class()
 
     def compose(self) -> ComposeResult:
         if self._graphics is not None:
             yield self._graphics(classes="tile-picture")
         else:
-            yield Static(classes="tile-picture")
+            yield HalfBlockPicture(classes="tile-picture")
         yield Static(classes="tile-caption")
+        yield Static(classes="tile-bars")
+
+    def mark(self, selected: bool) -> None:
+        """Show whether this tile is the selected one."""
+        self.selected = selected
+        if self.tile is not None:
+            self.query_one(".tile-caption", Static).update(caption_text(self.tile, selected))
 
     def show(self, tile: Any, side: int, width: int, selected: bool) -> None:
         """Draw ``tile`` with panels of ``side`` pixels (``side`` columns, ``side / 2`` lines) in ``width`` columns."""
         self.tile = tile
-        self.set_class(selected, "-selected")
-        self.set_class(bool(tile.wrong), "-wrong")
         picture = self.query_one(".tile-picture")
         caption = self.query_one(".tile-caption", Static)
+        bar_view = self.query_one(".tile-bars", Static)
         bar_rows = (tile.record or {}).get("bars")
+        self.mark(selected)
+        if picture.display != (not bar_rows):
+            picture.display = not bar_rows
+            bar_view.display = bool(bar_rows)
         if bar_rows:
-            picture.styles.width, picture.styles.height = width, 8
-            if isinstance(picture, Static):
-                picture.update(bars([(str(n), float(v)) for n, v in bar_rows], width))
-            caption.update(Group(*(Text(line, no_wrap=True, overflow="ellipsis") for line in tile.caption)))
-            caption.styles.width = width
+            _size(bar_view, width, len(bar_rows))
+            bar_view.update(bars([(str(n), float(v)) for n, v in bar_rows], width))
+            _size(caption, width, None)
             return
         image = join_panels(tile.panels, side)
-        picture.styles.width, picture.styles.height = image.shape[1], (side + 1) // 2
-        if isinstance(picture, Static):
-            picture.update(HalfBlockImage(image))
+        _size(picture, image.shape[1], (side + 1) // 2)
+        if isinstance(picture, HalfBlockPicture):
+            picture.show(image)
         else:
             from PIL import Image
 
             picture.image = Image.fromarray(image, "RGB")
-        caption.styles.width = image.shape[1]
-        caption.update(Group(*(Text(line, no_wrap=True, overflow="ellipsis") for line in tile.caption)))
+        _size(caption, image.shape[1], None)
