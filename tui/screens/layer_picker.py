@@ -18,21 +18,21 @@ class LayerPickerScreen(ModalScreen[str | None]):
 
     def __init__(self, layers: list[str], labels: list[str], current: str | None, default: str | None) -> None:
         super().__init__()
-        self.layers, self.labels, self.current, self.default = layers, labels, current, default
+        self.layer_paths, self.layer_labels, self.current, self.default = layers, labels, current, default
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Layer for Grad-CAM and activations (enter picks, escape cancels)", classes="dialog-title")
             options = []
-            for path, label in zip(self.layers, self.labels):
+            for path, label in zip(self.layer_paths, self.layer_labels):
                 mark = "  (default)" if path == self.default else ""
                 options.append(Option(label + mark, id=path))
             yield OptionList(*options, id="layer-options")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
-        if self.current in self.layers:
-            options.highlighted = self.layers.index(self.current)
+        if self.current in self.layer_paths:
+            options.highlighted = self.layer_paths.index(self.current)
         options.focus()
 
     @on(OptionList.OptionSelected)
