@@ -59,6 +59,7 @@ class Explainer:
         if split not in SPLITS:
             raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}.")
         trainer = restored.trainer
+        self.restored = restored
         self.checkpoint: Path = restored.checkpoint
         self.config = restored.config
         self.split = split
@@ -92,7 +93,16 @@ class Explainer:
 
         if split not in SPLITS:
             raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}.")
-        return cls(restore_checkpoint(checkpoint, config=config, overrides=list(overrides)), split)
+        restored = restore_checkpoint(checkpoint, config=config, overrides=list(overrides))
+        try:
+            return cls(restored, split)
+        except BaseException:
+            restored.close()
+            raise
+
+    def close(self) -> None:
+        """End the worker processes of the restored trainer's loaders (the session stays usable)."""
+        self.restored.close()
 
     # ---- the model's view of the split --------------------------------------------------------
 
@@ -108,13 +118,16 @@ class Explainer:
             loader = build_loader(self.dataset, self.config.data, split=self.split, seed=self.config.run.seed,
                                   device_type=self.device.type)
             probs, losses, labels = [], [], []
-            with torch.inference_mode():
-                for batch in loader:
-                    x, y = batch[0].to(self.device), batch[1].to(self.device)
-                    logits = self.forward(x).float()
-                    probs.append(logits.softmax(1).cpu())
-                    losses.append(F.cross_entropy(logits, y, reduction="none").cpu())
-                    labels.append(y.cpu())
+            try:
+                with torch.inference_mode():
+                    for batch in loader:
+                        x, y = batch[0].to(self.device), batch[1].to(self.device)
+                        logits = self.forward(x).float()
+                        probs.append(logits.softmax(1).cpu())
+                        losses.append(F.cross_entropy(logits, y, reduction="none").cpu())
+                        labels.append(y.cpu())
+            finally:
+                loader.close()  # its worker processes end now, not whenever the collector finds them
             p = torch.cat(probs).numpy().astype(np.float32)
             self._predictions = Predictions(labels=torch.cat(labels).numpy().astype(np.int64),
                                             preds=p.argmax(1).astype(np.int64), probs=p,

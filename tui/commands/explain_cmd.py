@@ -52,13 +52,16 @@ def explain_command(
 
     explainer = Explainer.open(ckpt, config=config, split=split, overrides=overrides)
     console = Console(highlight=False)
-    if list_layers:
-        _print_layers(explainer, console, as_json)
-        return
-    selection = Selection(count=samples, mistakes=mistakes, class_name=class_name, predicted=predicted)
-    indices = explainer.select(selection)
-    explanation = explainer.explain(indices, method=canonical, layer=layer, target=target,
-                                    selection=selection.describe())
+    try:
+        if list_layers:
+            _print_layers(explainer, console, as_json)
+            return
+        selection = Selection(count=samples, mistakes=mistakes, class_name=class_name, predicted=predicted)
+        indices = explainer.select(selection)
+        explanation = explainer.explain(indices, method=canonical, layer=layer, target=target,
+                                        selection=selection.describe())
+    finally:
+        explainer.close()
     out_dir = out if out is not None else default_out_dir(ckpt, explanation.split, explanation.method, selection)
     explanation.save(out_dir)
     if as_json:
