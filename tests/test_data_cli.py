@@ -76,13 +76,14 @@ def test_piped_preview_and_its_png(tmp_path: Path) -> None:
     listed = " ".join(result.output.split())
     for k in range(1, 6):
         assert f"{k}. #" in listed
-    # The same command piped through a real pipe with FORCE_COLOR=1: coloured half blocks again.
-    env = dict(os.environ, FORCE_COLOR="1", COLORTERM="truecolor", COLUMNS="100")
-    env.pop("NO_COLOR", None)
-    piped = subprocess.run([sys.executable, "-m", "tui.cli", "data", "preview", str(cfg), "--n", "2"],
-                           capture_output=True, text=True, env=env, timeout=120)
-    assert piped.returncode == 0, piped.stderr
-    assert piped.stdout.count("▀") == 2 * 16 * 8 and "\x1b[38;2;" in piped.stdout
+    # The same command through a real pipe with FORCE_COLOR=1, as the hint says: coloured half blocks again
+    # (16 colours without a TERM; a terminal's TERM or COLORTERM=truecolor gives more).
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM", "COLORTERM")}
+    for extra, code in (({}, "\x1b[9"), ({"COLORTERM": "truecolor"}, "\x1b[38;2;")):
+        piped = subprocess.run([sys.executable, "-m", "tui.cli", "data", "preview", str(cfg), "--n", "2"],
+                               capture_output=True, text=True, env={**env, "FORCE_COLOR": "1", **extra}, timeout=120)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.count("▀") == 2 * 16 * 8 and code in piped.stdout, piped.stdout[-500:]
     bad = preview(cfg, "--out", str(tmp_path / "preview.jpg"))
     expect_user_error(bad, "--out", "preview.jpg", "PNG", "--out preview.png")
 

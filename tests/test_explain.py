@@ -225,6 +225,8 @@ def test_tabular_models_get_integrated_gradients_per_feature(tabular_ckpt: Path,
 
     expect_user_error(explain(tabular_ckpt, "--method", "gradcam", "--out", tmp_path / "x"),
                       "--method gradcam", "feature vectors", "--method integrated_gradients")
+    fix = explain(tabular_ckpt, "--method", "integrated_gradients", "--samples", "2", "--out", tmp_path / "x")
+    assert fix.exit_code == 0, fix.output
 
 
 def test_bad_input_exits_2_with_the_fix(image_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,8 +242,9 @@ def test_bad_input_exits_2_with_the_fix(image_ckpt: Path, tmp_path: Path, monkey
     mlp = train(tiny(tmp_path, "mlp", model={"name": "mlp", "hidden": [16]}, trainer={"epochs": 1}))
     expect_user_error(explain(mlp, "--method", "gradcam", *out), "no layer with a spatial output",
                       "--method saliency")
-    auto = explain(mlp, "--samples", "2", "--json", *out)
-    assert auto.exit_code == 0 and json.loads(auto.output)["method"] == "saliency"  # the default that fits
+    for args in ([], ["--method", "saliency"]):  # the default that fits, and the fix as the message says it
+        fits = explain(mlp, "--samples", "2", "--json", *args, *out)
+        assert fits.exit_code == 0 and json.loads(fits.output)["method"] == "saliency", fits.output
 
     # A checkpoint whose data cannot be rebuilt: the message says what is missing.
     saved = torch.load(image_ckpt, weights_only=True)
@@ -269,7 +272,7 @@ def test_inputs_that_are_not_images_or_features_are_refused_clearly() -> None:
 
 
 def test_layers_of_torchvision_models_and_transformers() -> None:
-    """ResNet: layer4; a ViT: the first norm of the last block, whose patch tokens still reach the class token."""
+    """ResNet: layer4 (at least 4x4); a ViT: the first norm of the last block, whose patch tokens still reach the class token."""
     from torchvision.models import resnet18
     from torchvision.models.vision_transformer import VisionTransformer
 
@@ -278,8 +281,11 @@ def test_layers_of_torchvision_models_and_transformers() -> None:
 
     torch.manual_seed(0)
     net = resnet18(num_classes=4).eval()
+    probe = probe_layers(net, net, torch.randn(1, 3, 128, 128))
+    assert probe.default == "layer4" and probe.get("layer4").shape == (512, 4, 4)
+    # at 64 pixels layer4 is 2x2 (which quadrant, no more): the default moves one block up
     probe = probe_layers(net, net, torch.randn(1, 3, 64, 64))
-    assert probe.default == "layer4" and probe.get("layer4").shape == (512, 2, 2)
+    assert probe.default == "layer3" and probe.get("layer4").shape == (512, 2, 2)
 
     vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
                             num_classes=3).eval()

@@ -8,7 +8,9 @@ on both: token layers are seen through :class:`TokenGrid`, which presents the pa
 ``(N, D, s, s)`` map.
 
 The default is the last convolutional block (the last spatial layer to finish: ``layer4`` of a
-ResNet, ``features`` of a VGG) or, for a transformer, the first token layer inside the last block
+ResNet at 224 pixels, ``features`` of a VGG) whose map has at least 4x4 cells — a 2x2 map only says
+which quadrant mattered, so small inputs get an earlier block (``stage2`` of the quickstart's 16-pixel
+CNN, not its 2x2 ``stage3``) — or, for a transformer, the first token layer inside the last block
 that holds an attention module (``encoder_layer_11.ln_1`` of a ViT): after that block's attention,
 patch tokens no longer reach the class token, so their gradients are zero.
 """
@@ -25,6 +27,8 @@ from torch import nn
 from core.errors import ModelError
 
 MAX_PREFIX_TOKENS = 8
+#: The default Grad-CAM layer's map has at least this many cells (when the model has such a layer).
+MIN_DEFAULT_CELLS = 16
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,9 @@ def probe_layers(model: nn.Module, forward: Callable[[Any], torch.Tensor], sampl
 
 def _default_layer(layers: list[LayerInfo], modules: dict[str, nn.Module], started: list[str]) -> str | None:
     order = {info.path: k for k, info in enumerate(layers)}
-    spatial = [info.path for info in layers if info.kind == "spatial"]
-    choice = spatial[-1] if spatial else None
+    spatial = [info for info in layers if info.kind == "spatial"]
+    fine = [info.path for info in spatial if info.shape[1] * info.shape[2] >= MIN_DEFAULT_CELLS]
+    choice = fine[-1] if fine else (spatial[-1].path if spatial else None)
     attention = [p for p in started if p and "attention" in type(modules[p]).__name__.lower()]
     if attention:
         block = attention[-1].rpartition(".")[0]

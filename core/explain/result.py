@@ -108,6 +108,9 @@ class Explanation:
         else:
             first = f"✓ {names[label]}" if label == pred else f"✗ {names[label]} → {names[pred]}"
         second = f"p={self.confidence(i):.2f}  loss={float(self.losses[i]):.2f}  #{int(self.indices[i])}"
+        if self.method == "gradcam" and self.maps is not None and float(self.maps[i].max()) <= 0.0:
+            # nothing at this layer speaks for the class: the overlay is flat, not broken
+            second += "  (empty map)"
         return [first, second]
 
     def records(self) -> list[dict[str, Any]]:
