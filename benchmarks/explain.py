@@ -172,7 +172,8 @@ def main() -> None:
             med = statistics.median(later)
             quick_results[f"gradcam_{threads}_threads"] = {"first_s": first, "later_s": harness.summary(later)}
             rows.append({"measure": f"quickstart Grad-CAM, {len(indices)} samples, {threads} thread(s)", "value": med,
-                         "unit": "s", "target": f"< {TARGET_GRADCAM_S:g}", "status": harness.verdict(med, TARGET_GRADCAM_S),
+                         "unit": "s", "target": f"< {TARGET_GRADCAM_S:g}",
+                         "status": harness.verdict(med, TARGET_GRADCAM_S),
                          "note": f"after the checkpoint is open ({open_s:.1f} s); first call {first:.2f} s"})
         torch.set_num_threads(2)
         for method in ("saliency", "integrated_gradients"):
@@ -207,8 +208,9 @@ def main() -> None:
             for size in ((120, 40),) if args.quick else ((120, 40), (80, 24)):
                 ms, cpu_ms, idle_ms = gallery_redraw(pages, size, max(3, reps * 2))
                 med = statistics.median(ms)
-                redraw[f"{label} {size[0]}x{size[1]}"] = {"wall_ms": harness.summary(ms), "cpu_ms": harness.summary(cpu_ms),
-                                                          "idle_pause_ms": harness.summary(idle_ms)}
+                redraw[f"{label} {size[0]}x{size[1]}"] = {
+                    "wall_ms": harness.summary(ms), "cpu_ms": harness.summary(cpu_ms),
+                    "idle_pause_ms": harness.summary(idle_ms)}
                 rows.append({"measure": f"gallery redraw, {label}, {size[0]}x{size[1]}", "value": med, "unit": "ms",
                              "target": f"< {TARGET_REDRAW_MS:g}", "status": harness.verdict(med, TARGET_REDRAW_MS),
                              "note": f"show() to the refreshed screen; CPU {statistics.median(cpu_ms):.1f} ms; "

@@ -22,7 +22,7 @@ def test_version() -> None:
 def test_every_design_command_is_registered() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("run", "watch", "ctl", "inspect", "diff", "export", "eval", "config", "data", "model"):
+    for command in ("run", "watch", "ctl", "inspect", "diff", "export", "eval", "explain", "config", "data", "model"):
         assert f" {command} " in result.output or f"\n  {command}" in result.output, command
     for group, subs in {"config": ("check", "show", "schema"), "data": ("preview",), "model": ("show", "graph")}.items():
         out = runner.invoke(app, [group, "-h"]).output

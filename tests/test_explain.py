@@ -169,7 +169,8 @@ def test_selections_methods_and_the_default_folder(image_ckpt: Path, tmp_path: P
     labels = [s["label"] for s in json.loads(per_class.output)["samples"]]
     assert labels == CLASSES * 2  # samples of every class, in turn
 
-    one = json.loads(explain(image_ckpt, "--class", "square", "--samples", "4", "--json", "--out", tmp_path / "b").output)
+    one = json.loads(explain(image_ckpt, "--class", "square", "--samples", "4", "--json", "--out", tmp_path / "b")
+                     .output)
     assert [s["label"] for s in one["samples"]] == ["square"] * 4
 
     sal = explain(image_ckpt, "--method", "saliency", "--target", "label", "--samples", "3", "--out", tmp_path / "s")
@@ -187,7 +188,8 @@ def test_selections_methods_and_the_default_folder(image_ckpt: Path, tmp_path: P
     ig = explain(image_ckpt, "--method", "ig", "--samples", "2", "--out", tmp_path / "ig")
     assert ig.exit_code == 0 and str(load_maps(tmp_path / "ig" / "maps.npz")["method"]) == "integrated_gradients"
 
-    acts = explain(image_ckpt, "--method", "activations", "--layer", "stage1", "--samples", "2", "--out", tmp_path / "act")
+    acts = explain(image_ckpt, "--method", "activations", "--layer", "stage1", "--samples", "2",
+                   "--out", tmp_path / "act")
     assert acts.exit_code == 0, acts.output
     a = load_maps(tmp_path / "act" / "maps.npz")
     assert a["activations"].shape == (2, 8, 8, 8) and a["channels"].shape == (2, 8)  # 8 strongest of stage1's 8x8 maps
@@ -231,8 +233,8 @@ def test_tabular_models_get_integrated_gradients_per_feature(tabular_ckpt: Path,
 
 def test_bad_input_exits_2_with_the_fix(image_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = ["--out", tmp_path / "bad"]
-    expect_user_error(explain(image_ckpt, "--layer", "stage9", *out), "--layer 'stage9'", "Candidates", "stage1 (8x8x8)",
-                      "stage2 (16x4x4)", "default (stage2)")
+    expect_user_error(explain(image_ckpt, "--layer", "stage9", *out), "--layer 'stage9'", "Candidates",
+                      "stage1 (8x8x8)", "stage2 (16x4x4)", "default (stage2)")
     expect_user_error(explain(image_ckpt, "--class", "hexagon", *out), "--class 'hexagon'", "circle, square, triangle")
     expect_user_error(explain(image_ckpt, "--method", "shap", *out), "--method 'shap'", "gradcam, saliency")
     expect_user_error(explain(tmp_path / "nope.pt"), "nope.pt", "no such checkpoint")
@@ -258,6 +260,22 @@ def test_bad_input_exits_2_with_the_fix(image_ckpt: Path, tmp_path: Path, monkey
     expect_user_error(explain(image_ckpt, *out), "needs Captum", "pip install 'ftui[explain]'")
 
 
+def test_a_torchvision_model_through_its_checkpoint(tmp_path: Path) -> None:
+    """resnet18 (torchvision, random weights) saved by the trainer and explained through the CLI."""
+    from core.training.trainer import Trainer
+
+    raw = tiny(tmp_path, "resnet", model={"name": "resnet18"})
+    raw["data"]["shapes"].update(image_size=32, train_size=16, val_size=8, test_size=8)
+    trainer = Trainer(config_from_dict(raw), record=False, default_callbacks=False)
+    trainer.setup()
+    ckpt = trainer.save_checkpoint(tmp_path / "resnet18.pt")
+    result = explain(ckpt, "--samples", "3", "--json", "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    # at 32 pixels: layer2 is 4x4, layer3 2x2, layer4 1x1 -- the last block with at least 4x4 cells
+    assert json.loads(result.output)["layer"] == "layer2"
+    assert load_maps(tmp_path / "r" / "maps.npz")["maps"].shape == (3, 32, 32)
+
+
 def test_inputs_that_are_not_images_or_features_are_refused_clearly() -> None:
     from core.errors import UserError
     from core.explain.session import _input_kind
@@ -272,7 +290,7 @@ def test_inputs_that_are_not_images_or_features_are_refused_clearly() -> None:
 
 
 def test_layers_of_torchvision_models_and_transformers() -> None:
-    """ResNet: layer4 (at least 4x4); a ViT: the first norm of the last block, whose patch tokens still reach the class token."""
+    """ResNet: layer4 (at least 4x4); a ViT: the first norm of the last block (its patch tokens reach the class token)."""
     from torchvision.models import resnet18
     from torchvision.models.vision_transformer import VisionTransformer
 

@@ -43,8 +43,11 @@ class Selection:
         """``worst 16 (highest loss)``, ``class circle``, ``true circle, predicted square``…"""
         if self.class_name is not None and self.predicted is not None:
             return f"true {self.class_name}, predicted {self.predicted}"
-        what = f"class {self.class_name}" if self.class_name is not None else "samples per class"
-        return f"worst {self.count} by loss" + (f" of {what}" if self.class_name else "") if self.mistakes else what
+        if self.predicted is not None:
+            return f"predicted {self.predicted}"
+        if self.mistakes:
+            return f"worst {self.count} by loss" + (f" of class {self.class_name}" if self.class_name else "")
+        return f"class {self.class_name}" if self.class_name is not None else "samples per class"
 
 
 class Explainer:

@@ -100,7 +100,9 @@ class Service:
         p = ex.predictions()
         probe = ex.probe() if ex.input_kind == "image" else None
         if ex.input_kind == "image":
-            usable = ["gradcam", "saliency", "integrated_gradients"] if probe and probe.layers else ["saliency", "integrated_gradients"]
+            usable = ["saliency", "integrated_gradients"]
+            if probe and probe.layers:
+                usable.insert(0, "gradcam")
         else:
             usable = ["integrated_gradients", "saliency"]
         return Overview(
@@ -143,11 +145,12 @@ class Service:
         e = self.explainer.explain(chosen, method=method, layer=layer if method == "gradcam" else None,
                                    target=target, selection=describe)
         records = e.records()
-        names = e.feature_names or ([f"f{j}" for j in range(e.maps.shape[1])] if e.maps is not None and e.maps.ndim == 2 else [])
+        tabular = e.input_kind == "features" and e.maps is not None
+        names = e.feature_names or ([f"f{j}" for j in range(e.maps.shape[1])] if tabular else [])
         for i, rec in enumerate(records):
             top = np.argsort(-e.probs[i])[:3]
             rec["top"] = [[e.class_names[int(k)], float(e.probs[i, k])] for k in top]
-            if e.input_kind == "features" and e.maps is not None:
+            if tabular:
                 strongest = np.argsort(-np.abs(e.maps[i]), kind="stable")[:BAR_FEATURES]
                 rec["bars"] = [[names[j], float(e.maps[i, j])] for j in strongest]
         tiles = [PageTile(e.panels(i) if e.input_kind == "image" else [], e.caption(i), wrong=not records[i]["correct"],
@@ -254,7 +257,9 @@ class ExplainWorker:
                         )
                 status, value = conn.recv()
             except (EOFError, OSError, ValueError) as exc:
-                raise WorkerError(f"the explain process is gone ({type(exc).__name__}); its log: {self.log_path}") from None
+                raise WorkerError(
+                    f"the explain process is gone ({type(exc).__name__}); its log: {self.log_path}"
+                ) from None
         if status != "ok":
             raise WorkerError(str(value))
         return value

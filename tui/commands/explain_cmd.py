@@ -67,11 +67,15 @@ def explain_command(
     if as_json:
         print(json.dumps(json_summary(explanation, out_dir), indent=1))
         return
-    console.print(render_explanation(explanation, out_dir, pictures=console.is_terminal and console.color_system is not None))
+    pictures = console.is_terminal and console.color_system is not None
+    console.print(render_explanation(explanation, out_dir, pictures=pictures))
 
 
 def default_out_dir(ckpt: Path, split: str, method: str, selection: Any) -> Path:
-    """``<run>/explain/<checkpoint>-<split>-<method>[-mistakes][-<class>]`` for a run's checkpoint, else ``./explain/...``."""
+    """``<run>/explain/<checkpoint>-<split>-<method>[-mistakes][-<class>]`` for a run's checkpoint.
+
+    Anything else (a checkpoint outside a run directory) goes to ``./explain/...``.
+    """
     parts = [ckpt.stem, split, method]
     if selection.mistakes:
         parts.append("mistakes")

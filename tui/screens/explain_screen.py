@@ -29,6 +29,8 @@ from tui.widgets.explain_gallery import ExplainGallery, Layout, plan_layout
 WIDE = 100
 SIDE_WIDTH = 44
 CHROME_LINES = 5
+#: Pages kept for going back and forth without asking the worker again.
+PAGE_CACHE = 32
 METHOD_NAMES = {"gradcam": "Grad-CAM", "saliency": "saliency", "integrated_gradients": "Integrated Gradients"}
 MODES = {"mistakes": "worst first", "per-class": "every class"}
 
@@ -62,6 +64,7 @@ class PageReady(Message):
     layout: Layout
     request: int
     select: int
+    key: tuple = ()
 
 
 @dataclass
@@ -138,7 +141,8 @@ class ExplainScreen(Screen):
         Binding("w", "mistakes", "Worst", tooltip="The samples with the highest loss first (the worst mistakes)."),
         Binding("c", "cycle_class", "Class", tooltip="Samples of every class, then of one class at a time."),
         Binding("x", "confusion", "Matrix", tooltip="Go to the confusion matrix; enter on a cell shows its samples."),
-        Binding("a", "activations", "Activations", tooltip="The strongest feature maps of the layer for the selected sample."),
+        Binding("a", "activations", "Activations",
+                tooltip="The strongest feature maps of the layer for the selected sample."),
     ]
 
     def __init__(self, checkpoint: Path | str, *, split: str = "test", standalone: bool = False,
@@ -190,8 +194,8 @@ class ExplainScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="explain-open")
     def open_checkpoint(self) -> None:
         try:
-            overview = self.explainer.call("open", checkpoint=str(self.checkpoint), split=self.split, config=self.config,
-                                        overrides=self.overrides)
+            overview = self.explainer.call("open", checkpoint=str(self.checkpoint), split=self.split,
+                                           config=self.config, overrides=self.overrides)
         except WorkerError as exc:
             self.post_message(Failed(str(exc), -1))
             return
@@ -239,15 +243,14 @@ class ExplainScreen(Screen):
             args = {"index": int(tile.record["index"]), "layer": self.view.layer}
             name = "activations"
         else:
-            key = ("page", self.view.mode, self.view.class_name, self.view.predicted, self.view.method, self.view.layer, self.view.target,
-                   self.view.offset, layout.capacity)
-            args = {"mode": self.view.mode, "offset": self.view.offset, "count": layout.capacity, "method": self.view.method,
-                    "layer": self.view.layer, "target": self.view.target, "class_name": self.view.class_name,
-                    "predicted": self.view.predicted}
+            v = self.view
+            key = ("page", v.mode, v.class_name, v.predicted, v.method, v.layer, v.target, v.offset, layout.capacity)
+            args = {"mode": v.mode, "offset": v.offset, "count": layout.capacity, "method": v.method,
+                    "layer": v.layer, "target": v.target, "class_name": v.class_name, "predicted": v.predicted}
             name = "page"
         cached = self._page_cache.get(key)
         if cached is not None and cached[1] == layout:
-            self.post_message(PageReady(cached[0], layout, self._request, select))
+            self.post_message(PageReady(cached[0], layout, self._request, select, key))
             return
         self.query_one(ExplainGallery).message(Text("computing…", style="italic"))
         self.fetch(name, args, key, layout, self._request, select)
@@ -259,10 +262,14 @@ class ExplainScreen(Screen):
         except WorkerError as exc:
             self.post_message(Failed(str(exc), request))
             return
-        self._page_cache[key] = (page, layout)
-        self.post_message(PageReady(page, layout, request, select))
+        self.post_message(PageReady(page, layout, request, select, key))
 
     async def on_page_ready(self, message: PageReady) -> None:
+        if message.key:
+            self._page_cache.pop(message.key, None)
+            self._page_cache[message.key] = (message.page, message.layout)  # the newest last
+            while len(self._page_cache) > PAGE_CACHE:
+                self._page_cache.pop(next(iter(self._page_cache)))
         if message.request != self._request:
             return  # a newer request is on its way
         page = message.page
@@ -308,7 +315,9 @@ class ExplainScreen(Screen):
             second = Text.assemble(("activations", "bold cyan"), f" of {page.layer}: the strongest channels of "
                                    f"sample {page.records[0]['index'] if page.records else '?'} (a or escape: back)")
         else:
-            how = METHOD_NAMES.get(self.view.method, self.view.method) + (f" at {self.view.layer}" if self.view.method == "gradcam" else "")
+            how = METHOD_NAMES.get(self.view.method, self.view.method)
+            if self.view.method == "gradcam":
+                how += f" at {self.view.layer}"
             target = "prediction" if self.view.target == "pred" else "true class"
             showing = self._mode_text()
             span = ""
@@ -328,7 +337,8 @@ class ExplainScreen(Screen):
         tile = self.query_one(ExplainGallery).selected_tile()
         detail = self.query_one("#explain-detail", Static)
         if tile is None or tile.record is None:
-            detail.update(Text("channel maps: brighter = stronger activation", style="dim") if self.view.activations else "")
+            hint = Text("channel maps: brighter = stronger activation", style="dim")
+            detail.update(hint if self.view.activations else "")
             return
         rec = tile.record
         verdict = Text("✓ right", style="bold green") if rec["correct"] else Text("✗ wrong", style="bold red")
@@ -374,7 +384,8 @@ class ExplainScreen(Screen):
         if self.overview is None:
             return
         methods = self.overview.methods
-        self.view.method = methods[(methods.index(self.view.method) + 1) % len(methods)] if self.view.method in methods else methods[0]
+        now = methods.index(self.view.method) if self.view.method in methods else -1
+        self.view.method = methods[(now + 1) % len(methods)]
         self.view.activations = False
         self.request_page(self.query_one(ExplainGallery).selected)
 
@@ -410,8 +421,11 @@ class ExplainScreen(Screen):
         ov = self.overview
         if ov is None:
             return
+        if self.view.mode == "per-class":
+            self._show_mode("class", ov.class_names[0])
+            return
         if self.view.mode != "class":
-            self._show_mode("class", ov.class_names[0]) if self.view.mode == "per-class" else self._show_mode("per-class")
+            self._show_mode("per-class")
             return
         k = ov.class_names.index(self.view.class_name) + 1 if self.view.class_name in ov.class_names else 0
         if k >= len(ov.class_names):
