@@ -41,6 +41,7 @@ class LayerInfo:
         shape: Output shape without the batch dimension.
         prefix: Tokens in front of the grid (token layers).
         side: Side of the token grid (token layers).
+        module: The module's class name (``Conv2d``, ``ReLU``, ``Sequential``...).
     """
 
     path: str
@@ -48,12 +49,17 @@ class LayerInfo:
     shape: tuple[int, ...]
     prefix: int = 0
     side: int = 0
+    module: str = ""
 
     def describe(self) -> str:
         """``layer4 (512x7x7)`` or ``encoder.layers.encoder_layer_11.ln_1 (197 tokens = 1 + 14x14, 768)``."""
         if self.kind == "tokens":
             return f"{self.path} ({self.shape[0]} tokens = {self.prefix} + {self.side}x{self.side}, {self.shape[1]})"
         return f"{self.path} ({'x'.join(str(d) for d in self.shape)})"
+
+    def label(self) -> str:
+        """:meth:`describe` with the module's class: ``stage3.5 (64x4x4) ReLU``."""
+        return f"{self.describe()} {self.module}".strip()
 
 
 @dataclass
@@ -111,12 +117,13 @@ def probe_layers(model: nn.Module, forward: Callable[[Any], torch.Tensor], sampl
         if path in seen:  # a module called twice keeps its first shape
             continue
         seen.add(path)
+        module = type(modules[path]).__name__
         if len(shape) == 3 and shape[1] * shape[2] > 1:
-            layers.append(LayerInfo(path, "spatial", shape))
+            layers.append(LayerInfo(path, "spatial", shape, module=module))
         elif len(shape) == 2:
             grid = token_grid(shape[0])
             if grid is not None:
-                layers.append(LayerInfo(path, "tokens", shape, prefix=grid[0], side=grid[1]))
+                layers.append(LayerInfo(path, "tokens", shape, prefix=grid[0], side=grid[1], module=module))
     return LayerProbe(layers, _default_layer(layers, modules, started))
 
 

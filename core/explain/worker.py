@@ -108,7 +108,7 @@ class Service:
         return Overview(
             checkpoint=str(checkpoint), split=ex.split, size=len(p.labels), class_names=ex.class_names,
             input_kind=ex.input_kind, methods=usable, default_method=ex.default_method(),
-            layers=probe.names() if probe else [], layer_labels=[i.describe() for i in probe.layers] if probe else [],
+            layers=probe.names() if probe else [], layer_labels=[i.label() for i in probe.layers] if probe else [],
             default_layer=probe.default if probe else None,
             confusion=p.confusion(len(ex.class_names)).tolist(), accuracy=p.accuracy(),
             mistakes=int((p.labels != p.preds).sum()),

@@ -158,7 +158,7 @@ def _print_layers(explainer: Any, console: Console, as_json: bool) -> None:
     default = probe.default if probe else None
     if as_json:
         print(json.dumps({"default": default, "layers": [
-            {"path": i.path, "kind": i.kind, "shape": list(i.shape)} for i in layers]}, indent=1))
+            {"path": i.path, "module": i.module, "kind": i.kind, "shape": list(i.shape)} for i in layers]}, indent=1))
         return
     if not layers:
         console.print("No layer with a spatial output: use --method saliency or integrated_gradients.")
@@ -166,8 +166,9 @@ def _print_layers(explainer: Any, console: Console, as_json: bool) -> None:
     table = Table(title="layers for --method gradcam / activations (in forward order)", title_justify="left",
                   header_style="bold")
     table.add_column("layer")
+    table.add_column("module")
     table.add_column("output")
     for info in layers:
         mark = "  (default)" if info.path == default else ""
-        table.add_row(info.path + mark, info.describe()[len(info.path) + 2:-1])
+        table.add_row(info.path + mark, info.module, info.describe()[len(info.path) + 2:-1])
     console.print(table)

@@ -129,7 +129,8 @@ class ExplainScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Leave activations or the matrix, or close the view."),
         Binding("left", "step(-1)", "Prev", show=False),
-        Binding("right", "step(1)", "Next", tooltip="Next sample (left: previous); pages turn at the ends."),
+        # arrows go without saying: the footer keeps its room for the keys that need one (? lists all)
+        Binding("right", "step(1)", "Next", show=False, tooltip="Next sample (left: previous); pages turn at the ends."),
         Binding("up", "step_row(-1)", "Up", show=False),
         Binding("down", "step_row(1)", "Down", show=False),
         Binding("pagedown,right_square_bracket", "page(1)", "Page", key_display="]",
@@ -137,7 +138,7 @@ class ExplainScreen(Screen):
         Binding("pageup,left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("m", "cycle_method", "Method", tooltip="Switch Grad-CAM, saliency, Integrated Gradients."),
         Binding("l", "pick_layer", "Layer", tooltip="Pick the layer Grad-CAM and activations look at."),
-        Binding("t", "toggle_target", "Target", tooltip="Explain the predicted class or the true class."),
+        Binding("t", "toggle_target", "Target", show=False, tooltip="Explain the predicted class or the true class."),
         Binding("w", "mistakes", "Worst", tooltip="The samples with the highest loss first (the worst mistakes)."),
         Binding("c", "cycle_class", "Class", tooltip="Samples of every class, then of one class at a time."),
         Binding("x", "confusion", "Matrix", tooltip="Go to the confusion matrix; enter on a cell shows its samples."),
