@@ -217,9 +217,10 @@ def test_tabular_models_get_integrated_gradients_per_feature(tabular_ckpt: Path,
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert [r["feature"] for r in summary["feature_ranking"]][0] in names
     # Integrated Gradients is complete: per sample, the attributions add up to f(x) - f(baseline).
-    from core.training.evaluate import restore_checkpoint
+    from core.training.rebuild import rebuild
 
-    model = restore_checkpoint(tabular_ckpt).trainer.model.eval()
+    with rebuild(tabular_ckpt) as rebuilt:
+        model = rebuilt.trainer.model.eval()
     x = torch.as_tensor(maps["features"])
     with torch.no_grad():
         gap = (model(x) - model(torch.zeros_like(x))).gather(1, torch.as_tensor(maps["targets"])[:, None])[:, 0]
@@ -274,6 +275,41 @@ def test_a_torchvision_model_through_its_checkpoint(tmp_path: Path) -> None:
     # at 32 pixels: layer2 is 4x4, layer3 2x2, layer4 1x1 -- the last block with at least 4x4 cells
     assert json.loads(result.output)["layer"] == "layer2"
     assert load_maps(tmp_path / "r" / "maps.npz")["maps"].shape == (3, 32, 32)
+
+
+def byo_checkpoint(root: Path, name: str, source: str, model: str, data_kwargs: dict, model_kwargs: dict,
+                   **sections: dict[str, Any]) -> Path:
+    """A tiny run of a sample bring-your-own config (the sample's files, named by absolute path)."""
+    code = SAMPLES / "byo"
+    raw = tiny(root, name, trainer={"epochs": 1, "device": "cpu", "cpu_threads": 1}, **sections)
+    raw["data"] = {"source": f"{code / source}", "kwargs": data_kwargs, "batch_size": 16, "num_workers": 0}
+    raw["model"] = {"name": f"{code / model}", "kwargs": model_kwargs}
+    return train(raw)
+
+
+def test_a_user_model_and_dataset_explained_with_consent(tmp_path: Path) -> None:
+    """The sample ConvMixer on the sample textures: refused until --trust-code, then explained as printed."""
+    ckpt = byo_checkpoint(tmp_path, "mixer", "textures.py:make_textures", "convmixer.py:ConvMixer",
+                          {"train_size": 48, "val_size": 16, "test_size": 24, "side": 16},
+                          {"dim": 16, "depth": 2, "kernel_size": 3, "patch_size": 2})
+    refused = explain(ckpt, "--samples", "4", "--out", tmp_path / "m")
+    expect_user_error(refused, "trained with your own code", "convmixer.py", "--trust-code")
+    printed = " ".join(refused.output.split()).split("run `", 1)[1].split("`", 1)[0]
+    assert printed == f"ftui explain {ckpt} --trust-code"
+    result = explain(*printed.split()[2:], "--samples", "4", "--json", "--out", tmp_path / "m")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["method"] == "gradcam" and summary["layer"] == "blocks"  # the user's mixer blocks, 8x8
+    maps = load_maps(tmp_path / "m" / "maps.npz")
+    assert maps["maps"].shape == (4, 16, 16) and list(maps["class_names"])[:2] == ["horizontal", "vertical"]
+
+
+def test_token_inputs_of_a_user_text_model_are_refused_with_exit_2(tmp_path: Path) -> None:
+    ckpt = byo_checkpoint(tmp_path, "text", "keywords.py:make_keywords", "text_encoder.py:TextEncoder",
+                          {"train_size": 32, "val_size": 16, "test_size": 16, "max_len": 16},
+                          {"dim": 16, "depth": 1, "heads": 2})
+    expect_user_error(explain(ckpt, "--trust-code", "--out", tmp_path / "t"),
+                      "a dict of attention_mask, input_ids", "images", "feature vectors", "ftui eval")
 
 
 def test_inputs_that_are_not_images_or_features_are_refused_clearly() -> None:

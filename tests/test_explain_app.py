@@ -25,7 +25,7 @@ from tui.screens.explain_screen import ExplainScreen
 from tui.widgets.explain_gallery import ExplainGallery
 from tui.widgets.explain_confusion import ConfusionPicker
 
-CKPT, ROOT = Path(sys.argv[1]), Path(sys.argv[2])
+CKPT, ROOT, BYO_ROOT = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 seen = {}
 
 def text(screen, selector):
@@ -92,14 +92,25 @@ async def wide():
         seen["closed"] = not app.is_running
 
 async def from_home():
-    app = FtuiApp(ROOT)
+    """e on a run trained with the user's code: the view asks before it runs that code."""
+    app = FtuiApp(BYO_ROOT)
     async with app.run_test(size=(100, 30)) as pilot:
         while not app.screen.scanned:
             await pilot.pause(0.05)
         await pilot.press("e")
         await pilot.pause(0.1)
-        seen["home_e"] = type(app.screen).__name__
-        seen["home_checkpoint"] = str(app.screen.checkpoint)
+        view = app.screen
+        seen["home_e"] = type(view).__name__
+        seen["home_checkpoint"] = str(view.checkpoint)
+        for _ in range(400):
+            if type(app.screen).__name__ == "ConfirmScreen":
+                break
+            await pilot.pause(0.05)
+        seen["consent"] = type(app.screen).__name__
+        seen["consent_text"] = str(app.screen.message)
+        await pilot.press("y")
+        await settle(pilot, view)
+        seen["byo"] = state(view)
         await pilot.press("escape"); await pilot.pause(0.1)
         seen["home_back"] = type(app.screen).__name__
 
@@ -128,10 +139,31 @@ def run_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return trainer.run.path / "checkpoints" / "last.pt"
 
 
-def test_explain_view_keys_at_two_sizes_without_torch_in_the_app(run_ckpt: Path) -> None:
+@pytest.fixture(scope="module")
+def byo_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample ConvMixer on the sample textures, tiny: a run whose checkpoint names the user's code."""
+    from core.training.trainer import Trainer
+
+    code = REPO / "sample_configs" / "byo"
+    raw = {
+        "run": {"name": "mixer", "root": str(tmp_path_factory.mktemp("byo")), "seed": 0},
+        "data": {"source": f"{code / 'textures.py'}:make_textures", "batch_size": 16, "num_workers": 0,
+                 "kwargs": {"train_size": 48, "val_size": 16, "test_size": 24, "side": 16}},
+        "model": {"name": f"{code / 'convmixer.py'}:ConvMixer",
+                  "kwargs": {"dim": 16, "depth": 2, "kernel_size": 3, "patch_size": 2}},
+        "trainer": {"epochs": 1, "device": "cpu", "cpu_threads": 1},
+        "logging": {"progress": "none", "system": False, "tensorboard": False},
+    }
+    trainer = Trainer(config_from_dict(raw))
+    trainer.fit()
+    return trainer.run.path / "checkpoints" / "best.pt"
+
+
+def test_explain_view_keys_at_two_sizes_without_torch_in_the_app(run_ckpt: Path, byo_ckpt: Path) -> None:
     root = run_ckpt.parent.parent.parent
-    out = subprocess.run([sys.executable, "-c", PILOT, str(run_ckpt), str(root)], cwd=REPO, capture_output=True,
-                         text=True, timeout=240)
+    byo_root = byo_ckpt.parent.parent.parent
+    out = subprocess.run([sys.executable, "-c", PILOT, str(run_ckpt), str(root), str(byo_root)], cwd=REPO,
+                         capture_output=True, text=True, timeout=240)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-3000:]
     seen = json.loads(lines[-1][len("RESULT "):])
@@ -167,6 +199,10 @@ def test_explain_view_keys_at_two_sizes_without_torch_in_the_app(run_ckpt: Path)
     assert seen["narrow_matrix"]["matrix_shown"] and not seen["narrow_matrix"]["gallery_shown"]
     assert seen["narrow_back"]["gallery_shown"] and not seen["narrow_back"]["matrix_shown"]
 
-    assert seen["home_e"] == "ExplainScreen" and seen["home_checkpoint"] == str(run_ckpt.parent / "best.pt")
+    assert seen["home_e"] == "ExplainScreen" and seen["home_checkpoint"] == str(byo_ckpt)
+    assert seen["consent"] == "ConfirmScreen"
+    assert "trained with your own code" in seen["consent_text"] and "convmixer.py" in seen["consent_text"]
+    assert seen["byo"]["error"] is None and "Grad-CAM at blocks" in seen["byo"]["header"]
+    assert seen["byo"]["tiles"] == 6
     assert seen["home_back"] == "HomeScreen"
     assert seen["torch_imported"] is False

@@ -196,6 +196,7 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the table.")] = False,
     list_layers: Annotated[bool, typer.Option("--list-layers", help="Print the layers gradcam/activations can use and exit.")] = False,
     app_: Annotated[bool, typer.Option("--app", help="Open the Explain view in the terminal instead of writing files.")] = False,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Import the model/data code the checkpoint names (only for code you trust).")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="Config to take the data from (default: the checkpoint's).")] = None,
     set_: SetOption = None,
 ) -> None:
@@ -205,7 +206,7 @@ def explain(
     explain_command(
         ckpt, config=config, split=split, method=method, layer=layer, samples=samples, mistakes=mistakes,
         class_name=class_, predicted=predicted, target=target, out=out, as_json=as_json, list_layers=list_layers,
-        overrides=list(set_ or []), app=app_,
+        overrides=list(set_ or []), app=app_, trust_code=trust_code,
     )
 
 

@@ -1,8 +1,8 @@
 """An explaining session on one checkpoint: predictions over a split, sample selection, attributions.
 
-The model and data come back through :func:`core.training.evaluate.restore_checkpoint`, the path
-``ftui eval`` takes, so whatever that path can rebuild (built-ins, torchvision models, user models)
-can be explained. What is needed of it: a module whose forward takes the batch's inputs and returns
+The model and data come back through :func:`core.training.rebuild.rebuild`, the one path
+``ftui eval`` takes too (with its consent rule for checkpoints that name the user's code), so
+whatever that path can rebuild (built-ins, torchvision and timm models, user models) can be explained. What is needed of it: a module whose forward takes the batch's inputs and returns
 logits, and datasets whose items are ``(inputs, label)``. Attribution needs the inputs to be one
 float tensor per sample: an image ``(C, H, W)`` or a feature vector ``(F,)``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -54,17 +54,20 @@ class Explainer:
     """A restored checkpoint, ready to explain samples of ``split``.
 
     Args:
-        restored: What :func:`core.training.evaluate.restore_checkpoint` returned.
+        rebuilt: What :func:`core.training.rebuild.rebuild` returned for ``checkpoint``.
+        checkpoint: The checkpoint's path (for messages and file names).
         split: ``val`` or ``test``.
     """
 
-    def __init__(self, restored: Any, split: str = "test") -> None:
+    def __init__(self, rebuilt: Any, checkpoint: Path | str, split: str = "test") -> None:
         if split not in SPLITS:
             raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}.")
-        trainer = restored.trainer
-        self.restored = restored
-        self.checkpoint: Path = restored.checkpoint
-        self.config = restored.config
+        trainer = rebuilt.trainer
+        self.rebuilt = rebuilt
+        self.checkpoint = Path(checkpoint)
+        self.config = rebuilt.config
+        self.code: list[str] = list(getattr(rebuilt, "code", []))
+        self.notices: list[str] = list(getattr(rebuilt, "notices", []))
         self.split = split
         self.data = trainer.data
         self.dataset = self.data.val if split == "val" else self.data.test
@@ -90,22 +93,29 @@ class Explainer:
 
     @classmethod
     def open(cls, checkpoint: Path | str, *, config: Path | str | None = None, split: str = "test",
-             overrides: Sequence[str] = ()) -> "Explainer":
-        """Restore ``checkpoint`` (and its data) and open a session on ``split``."""
-        from core.training.evaluate import restore_checkpoint
+             overrides: Sequence[str] = (), trust_code: bool = False, command: str | None = None,
+             announce: Callable[[list[str]], None] | None = None) -> "Explainer":
+        """Rebuild ``checkpoint`` (model and data) and open a session on ``split``.
+
+        A checkpoint that names the user's code is rebuilt only with ``trust_code`` or a ``config``
+        (``CodeNotTrusted``, exit 2, suggests ``command --trust-code``); ``announce`` gets the code
+        names before they are imported.
+        """
+        from core.training.rebuild import rebuild
 
         if split not in SPLITS:
             raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}.")
-        restored = restore_checkpoint(checkpoint, config=config, overrides=list(overrides))
+        rebuilt = rebuild(checkpoint, config=config, overrides=list(overrides), trust_code=trust_code,
+                          command=command or f"ftui explain {checkpoint}", announce=announce)
         try:
-            return cls(restored, split)
+            return cls(rebuilt, checkpoint, split)
         except BaseException:
-            restored.close()
+            rebuilt.trainer.cleanup()
             raise
 
     def close(self) -> None:
-        """End the worker processes of the restored trainer's loaders (the session stays usable)."""
-        self.restored.close()
+        """End the worker processes of the rebuilt trainer's loaders (the session stays usable)."""
+        self.rebuilt.trainer.cleanup()
 
     # ---- the model's view of the split --------------------------------------------------------
 

@@ -31,7 +31,14 @@ BAR_FEATURES = 8
 
 
 class WorkerError(Exception):
-    """The worker answered with an error (``str(exc)`` is the message for the user)."""
+    """The worker answered with an error (``str(exc)`` is the message for the user).
+
+    ``kind`` is the class name of the error in the worker (``CodeNotTrusted``, ``ModelError``...).
+    """
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -75,6 +82,8 @@ class Overview:
     confusion: list[list[int]]
     accuracy: float
     mistakes: int
+    code: list[str] = field(default_factory=list)  # the user's code imported to rebuild the model and data
+    notices: list[str] = field(default_factory=list)  # warnings, e.g. that code changed since the checkpoint
 
 
 class Service:
@@ -91,12 +100,13 @@ class Service:
         return method(**kwargs)
 
     def do_open(self, checkpoint: str, split: str = "test", config: str | None = None,
-                overrides: list[str] | None = None) -> Overview:
+                overrides: list[str] | None = None, trust_code: bool = False) -> Overview:
         from core.explain import methods
         from core.explain.session import Explainer
 
         methods.captum()
-        ex = self.explainer = Explainer.open(checkpoint, config=config, split=split, overrides=overrides or [])
+        ex = self.explainer = Explainer.open(checkpoint, config=config, split=split, overrides=overrides or [],
+                                             trust_code=trust_code, command=f"ftui explain {checkpoint} --app")
         p = ex.predictions()
         probe = ex.probe() if ex.input_kind == "image" else None
         if ex.input_kind == "image":
@@ -111,7 +121,7 @@ class Service:
             layers=probe.names() if probe else [], layer_labels=[i.label() for i in probe.layers] if probe else [],
             default_layer=probe.default if probe else None,
             confusion=p.confusion(len(ex.class_names)).tolist(), accuracy=p.accuracy(),
-            mistakes=int((p.labels != p.preds).sum()),
+            mistakes=int((p.labels != p.preds).sum()), code=ex.code, notices=ex.notices,
         )
 
     def _indices(self, mode: str, class_name: str | None, predicted: str | None) -> list[int]:
@@ -190,14 +200,14 @@ def serve(conn: Any) -> None:
             return
         name, kwargs = request
         try:
-            answer: tuple[str, Any] = ("ok", service.handle(name, kwargs))
+            answer: tuple[Any, ...] = ("ok", service.handle(name, kwargs))
         except (FtuiError, WorkerError) as exc:
-            answer = ("error", str(exc))
+            answer = ("error", str(exc), type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - reported in the view; the worker keeps serving
             import traceback
 
             traceback.print_exc()
-            answer = ("error", f"{type(exc).__name__}: {exc}")
+            answer = ("error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
         try:
             conn.send(answer)
         except (EOFError, OSError):
@@ -255,13 +265,13 @@ class ExplainWorker:
                         raise WorkerError(
                             f"the explain process ended (exit code {process.returncode}); its log: {self.log_path}"
                         )
-                status, value = conn.recv()
+                status, value, *kind = conn.recv()
             except (EOFError, OSError, ValueError) as exc:
                 raise WorkerError(
                     f"the explain process is gone ({type(exc).__name__}); its log: {self.log_path}"
                 ) from None
         if status != "ok":
-            raise WorkerError(str(value))
+            raise WorkerError(str(value), kind[0] if kind else "")
         return value
 
     def close(self) -> None:

@@ -36,12 +36,12 @@ def _print_note(note: str | None) -> None:
 
 
 def open_explain(checkpoint: Path, *, split: str, method: str | None, layer: str | None,
-                 config: Path | None = None, overrides: list[str] | None = None) -> None:
+                 config: Path | None = None, overrides: list[str] | None = None, trust_code: bool = False) -> None:
     """Open the Explain view of one checkpoint as the whole app."""
     from tui.app import FtuiApp
     from tui.terminal_images import prepare
 
     prepare()
     app = FtuiApp(explain=checkpoint, explain_split=split, explain_options={
-        "method": method, "layer": layer, "config": config, "overrides": overrides})
+        "method": method, "layer": layer, "config": config, "overrides": overrides, "trust_code": trust_code})
     app.run()

@@ -30,6 +30,7 @@ def explain_command(
     list_layers: bool,
     overrides: list[str],
     app: bool = False,
+    trust_code: bool = False,
 ) -> None:
     """Explain samples of ``ckpt``'s ``split`` and write ``maps.npz``, PNG grids and ``summary.json``."""
     if not ckpt.is_file():
@@ -45,12 +46,22 @@ def explain_command(
                             "--method out (or pick gradcam, saliency or integrated_gradients).")
         from tui.commands.app_cmd import open_explain
 
-        open_explain(ckpt, split=split, method=canonical, layer=layer, config=config, overrides=overrides)
+        open_explain(ckpt, split=split, method=canonical, layer=layer, config=config, overrides=overrides,
+                     trust_code=trust_code)
         return
     methods.captum()  # a missing install is reported before minutes of loading, not after
     from core.explain.session import Explainer, Selection
 
-    explainer = Explainer.open(ckpt, config=config, split=split, overrides=overrides)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def announce(names: list[str]) -> None:
+        for name in names:
+            err.print(f"running your code: {name}", markup=False)
+
+    explainer = Explainer.open(ckpt, config=config, split=split, overrides=overrides, trust_code=trust_code,
+                               command=f"ftui explain {ckpt}", announce=announce)
+    for notice in explainer.notices:
+        err.print(f"warning: {notice}", markup=False)
     console = Console(highlight=False)
     try:
         if list_layers:

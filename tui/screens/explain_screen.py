@@ -69,10 +69,11 @@ class PageReady(Message):
 
 @dataclass
 class Failed(Message):
-    """A request failed; ``message`` is for the user."""
+    """A request failed; ``message`` is for the user, ``kind`` the error's class in the worker."""
 
     message: str
     request: int
+    kind: str = ""
 
 
 def _lines(*lines: Text) -> Text:
@@ -148,8 +149,9 @@ class ExplainScreen(Screen):
 
     def __init__(self, checkpoint: Path | str, *, split: str = "test", standalone: bool = False,
                  method: str | None = None, layer: str | None = None, config: Path | None = None,
-                 overrides: list[str] | None = None) -> None:
+                 overrides: list[str] | None = None, trust_code: bool = False) -> None:
         super().__init__()
+        self.trust_code = trust_code
         self.config = str(config) if config is not None else None
         self.overrides = list(overrides or [])
         self.asked = {"method": method, "layer": layer}
@@ -196,9 +198,9 @@ class ExplainScreen(Screen):
     def open_checkpoint(self) -> None:
         try:
             overview = self.explainer.call("open", checkpoint=str(self.checkpoint), split=self.split,
-                                           config=self.config, overrides=self.overrides)
+                                           config=self.config, overrides=self.overrides, trust_code=self.trust_code)
         except WorkerError as exc:
-            self.post_message(Failed(str(exc), -1))
+            self.post_message(Failed(str(exc), -1, exc.kind))
             return
         self.post_message(Opened(overview))
 
@@ -208,6 +210,10 @@ class ExplainScreen(Screen):
         self.view.method = asked if asked in ov.methods else ov.default_method
         self.view.layer = self.asked["layer"] or ov.default_layer
         self.query_one(ConfusionPicker).show(ov.confusion, ov.class_names)
+        for name in ov.code:
+            self.notify(f"running your code: {name}", timeout=6)
+        for notice in ov.notices:
+            self.notify(notice, severity="warning", timeout=10)
         self.request_page()
 
     def _layout(self) -> Layout:
@@ -285,10 +291,29 @@ class ExplainScreen(Screen):
     def on_failed(self, message: Failed) -> None:
         if message.request not in (-1, self._request):
             return
+        if message.kind == "CodeNotTrusted" and not self.trust_code:
+            self._ask_consent(message.message)
+            return
         self.error = message.message
         self.query_one(ExplainGallery).message(Text(message.message, style="bold red"))
         self.notify(message.message, title="Explain", severity="error", timeout=10)
         self.ready = True
+
+    def _ask_consent(self, message: str) -> None:
+        """The checkpoint names the user's code: run it only if the user says yes here."""
+        from tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.trust_code = True
+                self.query_one(ExplainGallery).message(Text("Opening with your code…", style="italic"))
+                self.open_checkpoint()
+            else:
+                self.error = message
+                self.query_one(ExplainGallery).message(Text(message, style="bold red"))
+                self.ready = True
+
+        self.app.push_screen(ConfirmScreen("Run the code this checkpoint names?", message), answered)
 
     def on_resize(self) -> None:
         page = self.query_one(ExplainGallery).page
