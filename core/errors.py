@@ -40,6 +40,10 @@ class RunError(UserError):
     """A run directory or run name is invalid."""
 
 
+class CompressionError(UserError):
+    """A compression or export request that cannot be carried out as asked (pruning amount, layer, op)."""
+
+
 class TrainingFailed(FtuiError):
     """Training stopped because of a failure (non-finite loss, exception, out of memory)."""
 

@@ -16,7 +16,7 @@ from core.models import heads
 from core.models.simple import mlp, simple_cnn
 from core.models.timm_models import build_timm, is_timm_name
 from core.models.user import build_user_model
-from core.models.weights import LoadReport, is_weights_path, load_weights, torchvision_weights
+from core.models.weights import LoadReport, apply_state_dict, is_weights_path, read_weights, torchvision_weights
 
 BUILTIN = {"simple_cnn": simple_cnn, "mlp": mlp}
 # Models whose auxiliary classifiers would change the train-mode output to a tuple.
@@ -33,6 +33,8 @@ class BuiltModel:
     load_report: LoadReport | None = None
     notes: list[str] = field(default_factory=list)  # head replaced, stem adapted, head dropout
     code: dict[str, Any] | None = None  # what built it, for checkpoint["code"]["model"] (user code, timm)
+    # the structured-pruning record replayed on it (core.compress.record); checkpoints carry it on
+    compression: dict[str, Any] | None = None
 
 
 @functools.cache
@@ -57,6 +59,7 @@ def build_model(
     head_dropout: float = 0.0,
     facts: dict[str, Any] | None = None,
     model: Any = None,
+    compression: dict[str, Any] | None = None,
 ) -> BuiltModel:
     """Build ``cfg.name`` for ``num_classes`` classes and inputs of ``input_shape`` (without batch).
 
@@ -69,6 +72,10 @@ def build_model(
             default: ``num_classes`` and ``input_shape``.
         model: an ``nn.Module`` or a callable returning one, given from Python (``ftui.run(model=...)``);
             it replaces ``cfg.name``.
+        compression: the compression record of the checkpoint being restored. A model that was
+            pruned structurally has other tensor shapes than its config builds: this record (else the
+            one of a weights file that is a compressed ftui checkpoint) is replayed on the built model
+            before any weights are loaded.
 
     Raises:
         ModelError: unknown model name, unusable weights, user code that fails, or a model that does
@@ -110,10 +117,26 @@ def build_model(
         if cfg.head and cfg.head != head_path:
             head_path = _head_of(net, cfg.head, name)
             _size_head(net, head_path, num_classes, notes)
-    report = load_weights(net, weights_file, head_path=head_path) if weights_file else None
+    state, file_record = read_weights(weights_file) if weights_file else (None, None)
     if head_dropout > 0:
         notes.append(heads.set_head_dropout(net, head_path, head_dropout))
-    return BuiltModel(model=net, name=name, head_path=head_path, load_report=report, notes=notes, code=code)
+    structure = _structure(compression if compression is not None else file_record)
+    if structure is not None:
+        from core.compress.structure import example_input, replay
+
+        replay(net, structure, example_input(input_shape))
+        notes.append(f"pruned structure replayed: {len(structure['steps'])} step(s) from the checkpoint's record")
+    report = apply_state_dict(net, state, source=str(weights_file), head_path=head_path) if state is not None else None
+    return BuiltModel(model=net, name=name, head_path=head_path, load_report=report, notes=notes, code=code,
+                      compression=structure)
+
+
+def _structure(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not record:
+        return None
+    from core.compress.record import structural
+
+    return structural(record)
 
 
 def _image_or_flat(input_shape: tuple[int, ...] | dict[str, Any], name: str) -> tuple[int, ...]:

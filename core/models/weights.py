@@ -91,14 +91,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Raises:
         ModelError: missing file, unreadable file, pickled code, or no tensors inside.
     """
+    return read_weights(path)[0]
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """:func:`read_state_dict`, and the compression record when the file is a compressed ftui checkpoint.
+
+    The record (``checkpoint["compression"]``, see ``core.compress.record``) says how the tensor shapes
+    differ from the model its config builds; None for every other file.
+    """
     path = Path(path)
     if not path.exists():
-        raise ModelError(
-            f"model.weights: {path} does not exist; give the path of a .pt/.pth/.safetensors state dict or an "
-            f"ftui checkpoint, or a torchvision weights name such as IMAGENET1K_V1."
-        )
+        _raise_missing(path)
     if path.is_dir() or path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        return _read_safetensors(path), None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -118,7 +124,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"model.weights: {path} holds no tensors under a state-dict key (looked at the top level and "
             f"'model', 'state_dict', 'model_state_dict'); save it with torch.save(model.state_dict(), path)."
         )
-    return state
+    record = obj.get("compression") if isinstance(obj, Mapping) and "format" in obj and "model" in obj else None
+    return state, record if isinstance(record, dict) else None
+
+
+def _raise_missing(path: Path) -> None:
+    """Raise the message for a weights path that does not exist."""
+    raise ModelError(
+        f"model.weights: {path} does not exist; give the path of a .pt/.pth/.safetensors state dict or an "
+        f"ftui checkpoint, or a torchvision weights name such as IMAGENET1K_V1."
+    )
 
 
 def _first_line(exc: BaseException) -> str:

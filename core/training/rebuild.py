@@ -107,7 +107,29 @@ def rebuild(
     trainer = Trainer(cfg, record=False, default_callbacks=False, model=model, data=data)
     trainer.resumed_from = path
     trainer.setup(ckpt, weights_only=True)
+    _run_int8_in_onnx_runtime(trainer, ckpt, path)
     return Rebuilt(trainer=trainer, ckpt=ckpt, config=cfg, code=imported, notices=list(trainer.notices))
+
+
+def _run_int8_in_onnx_runtime(trainer: Any, ckpt: dict[str, Any], path: Path) -> None:
+    """An int8 variant of ``ftui compress`` evaluates as the int8 ONNX model it holds (docs/compress.md):
+    ``trainer.model`` keeps the float weights it was made from, ``trainer.eval_model`` runs the int8 one."""
+    from core.compress.record import ONNX_KEY, RECORD_KEY, quantized
+
+    if quantized(ckpt.get(RECORD_KEY)) is None:
+        return
+    blob = ckpt.get(ONNX_KEY)
+    if blob is None or not hasattr(blob, "numpy"):
+        trainer.cleanup()
+        raise CheckpointError(
+            f"{path}: its compression record says int8, but the int8 model ('{ONNX_KEY}') is missing. "
+            "Fix: run `ftui compress` on the source checkpoint again."
+        )
+    import torch
+
+    from core.compress.runtime import OrtClassifier
+
+    trainer.eval_model = OrtClassifier(blob.numpy().tobytes(), threads=torch.get_num_threads())
 
 
 def check_consent(

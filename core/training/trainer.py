@@ -223,6 +223,7 @@ class Trainer:
         self.built = build_model(
             model_cfg, self.data.num_classes, self.data.input_shape, head_dropout=cfg.finetune.head_dropout,
             facts=self.data.facts(), model=self.model_source,
+            compression=ckpt.get("compression") if ckpt else None,  # a pruned model's shapes
         )
         self.model = model = self.built.model
         model.to(self.device)
@@ -478,6 +479,7 @@ class Trainer:
             "code": self.code_record(),
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
             "run": {"name": self.run.name if self.run else None, "saved": time.time()},
+            **({"compression": self.built.compression} if self.built is not None and self.built.compression else {}),
         }
 
     def record_evaluation(self, split: str, metrics: dict[str, Any]) -> None:
