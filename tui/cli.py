@@ -247,13 +247,51 @@ def diff(
 @handles_errors
 def export(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint file.")],
-    format_: Annotated[str, typer.Option("--format", help="safetensors or state_dict.")] = "safetensors",
+    format_: Annotated[str, typer.Option("--format", help="safetensors, state_dict or onnx.")] = "safetensors",
     out: Annotated[Optional[Path], typer.Option("--out", help="Output path (default: beside the checkpoint).")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", min=7, help="onnx: ONNX opset (default: the newest both the exporter and the installed ONNX Runtime support).")] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="onnx: import the model code this checkpoint names (only for code you trust).")] = False,
 ) -> None:
-    """Export a checkpoint's weights (with metadata) as safetensors or a plain state dict."""
+    """Export a checkpoint's weights (safetensors, state dict) or its model (ONNX, verified in ONNX Runtime)."""
+    if format_ == "onnx":
+        from tui.commands.compress_cmd import export_onnx_command
+
+        export_onnx_command(ckpt, out=out, opset=opset, trust_code=trust_code)
+        return
     from tui.commands.inspect_cmd import export_command
 
     export_command(ckpt, format_=format_, out=out)
+
+
+@app.command()
+@handles_errors
+def compress(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file (runs/<name>/checkpoints/best.pt).")],
+    prune: Annotated[Optional[float], typer.Option("--prune", help="Fraction to prune, in (0, 1): of each layer's channels (structured) or of all weights (unstructured).")] = None,
+    prune_mode: Annotated[str, typer.Option("--prune-mode", help="structured (channels removed, tensors shrink; Torch-Pruning) or unstructured (weights zeroed; torch.nn.utils.prune).")] = "structured",
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: quantise with ONNX Runtime (the original and the pruned model).")] = None,
+    quant_mode: Annotated[str, typer.Option("--quant-mode", help="auto (static for conv nets, dynamic otherwise), static (calibrated) or dynamic.")] = "auto",
+    allow_float: Annotated[bool, typer.Option("--allow-float", help="Quantise what ONNX Runtime supports and keep the other layers float32.")] = False,
+    calibration_samples: Annotated[int, typer.Option("--calibration-samples", help="Training samples that calibrate static int8.")] = 256,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Fine-tune the pruned model N epochs, as a normal run (watch and steer it).")] = 0,
+    finetune_set: Annotated[Optional[list[str]], typer.Option("--finetune-set", help="Override a key of the fine-tuning run's config: --finetune-set optim.lr=0.001 (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: runs/<name>/compressed).")] = None,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Export each float variant to ONNX (verified) and time it in ONNX Runtime.")] = True,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for every latency measurement (default: torch's).")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=3, help="Timed runs per variant and batch size (median).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trade-off table as JSON.")] = False,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Import the model/data code this checkpoint names (only for code you trust).")] = False,
+) -> None:
+    """Prune and/or quantise a checkpoint; print the trade-off table (saved as tradeoff.json)."""
+    from core.compress.pipeline import CompressOptions
+    from tui.commands.compress_cmd import compress_command
+
+    options = CompressOptions(
+        prune=prune, prune_mode=prune_mode, quantize=quantize, quant_mode=quant_mode, allow_float=allow_float,
+        calibration_samples=calibration_samples, finetune_epochs=finetune_epochs, finetune_set=list(finetune_set or []),
+        out=out, onnx=onnx, threads=threads, repeats=repeats, trust_code=trust_code,
+    )
+    compress_command(ckpt, options, as_json=as_json)
 
 
 # ---------------------------------------------------------------------------------------------

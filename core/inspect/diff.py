@@ -63,6 +63,7 @@ class DiffReport:
     b: str
     tensors: list[TensorDiff]
     modules: list[ModuleDiff]
+    compression: dict[str, Any] | None = None  # what ftui compress did between A and B (see compression_between)
 
     def counts(self) -> dict[str, int]:
         """Tensors per status."""
@@ -87,6 +88,7 @@ class DiffReport:
                      shape_b=list(t.shape_b) if t.shape_b is not None else None)
                 for t in self.tensors
             ],
+            "compression": self.compression,
         }
 
 
@@ -161,7 +163,34 @@ def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> DiffReport:
     frozen.update({k: v for k, v in _top_level_frozen(b).items() if v is not None})
     for key, m in modules.items():
         m.frozen = frozen.get(key)
-    return DiffReport(str(a.path), str(b.path), tensors, list(modules.values()))
+    return DiffReport(str(a.path), str(b.path), tensors, list(modules.values()),
+                      compression=compression_between(a.raw or {}, b.raw or {}))
+
+
+def compression_between(a: dict, b: dict) -> dict[str, Any] | None:
+    """The compression steps B has and A has not (or the reverse), and the channels they removed.
+
+    ``direction`` is ``"a->b"`` when B was compressed from A (the usual ``ftui diff ORIGINAL VARIANT``),
+    ``"b->a"`` when the arguments are the other way round.
+    """
+    from core.compress import record as rec
+
+    steps_a, steps_b = rec.steps(a.get(rec.RECORD_KEY)), rec.steps(b.get(rec.RECORD_KEY))
+    if not steps_a and not steps_b:
+        return None
+    key = lambda s: (s.get("kind"), s.get("method"), str(s.get("history") or s.get("run") or s.get("amount")))  # noqa: E731
+    in_a = {key(s) for s in steps_a}
+    in_b = {key(s) for s in steps_b}
+    only_b = [s for s in steps_b if key(s) not in in_a]
+    only_a = [s for s in steps_a if key(s) not in in_b]
+    direction, new = ("a->b", only_b) if only_b or not only_a else ("b->a", only_a)
+    return {
+        "direction": direction,
+        "steps": [rec.describe_step(s) for s in new],
+        "channels": rec.channel_changes({"steps": new}),
+        "variant_a": (a.get(rec.RECORD_KEY) or {}).get("variant") if isinstance(a.get(rec.RECORD_KEY), dict) else None,
+        "variant_b": (b.get(rec.RECORD_KEY) or {}).get("variant") if isinstance(b.get(rec.RECORD_KEY), dict) else None,
+    }
 
 
 def _top_level_frozen(ckpt: LoadedCheckpoint) -> dict[str, bool | str | None]:

@@ -21,7 +21,7 @@ SUMMARY_SCHEMA = 1
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 _FTUI_KEYS = {"format", "ftui_version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
               "config", "data", "finetune", "metrics", "model_tree", "batch_idx", "callbacks", "run", "world_size",
-              "code"}
+              "code", "compression", "onnx"}
 _LIGHTNING_KEYS = {"state_dict", "epoch", "global_step", "pytorch-lightning_version", "optimizer_states",
                    "lr_schedulers", "callbacks", "hyper_parameters", "loops", "hparams_name"}
 
@@ -63,6 +63,7 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         "code": _code(raw),
         "lightning": _lightning(raw) if lightning else None,
         "metadata": dict(ckpt.metadata) or None,
+        "compression": compression_summary(raw),
         "other_keys": _other_keys(raw, ckpt),
     }
     return summary
@@ -82,6 +83,26 @@ def _code(raw: dict) -> list[dict[str, Any]] | None:
         if isinstance(entry, dict):
             out.append({"role": role, **to_jsonable(entry)})
     return out or None
+
+
+def compression_summary(raw: dict) -> dict[str, Any] | None:
+    """What ``ftui compress`` did to make this checkpoint (its ``compression`` record), or None."""
+    from core.compress import record as rec
+
+    record = raw.get(rec.RECORD_KEY)
+    if not isinstance(record, dict):
+        return None
+    blob = raw.get(rec.ONNX_KEY)
+    quant = rec.quantized(record) or {}
+    return {
+        "variant": _str_or_none(record.get("variant")),
+        "source": _str_or_none(record.get("source")),
+        "steps": [rec.describe_step(s) for s in rec.steps(record)],
+        "kinds": [str(s.get("kind")) for s in rec.steps(record)],
+        "channels": to_jsonable(rec.channel_changes(record)),
+        "float_layers": to_jsonable(quant.get("float_layers") or []),
+        "int8_model_bytes": blob.numel() * blob.element_size() if hasattr(blob, "numel") else None,
+    }
 
 
 def _other_keys(raw: dict, ckpt: LoadedCheckpoint) -> list[str]:

@@ -69,7 +69,9 @@ def export_command(ckpt: Path, *, format_: str, out: Path | None) -> None:
     from core.errors import CheckpointError
 
     if format_ not in EXPORT_FORMATS:  # checked before loading a possibly large file
-        raise CheckpointError(f"--format {format_!r} is not an export format. Use one of: {', '.join(EXPORT_FORMATS)}.")
+        raise CheckpointError(
+            f"--format {format_!r} is not an export format. Use one of: {', '.join((*EXPORT_FORMATS, 'onnx'))}."
+        )
     loaded = load_checkpoint(ckpt)
     written = export_weights(loaded, format_, out)
     from tui.widgets.inspect_render import fmt_bytes

@@ -24,6 +24,7 @@ from tui.widgets.inspect_metrics import MetricPlots
 from tui.widgets.inspect_panel import InspectPanel
 from tui.widgets.inspect_stats import TensorStatsView
 from tui.widgets.inspect_tree import LayerTree
+from tui.widgets.tradeoff_panel import TradeoffPanel
 
 
 class InspectScreen(Screen):
@@ -49,16 +50,20 @@ class InspectScreen(Screen):
         Binding("o", "tab('optimizer')", "Optimizer"),
         Binding("d", "tab('data')", "Data"),
         Binding("c", "tab('config')", "Config"),
+        Binding("t", "tab('compression')", "Trade-off"),
         Binding("escape,q", "close", "Close"),
     ]
 
     class Loaded(Message):
         """The checkpoint was opened and summarised (posted from the load worker)."""
 
-        def __init__(self, checkpoint: Any, summary: dict[str, Any]) -> None:
+        def __init__(self, checkpoint: Any, summary: dict[str, Any], tradeoff: dict[str, Any] | None = None,
+                     tradeoff_path: str | None = None) -> None:
             super().__init__()
             self.checkpoint = checkpoint
             self.summary = summary
+            self.tradeoff = tradeoff  # the tradeoff.json that describes this checkpoint, if any
+            self.tradeoff_path = tradeoff_path
 
     class LoadFailed(Message):
         """The checkpoint could not be opened; ``message`` says why."""
@@ -110,6 +115,8 @@ class InspectScreen(Screen):
                 yield InspectPanel(id="data-panel")
             with TabPane("Config", id="config"):
                 yield InspectPanel(id="config-panel")
+            with TabPane("Trade-off", id="compression"):
+                yield TradeoffPanel(id="tradeoff-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -132,7 +139,11 @@ class InspectScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - shown in the screen instead of killing the app
             self.post_message(self.LoadFailed(f"{self.path}: {type(exc).__name__}: {exc}"))
             return
-        self.post_message(self.Loaded(ckpt, summary))
+        from core.compress.tradeoff import find_tradeoff, read_tradeoff
+
+        found = find_tradeoff(self.path) if self.path.is_file() else None
+        table = read_tradeoff(found) if found is not None else None
+        self.post_message(self.Loaded(ckpt, summary, table, str(found) if table is not None else None))
 
     def on_inspect_screen_loaded(self, message: Loaded) -> None:
         from tui.widgets.inspect_render import config_view, data_table, metrics_table, optimizer_table, summary_table
@@ -146,6 +157,8 @@ class InspectScreen(Screen):
         self.query_one("#optimizer-panel", InspectPanel).show(optimizer_table(s))
         self.query_one("#data-panel", InspectPanel).show(data_table(s))
         self.query_one("#config-panel", InspectPanel).show(config_view(s))
+        self.query_one(TradeoffPanel).show(str(self.path), s.get("compression"), message.tradeoff,
+                                           message.tradeoff_path, compact=self.app.size.width < 110)
 
     def on_inspect_screen_load_failed(self, message: LoadFailed) -> None:
         self.query_one("#summary-panel", InspectPanel).show(Text(message.message, style="bold red"))

@@ -302,10 +302,56 @@ def diff_view(report: dict[str, Any], *, show_unchanged: bool = False) -> Render
         shape = lambda s: "×".join(map(str, s)) if s is not None else "-"  # noqa: E731
         tensors.add_row(t["name"], Text(t["status"], style=_STATUS_STYLE.get(t["status"], "")), shape(t["shape_a"]),
                         shape(t["shape_b"]), fmt_num(t["rel_change"]), fmt_num(t["max_abs_change"]))
-    return Group(head, modules, tensors)
+    parts: list[RenderableType] = [head, modules, tensors]
+    compression = report.get("compression")
+    if compression:
+        arrow = "A → B" if compression.get("direction") == "a->b" else "B → A"
+        steps = Text(f"Compression {arrow}:\n" + "\n".join(f"  {s}" for s in compression.get("steps") or []), style="bold")
+        parts.append(steps)
+        if compression.get("channels"):
+            parts.append(channels_table(compression["channels"], title=f"Channels removed ({arrow}; indices of the larger model)"))
+    return Group(*parts)
 
 
 def plain_report(summary: dict[str, Any]) -> RenderableType:
     """Everything ``ftui inspect --plain`` prints."""
-    return Group(summary_table(summary), modules_table(summary), tensors_table(summary), optimizer_table(summary),
-                 data_table(summary), metrics_table(summary))
+    parts: list[RenderableType] = [summary_table(summary)]
+    if summary.get("compression"):
+        parts.append(compression_view(summary["compression"]))
+    parts += [modules_table(summary), tensors_table(summary), optimizer_table(summary), data_table(summary),
+              metrics_table(summary)]
+    return Group(*parts)
+
+
+def compression_view(info: dict[str, Any]) -> RenderableType:
+    """A checkpoint's compression record as ``ftui inspect`` shows it (the summary's ``compression``)."""
+    table = Table(title="Compression", title_justify="left", box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_row("variant", str(info.get("variant") or "-"))
+    table.add_row("source", str(info.get("source") or "-"))
+    for i, step in enumerate(info.get("steps") or [], start=1):
+        table.add_row(f"step {i}", step)
+    if info.get("int8_model_bytes"):
+        table.add_row("int8 model", f"{fmt_bytes(info['int8_model_bytes'])} ONNX (runs in ONNX Runtime)")
+    floats = info.get("float_layers") or []
+    if floats:
+        table.add_row("kept float", ", ".join(f"{f.get('layer')} ({f.get('op')})" for f in floats))
+    parts: list[RenderableType] = [table]
+    if info.get("channels"):
+        parts.append(channels_table(info["channels"], title="Pruned channels (source → this checkpoint)"))
+    return Group(*parts)
+
+
+def channels_table(changes: list[dict[str, Any]], *, title: str = "Pruned channels", limit: int = 12) -> Table:
+    """Per layer and dimension: channels before → after, and which indices were removed."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("layer", "type", "dim", "before", "after", "removed (source indices)"):
+        table.add_column(col, justify="right" if col in ("before", "after") else "left",
+                         no_wrap=col != "removed (source indices)", overflow="fold")
+    for change in changes:
+        removed = [int(i) for i in change.get("removed") or []]
+        shown = ", ".join(map(str, removed[:limit])) + (f", … ({len(removed)} in all)" if len(removed) > limit else "")
+        table.add_row(str(change.get("module")), str(change.get("type") or ""), str(change.get("dim")),
+                      str(change.get("before")), str(change.get("after")), shown or "-")
+    return table
