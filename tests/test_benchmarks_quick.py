@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("trainer_overhead", "input_pipeline", "dashboard_ingest", "inspect_large", "startup", "gpu_throughput",
-              "explain")
+              "explain", "compression")
 
 
 def run_quick(name: str, out: Path) -> dict:
@@ -75,3 +75,7 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         assert 0 < seconds["help_cpu"]["median"] and 0 < seconds["watch_plots_cpu"]["median"]
     elif name == "gpu_throughput":
         assert results.get("skipped") is True or all(v["ftui_img_s"] > 0 for v in results["sizes"].values())
+    elif name == "compression":
+        names = [v["name"] for v in results["tables"]["tiny"]["variants"]]
+        assert names == ["original", "pruned50", "pruned50-ft1", "int8", "pruned50-ft1-int8"]
+        assert all(v["latency_ms"]["onnxruntime"]["1"] > 0 for v in results["tables"]["tiny"]["variants"])

@@ -301,13 +301,20 @@ _PROBE = textwrap.dedent("""
     assert '"format": "ftui"' in cli(pt, "--json") and "ftui" in cli(pt, "--plain")
     assert '"safetensors"' in cli(st, "--json")
     assert asyncio.run(first_screen(pt)) == "ftui"
-    sys.argv = ["ftui", "export", pt, "--format", "onnx"]  # a mistyped format: refused before torch loads
+    sys.argv = ["ftui", "export", pt, "--format", "tflite"]  # a mistyped format: refused before torch loads
     with contextlib.redirect_stderr(io.StringIO()) as err:
         try:
             main()
         except SystemExit as exc:
             assert exc.code == 2, exc.code
     assert "not an export format" in err.getvalue()
+    sys.argv = ["ftui", "export", st, "--format", "onnx"]  # weights only: no model to export, said without torch
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code == 2, exc.code
+    assert "exports the model" in err.getvalue()
     print("torch imported:", "torch" in sys.modules, "safetensors.torch imported:", "safetensors.torch" in sys.modules)
 """)
 

@@ -33,7 +33,7 @@ class FinetuneRun:
 
 
 # The pruned model is a trained one that lost some of its capacity, not a fresh one: half the run's
-# rate recovers it best in one epoch (resnet18 on shapes, docs/benchmarks.md benchmark 7: -1.2, -0.2
+# rate recovers it best in one epoch (resnet18 on shapes, docs/benchmarks.md benchmark 8: -1.2, -0.2
 # and -0.3 accuracy points at 1, 1/2 and 1/4 of the training lr).
 LR_FACTOR = 0.5
 
