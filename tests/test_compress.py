@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from core.compress.pipeline import CompressOptions, compress
 from core.errors import CompressionError
-from core.training.evaluate import evaluate_checkpoint, rebuild_checkpoint
+from core.training.evaluate import evaluate_checkpoint
+from core.training.rebuild import rebuild
 from core.training.trainer import Trainer
 from test_trainer_support import tiny_cfg
 from tui.cli import app
@@ -149,11 +150,11 @@ def test_onnx_export_parity_with_onnx_runtime(trained: Path, tmp_path: Path) -> 
     result = runner.invoke(app, ["export", str(trained), "--format", "onnx", "--out", str(target)])
     assert result.exit_code == 0, result.output
     assert "verified in ONNX Runtime" in result.output
-    rebuilt = rebuild_checkpoint(trained)
-    test = rebuilt.trainer.data.test
-    batch = torch.stack([test[i][0] for i in range(len(test))])
-    with torch.no_grad():
-        expected = rebuilt.trainer.model.eval()(batch).numpy()
+    with rebuild(trained) as rebuilt:
+        test = rebuilt.trainer.data.test
+        batch = torch.stack([test[i][0] for i in range(len(test))])
+        with torch.no_grad():
+            expected = rebuilt.trainer.model.eval()(batch).numpy()
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     actual = session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
     assert np.abs(actual - expected).max() <= 1e-4
@@ -290,3 +291,28 @@ async def test_inspector_shows_the_trade_off_tab(compressed: dict) -> None:
     assert "structured pruning 50%" in text and "stage1.0" in text
     acc = compressed["rows"]["pruned50"]["accuracy"]
     assert f"{acc:.2%}" in text  # the numbers of tradeoff.json are on the screen
+
+
+def test_a_user_model_exports_and_prunes_with_consent(tmp_path: Path) -> None:
+    """A model from the user's own file: ONNX export and pruning go through the one rebuild path,
+    which imports that file only with --trust-code."""
+    import onnxruntime as ort
+    from byo_support import byo_config
+
+    from core.config import load_config
+
+    trainer = Trainer(load_config(byo_config(tmp_path, trainer={"epochs": 1, "device": "cpu", "cpu_threads": 1})))
+    trainer.fit()
+    ckpt = trainer.run.path / "checkpoints" / "last.pt"
+    refused = runner.invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    assert refused.exit_code == 2 and "--trust-code" in refused.output and not (tmp_path / "m.onnx").exists()
+    done = runner.invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--trust-code"])
+    assert done.exit_code == 0, done.output
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {session.get_inputs()[0].name: np.zeros((2, 3, 8, 8), np.float32)})[0].shape == (2, 3)
+    result = compress(ckpt, CompressOptions(prune=0.5, onnx=False, repeats=3, trust_code=True, out=tmp_path / "c"),
+                      say=lambda _: None)
+    pruned = _load_safe(tmp_path / "c" / "pruned50.pt")["model"]
+    assert pruned["features.0.weight"].shape[0] == 4 and pruned["classifier.weight"].shape == (3, 8)
+    row = {r["name"]: r for r in result.table["variants"]}["pruned50"]
+    assert evaluate_checkpoint(tmp_path / "c" / "pruned50.pt", trust_code=True).metrics["acc"] == row["accuracy"]

@@ -30,7 +30,8 @@ def compress_command(ckpt: Path, options: object, *, as_json: bool = False) -> N
     console.print(f"saved: {result.tradeoff_path} (and one checkpoint per variant in {result.out})")
     first = next((v for v in result.table["variants"][1:]), None)
     if first is not None:
-        console.print(f"next:  ftui eval {first['checkpoint']}    ftui diff {result.table['source']} {first['checkpoint']}")
+        trust = " --trust-code" if getattr(options, "trust_code", False) else ""  # the variant names the same code
+        console.print(f"next:  ftui eval {first['checkpoint']}{trust}    ftui diff {result.table['source']} {first['checkpoint']}")
 
 
 def export_onnx_command(ckpt: Path, *, out: Path | None, opset: int | None, trust_code: bool = False) -> None:
