@@ -3,7 +3,8 @@
 Layout of ``<root>/<name>/`` (see ``docs/run-format.md``)::
 
     run.json        status and facts of the run, rewritten atomically
-    config.yaml     the resolved config
+    meta.json       what people add: tags, notes, archived (never written by the trainer)
+    config.yaml     the resolved config (config.json: the same as JSON, for fast readers)
     metrics.jsonl   events.jsonl  system.jsonl  layers.jsonl   append-only JSON lines
     metrics.columns the numbers of metrics.jsonl as NumPy columns (core.run_columns; format 2)
     model.json      the layer tree
@@ -39,6 +40,8 @@ FORMAT_VERSION = 2
 
 RUN_JSON = "run.json"
 CONFIG_YAML = "config.yaml"
+CONFIG_JSON = "config.json"
+META_JSON = "meta.json"
 METRICS = "metrics.jsonl"
 METRICS_COLUMNS = "metrics.columns"
 EVENTS = "events.jsonl"
@@ -49,11 +52,13 @@ CONTROL_DIR = "control"
 CHECKPOINT_DIR = "checkpoints"
 TB_DIR = "tb"
 STDOUT_LOG = "stdout.log"
+#: Deleted runs are moved here (under the runs root), never removed at once.
+TRASH_DIR = ".trash"
 
 class RunStatus(str, Enum):
     """A run's ``status`` in ``run.json``, with the exit code ``ftui run`` ends with in it.
 
-    The one table of exit codes (docs/run-format.md, DESIGN.md): 0 finished or stopped, 1 failed,
+    The one table of exit codes (docs/run-format.md, DESIGN.md): 0 finished, stopped or pruned, 1 failed,
     130 interrupted (SIGINT), 143 when SIGTERM interrupted it. Active statuses have none.
     """
 
@@ -71,6 +76,8 @@ class RunStatus(str, Enum):
     FAILED = ("failed", 1)
     INTERRUPTED = ("interrupted", 130)
     STOPPED = ("stopped", 0)
+    PRUNED = ("pruned", 0)
+    """A sweep's pruner stopped the run as hopeless (a ``prune`` control command); ends like ``stopped``."""
 
     @property
     def active(self) -> bool:
@@ -92,6 +99,8 @@ class RunStatus(str, Enum):
 
 STATUSES = tuple(status.value for status in RunStatus)
 ACTIVE_STATUSES = tuple(status.value for status in RunStatus if status.active)
+#: The statuses a run ends with.
+FINAL_STATUSES = tuple(status.value for status in RunStatus if not status.active)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +274,8 @@ class RunWriter:
             "best": None,
             "paths": {
                 "config": CONFIG_YAML,
+                "config_json": CONFIG_JSON,
+                "meta": META_JSON,
                 "metrics": METRICS,
                 "metrics_columns": METRICS_COLUMNS,
                 "events": EVENTS,
@@ -579,10 +590,12 @@ class RunReader:
         layers_tail_bytes: start ``layers.jsonl`` this many bytes from its end (a viewer showing recent
             per-layer statistics need not read a long run's history of them). None: from the start.
         columns: use ``metrics.columns`` when it is there.
+        files: the JSONL files to follow (all four by default): a follower that needs only the metrics
+            (a sweep reporting validations) reads nothing else.
     """
 
     def __init__(self, path: Path | str, *, step_bytes: int | None = None, layers_tail_bytes: int | None = None,
-                 columns: bool = True) -> None:
+                 columns: bool = True, files: tuple[str, ...] = (METRICS, EVENTS, SYSTEM, LAYERS)) -> None:
         self.path = Path(path)
         if not (self.path / RUN_JSON).is_file():
             raise RunError(
@@ -590,14 +603,14 @@ class RunReader:
                 "Fix: pass a directory created by `ftui run`, or a run name under the runs root."
             )
         self.step_bytes = step_bytes
-        self.tails = {name: JsonlTail(self.path / name) for name in (METRICS, EVENTS, SYSTEM, LAYERS)}
-        if layers_tail_bytes is not None:
+        self.tails = {name: JsonlTail(self.path / name) for name in files}
+        if layers_tail_bytes is not None and LAYERS in self.tails:
             self.tails[LAYERS].skip_to_end(layers_tail_bytes)
         self.info: dict[str, Any] = {}
         """run.json as last read."""
         self.model: dict[str, Any] | None = None
         """model.json as last read."""
-        self._columns = columns
+        self._columns = columns and METRICS in self.tails
         self._model_sig: tuple[int, int] | None = None
         self._stdout_sig: tuple[int, float] | None = None
         self._bad = 0
@@ -691,6 +704,77 @@ def _signature(path: Path, *, size_first: bool) -> tuple[Any, Any] | None:
     return (st.st_size, st.st_mtime) if size_first else (st.st_mtime_ns, st.st_size)
 
 
+# ---------------------------------------------------------------------------------------------
+# What people add to a run (meta.json) and the run's config
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """``meta.json``: tags, notes and the archived flag, written by ``ftui runs`` and the app.
+
+    Kept apart from ``run.json`` because the trainer rewrites that file from its own copy every few
+    seconds: a tag added to a running run there would be overwritten.
+    """
+
+    tags: tuple[str, ...] = ()
+    notes: str = ""
+    archived: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tags": list(self.tags), "notes": self.notes, "archived": self.archived, "updated": now()}
+
+
+def read_meta(path: Path | str) -> RunMeta:
+    """A run's :class:`RunMeta` (empty when it has no ``meta.json`` or the file is not valid)."""
+    raw = read_json(Path(path) / META_JSON) or {}
+    tags = raw.get("tags")
+    return RunMeta(
+        tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+        notes=str(raw.get("notes") or ""),
+        archived=bool(raw.get("archived", False)),
+    )
+
+
+def write_meta(path: Path | str, meta: RunMeta) -> None:
+    """Rewrite a run's ``meta.json`` atomically."""
+    atomic_write_text(Path(path) / META_JSON, json.dumps(meta.to_json(), indent=1) + "\n")
+
+
+def read_config(path: Path | str) -> dict[str, Any] | None:
+    """A run's resolved config as a nested dict: ``config.json``, else ``config.yaml`` (runs written
+    before config.json existed); None when neither is readable."""
+    path = Path(path)
+    found = read_json(path / CONFIG_JSON)
+    if found is not None:
+        return found
+    try:
+        text = (path / CONFIG_YAML).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    import yaml
+
+    try:
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def file_signature(path: Path) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of a file, or None when it is missing: a cheap "did it change" test."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def read_events(path: Path | str) -> list[dict[str, Any]]:
+    """Every event of a run (``events.jsonl``), in order."""
+    return JsonlTail(Path(path) / EVENTS).poll()
+
+
 def iter_runs(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Every run directory directly under ``root`` with its ``run.json``, newest first."""
     root = Path(root)
@@ -698,7 +782,8 @@ def iter_runs(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:
         return
     found = []
     for child in root.iterdir():
-        info = read_json(child / RUN_JSON) if child.is_dir() else None
+        # hidden directories (the trash) hold runs that are not listed
+        info = read_json(child / RUN_JSON) if child.is_dir() and not child.name.startswith(".") else None
         if info is not None:
             found.append((child, info))
     found.sort(key=lambda item: item[1].get("created") or 0, reverse=True)

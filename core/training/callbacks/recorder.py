@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import config_to_yaml
 from core.data.bundle import shape_json
-from core.runs import CONFIG_YAML, MODEL_JSON
+from core.runs import CONFIG_JSON, CONFIG_YAML, MODEL_JSON
 from core.training.callback import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +33,8 @@ class RecorderCallback(Callback):
         if run is None:
             return
         run.write_text(CONFIG_YAML, config_to_yaml(trainer.cfg))
+        # the same as JSON: a table of 1,000 runs reads it in milliseconds where YAML takes a second
+        run.write_json(CONFIG_JSON, trainer.cfg.model_dump(mode="json"))
         if trainer.model_tree is not None:
             run.write_json(MODEL_JSON, trainer.model_tree)
         epoch, batch = trainer.position
@@ -94,6 +96,10 @@ class RecorderCallback(Callback):
         if split != "train" or now - self._last_progress >= PROGRESS_EVERY_S:
             self._last_progress = now
             self._progress(trainer)
+        if split != "train":
+            # once per validation: a follower (a sweep reporting to its pruner, a viewer) sees the
+            # row together with run.json's new best instead of a flush budget later
+            run.flush()
 
     def on_train_batch_end(self, trainer: Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.run is not None:
