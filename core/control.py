@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pause": ((), ()),
     "resume": ((), ()),
     "stop": ((), ()),
+    "prune": ((), ("reason",)),
     "checkpoint": ((), ()),
     "validate": ((), ()),
 }
@@ -46,6 +47,7 @@ USAGE = {
     "pause": "pause",
     "resume": "resume",
     "stop": "stop",
+    "prune": "prune [--reason TEXT]",
     "checkpoint": "checkpoint",
     "validate": "validate",
 }
@@ -98,7 +100,7 @@ def validate_command(command: str, args: dict[str, Any]) -> dict[str, Any]:
     out = dict(args)
     if "lr" in out and out["lr"] is not None:
         out["lr"] = _positive_float("lr", out["lr"])
-    for key in ("pattern", "group"):
+    for key in ("pattern", "group", "reason"):
         if key in out:
             out[key] = str(out[key])
     return out

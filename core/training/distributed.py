@@ -39,7 +39,7 @@ PEER_ERROR_GRACE_S = 3.0
 
 # flags agreed at each step boundary (all-reduced with MAX)
 FLAG_SIGNAL, FLAG_STOP, FLAG_POLL, FLAG_TIME = range(4)
-STOP_CODES = {"stopped": 1, "finished": 2, "interrupted": 3}
+STOP_CODES = {"stopped": 1, "finished": 2, "interrupted": 3, "pruned": 4}
 STOP_STATUS = {v: k for k, v in STOP_CODES.items()}
 
 _flag_group: Any = None

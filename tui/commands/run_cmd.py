@@ -242,7 +242,7 @@ def _launcher_outcome(run_dir: Path, received: int | None, failure: tuple[int, s
         return 1
     if status == "interrupted":
         return 143 if received == signal.SIGTERM else 130
-    return {"finished": 0, "stopped": 0}.get(str(status), 1)
+    return {"finished": 0, "stopped": 0, "pruned": 0}.get(str(status), 1)
 
 
 def _summary(trainer: Any, console: Console) -> None:

@@ -15,6 +15,7 @@ STATUS_STYLES = {
     "failed": "bold white on red3",
     "interrupted": "bold black on yellow",
     "stopped": "bold black on yellow",
+    "pruned": "bold black on orange3",
     "lost": "bold white on magenta",
 }
 

@@ -62,6 +62,7 @@ class ControlCallback(Callback):
             "pause": self._pause,
             "resume": self._resume,
             "stop": self._stop,
+            "prune": self._prune,
             "checkpoint": self._checkpoint,
             "validate": self._validate,
         }
@@ -250,6 +251,12 @@ class ControlCallback(Callback):
     def _stop(self, trainer: Trainer, args: dict[str, Any]) -> str:
         trainer.request_stop(f"stopped by a control command ({args['_id']})", status="stopped")
         return f"stopping at step {trainer.global_step}; last.pt is saved on the way out"
+
+    def _prune(self, trainer: Trainer, args: dict[str, Any]) -> str:
+        # a stop whose final status says why: the trial was hopeless, not stopped by hand
+        reason = args.get("reason") or f"pruned by a control command ({args['_id']})"
+        trainer.request_stop(reason, status="pruned")
+        return f"pruning at step {trainer.global_step}; last.pt is saved on the way out"
 
     def _checkpoint(self, trainer: Trainer, args: dict[str, Any]) -> str:
         if not self._main:
