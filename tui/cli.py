@@ -42,6 +42,8 @@ model_app = typer.Typer(help="Look at a config's model before training.", no_arg
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+runs_app = typer.Typer(help="List and manage runs: ls, rm, restore, mv, tag, note, archive.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 
 def print_error(message: str) -> None:
@@ -375,6 +377,149 @@ def model_graph(
     from tui.commands.model_cmd import graph
 
     graph(config, format_=format_, depth=depth, overrides=list(set_ or []))
+
+
+# ---------------------------------------------------------------------------------------------
+# Many runs: manage, compare, sweep
+# ---------------------------------------------------------------------------------------------
+
+RootOption = Annotated[Path, typer.Option("--root", help="Runs root.")]
+RunsArg = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run names or directories.")]
+
+
+@app.command()
+@handles_errors
+def compare(
+    runs: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more run names or directories.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Compare runs: final metrics and the config keys that differ (the app's c key overlays their curves)."""
+    from tui.commands.compare_cmd import compare_command
+
+    raise typer.Exit(compare_command(runs, root, as_json=as_json))
+
+
+@app.command()
+@handles_errors
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="A searched key: KEY=loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH[:STEP], logint:LOW:HIGH or choice:A,B,C (repeatable).")],
+    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Trials in the study (all workers together).")] = 20,
+    parallel: Annotated[int, typer.Option("--parallel", "-j", min=1, help="Trials trained at once by this process.")] = 1,
+    set_: SetOption = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna RDB storage URL (default: sqlite file RUNS_ROOT/sweeps/NAME.db); the same URL on many machines shares the study.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Study name (default: RUN_NAME-sweep); the same name resumes or joins it.")] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe, random, grid, qmc or gp, with options as name:key=value,...")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median, percentile, hyperband, successive_halving, threshold or none, with options as name:key=value,...")] = "median",
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the sampler.")] = None,
+    root: Annotated[Optional[Path], typer.Option("--root", help="Runs root for the trials (default: the config's run.root).")] = None,
+) -> None:
+    """Search hyper-parameters with Optuna; each trial is an ordinary run (watch it, steer it)."""
+    from tui.commands.sweep_cmd import sweep_command
+
+    raise typer.Exit(sweep_command(config, list(param), trials=trials, parallel=parallel, overrides=list(set_ or []),
+                                   storage=storage, name=name, sampler=sampler, pruner=pruner, seed=seed, root=root))
+
+
+@runs_app.command("ls")
+@handles_errors
+def runs_ls(
+    filter_: Annotated[str, typer.Option("--filter", "-f", help="Filter: words, key=value, key>value (see docs/runs.md).")] = "",
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a column (name, status, best, duration, started...) or a config key.")] = None,
+    desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include archived runs.")] = False,
+    trash: Annotated[bool, typer.Option("--trash", help="List the deleted runs in the trash instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    root: RootOption = Path("runs"),
+) -> None:
+    """List runs with status, progress, best metric, duration and the config keys that differ."""
+    from tui.commands.runs_cmd import ls_command
+
+    ls_command(root, query=filter_, sort=sort, reverse=desc, show_all=all_, as_json=as_json, trash=trash)
+
+
+@runs_app.command("rm")
+@handles_errors
+def runs_rm(
+    runs: RunsArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Delete runs: move them to RUNS_ROOT/.trash (never a running run)."""
+    from tui.commands.runs_cmd import rm_command
+
+    raise typer.Exit(rm_command(runs, root, yes=yes))
+
+
+@runs_app.command("restore")
+@handles_errors
+def runs_restore(
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Names in the trash (ftui runs ls --trash).")],
+    root: RootOption = Path("runs"),
+) -> None:
+    """Move deleted runs back from the trash."""
+    from tui.commands.runs_cmd import restore_command
+
+    restore_command(names, root)
+
+
+@runs_app.command("mv")
+@handles_errors
+def runs_mv(
+    run_: Annotated[str, typer.Argument(metavar="RUN", help="Run name or directory.")],
+    new_name: Annotated[str, typer.Argument(metavar="NEW_NAME", help="The new name.")],
+    root: RootOption = Path("runs"),
+) -> None:
+    """Rename a run (never a running one)."""
+    from tui.commands.runs_cmd import mv_command
+
+    mv_command(run_, new_name, root)
+
+
+@runs_app.command("tag")
+@handles_errors
+def runs_tag(
+    run_: Annotated[str, typer.Argument(metavar="RUN", help="Run name or directory.")],
+    tags: Annotated[Optional[list[str]], typer.Argument(metavar="TAG...", help="Tags to add.")] = None,
+    remove: Annotated[Optional[list[str]], typer.Option("--remove", "-r", help="A tag to remove (repeatable).")] = None,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Add or remove tags of a run."""
+    from tui.commands.runs_cmd import tag_command
+
+    tag_command(run_, list(tags or []), list(remove or []), root)
+
+
+@runs_app.command("note")
+@handles_errors
+def runs_note(
+    run_: Annotated[str, typer.Argument(metavar="RUN", help="Run name or directory.")],
+    text: Annotated[str, typer.Argument(help="The note (\"\" clears it).")],
+    root: RootOption = Path("runs"),
+) -> None:
+    """Set a run's notes."""
+    from tui.commands.runs_cmd import note_command
+
+    note_command(run_, text, root)
+
+
+@runs_app.command("archive")
+@handles_errors
+def runs_archive(runs: RunsArg, root: RootOption = Path("runs")) -> None:
+    """Hide runs from listings (ls --all and the app's A key show them); nothing moves."""
+    from tui.commands.runs_cmd import archive_command
+
+    archive_command(runs, root, archived=True)
+
+
+@runs_app.command("unarchive")
+@handles_errors
+def runs_unarchive(runs: RunsArg, root: RootOption = Path("runs")) -> None:
+    """Show archived runs in listings again."""
+    from tui.commands.runs_cmd import archive_command
+
+    archive_command(runs, root, archived=False)
 
 
 def main() -> None:
