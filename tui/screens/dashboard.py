@@ -63,6 +63,8 @@ class DashboardScreen(Screen):
         Binding("l", "toggle_log", "Log y", tooltip="Switch the plots' y axis between linear and log."),
         Binding("e", "cycle_smoothing", "Smooth", tooltip="Cycle EMA smoothing of the plots: off, 0.6, 0.9, 0.98."),
         Binding("x", "cycle_x", "X axis", tooltip="Cycle the plots' x axis: step, epoch, wall time."),
+        Binding("k", "toggle_markers", "Markers", show=False,
+                tooltip="Show or hide event markers (U unfreeze, F freeze, L lr, P pause, G go on, R resume, C checkpoint)."),
         Binding("v", "cycle_split", "Split", tooltip="Show the confusion matrix of the next split (val, test)."),
         Binding("s", "stop", "Stop", tooltip="Stop the run (SIGTERM: it saves last.pt and ends interrupted)."),
         # not in the footer (full at 80 columns); ? and the command palette list it
@@ -74,6 +76,7 @@ class DashboardScreen(Screen):
     x_axis: reactive[str] = reactive("step")
     log_y: reactive[bool] = reactive(False)
     smoothing: reactive[float] = reactive(0.0)
+    show_markers: reactive[bool] = reactive(True)
     plot_options: reactive[PlotOptions] = reactive(PlotOptions())
     confusion_split: reactive[str | None] = reactive(None)
 
@@ -154,7 +157,7 @@ class DashboardScreen(Screen):
     # ---- drawing ------------------------------------------------------------------------------
 
     def compute_plot_options(self) -> PlotOptions:
-        return PlotOptions(x_axis=self.x_axis, log_y=self.log_y, smoothing=self.smoothing)
+        return PlotOptions(x_axis=self.x_axis, log_y=self.log_y, smoothing=self.smoothing, markers=self.show_markers)
 
     def watch_plot_options(self, options: PlotOptions) -> None:
         self._draw_plots(options)
@@ -237,6 +240,9 @@ class DashboardScreen(Screen):
 
     def action_toggle_log(self) -> None:
         self.log_y = not self.log_y
+
+    def action_toggle_markers(self) -> None:
+        self.show_markers = not self.show_markers
 
     def action_cycle_smoothing(self) -> None:
         self.smoothing = float(cycle(SMOOTHING_STEPS, self.smoothing))

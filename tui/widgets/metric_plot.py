@@ -13,6 +13,7 @@ import numpy as np
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
+from tui import markers as event_markers
 from tui.downsample import Series, minmax_downsample
 from tui.run_state import RunState
 
@@ -28,6 +29,8 @@ class PlotOptions:
     x_axis: str = "step"
     log_y: bool = False
     smoothing: float = 0.0
+    markers: bool = True
+    """Event markers (unfreeze, freeze, lr change, pause, resume, checkpoint) on the x axis."""
 
 
 class MetricPlot(PlotextPlot):
@@ -51,6 +54,7 @@ class MetricPlot(PlotextPlot):
         self._drawn: tuple | None = None
         self.drawn: dict[str, tuple[int, float]] = {}
         """Per split, the points handed to plotext at the last draw and the largest x (for tests)."""
+        self.drawn_markers: list[event_markers.Marker] = []
 
     def show(self, state: RunState, options: PlotOptions) -> None:
         """Redraw if the data or the options changed."""
@@ -70,23 +74,7 @@ class MetricPlot(PlotextPlot):
         return sorted(found, key=lambda item: (order.get(item[0], 9), item[0]))
 
     def _x(self, series: Series) -> np.ndarray:
-        axis = self.options.x_axis
-        if axis == "time":
-            started = None
-            if self.state is not None:
-                raw = self.state.info.get("started")
-                started = float(raw) if isinstance(raw, (int, float)) else None
-            t = series.column("time")
-            base = started if started is not None else (float(t[0]) if t.size else 0.0)
-            return (t - base) / 60.0
-        if axis == "epoch":
-            # Fractional epochs from the step, so many train points in one epoch are not a vertical line.
-            info = self.state.info if self.state is not None else {}
-            per_epoch = info.get("steps_per_epoch")
-            if isinstance(per_epoch, (int, float)) and per_epoch > 0:
-                return series.column("step") / float(per_epoch)
-            return series.column("epoch") + 1.0
-        return series.column("step")
+        return x_values(series, self.state.info if self.state is not None else {}, self.options.x_axis)
 
     def render(self) -> RenderResult:
         self._draw()
@@ -103,6 +91,8 @@ class MetricPlot(PlotextPlot):
         buckets = max(8, self.size.width - 10)
         drawn = 0
         self.drawn = {}
+        x_lo, x_hi = float("inf"), float("-inf")
+        y_lo, y_hi = float("inf"), float("-inf")
         for split, series in self._series():
             x = self._x(series)
             # Points measured once per epoch (val/test) are smoothed only if there are many.
@@ -115,16 +105,43 @@ class MetricPlot(PlotextPlot):
             if not xs.size:
                 continue
             self.drawn[split] = (int(xs.size), float(xs[-1]))
+            x_lo, x_hi = min(x_lo, float(xs.min())), max(x_hi, float(xs.max()))
+            finite = ys[np.isfinite(ys)]
+            if finite.size:
+                y_lo, y_hi = min(y_lo, float(finite.min())), max(y_hi, float(finite.max()))
             color = SPLIT_COLORS.get(split, "white")
             if xs.size == 1:
                 plt.scatter(xs.tolist(), ys.tolist(), label=split, color=color, marker="dot")
             else:
                 plt.plot(xs.tolist(), ys.tolist(), label=split, color=color, marker="braille")
             drawn += 1
+        self.drawn_markers = []
+        if opts.markers and drawn and self.state is not None and np.isfinite(y_hi):
+            found = event_markers.markers(self.state.events, opts.x_axis, self.state.info, (x_lo, x_hi))
+            if found:
+                event_markers.draw_in_lane(plt, found, x_lo, y_lo, y_hi, log=opts.log_y)
+                plt.title(f"{title}   {event_markers.legend(found)}")
+                self.drawn_markers = found
         if opts.log_y and drawn:
             plt.yscale("log")
         if not drawn:
             plt.title(f"{self.title}: no data yet")
+
+
+def x_values(series: Series, info: dict, axis: str) -> np.ndarray:
+    """A series' x on ``axis``: optimizer steps, fractional epochs, or minutes since the run started."""
+    if axis == "time":
+        raw = info.get("started")
+        t = series.column("time")
+        base = float(raw) if isinstance(raw, (int, float)) else (float(t[0]) if t.size else 0.0)
+        return (t - base) / 60.0
+    if axis == "epoch":
+        # Fractional epochs from the step, so many train points in one epoch are not a vertical line.
+        per_epoch = info.get("steps_per_epoch")
+        if isinstance(per_epoch, (int, float)) and per_epoch > 0:
+            return series.column("step") / float(per_epoch)
+        return series.column("epoch") + 1.0
+    return series.column("step")
 
 
 def cycle(options: tuple, current: object) -> object:
