@@ -12,9 +12,23 @@ from textual.widgets import Label, Static
 
 ABOUT = {
     "HomeScreen": (
-        "The runs under the runs root, refreshed every second, and the config files you can start a run "
-        "from (sample_configs/ and the current directory). Runs are separate processes: quitting ftui, "
-        "or losing the SSH connection, never stops them; come back with `ftui` or `ftui watch NAME`."
+        "The runs under the runs root, refreshed every second, with the config keys that differ between them "
+        "as columns, and the config files you can start a run from (sample_configs/ and the current "
+        "directory). / filters as you type (words match name, status and tags; key=value, key>value match "
+        "config keys: optim.lr<1e-3 status=finished tag=baseline); o or a header click sorts; space marks "
+        "runs for c compare, d delete (to the trash), t tag, a archive. Runs are separate processes: quitting "
+        "ftui, or losing the SSH connection, never stops them; come back with `ftui` or `ftui watch NAME`."
+    ),
+    "CompareScreen": (
+        "Runs side by side: their curves overlaid (one colour per run; x by step, epoch or minutes since each "
+        "run started), event markers in each run's colour (U unfreeze, F freeze, L lr change, P pause, G go on, "
+        "R resumed, C checkpoint), a table of final metrics and the config keys that differ (the best value in "
+        "green), and their confusion matrices. Runs of another task are set aside with the reason."
+    ),
+    "SweepScreen": (
+        "An Optuna sweep: every trial with its parameters, state (complete, pruned, fail, running) and value, "
+        "the best so far, and the history of values by trial. Each trial is an ordinary run: enter opens its "
+        "dashboard, where it can be steered like any run."
     ),
     "DashboardScreen": (
         "The live view of one run, read from its directory. Tabs: plots (loss, accuracy, learning rate), "

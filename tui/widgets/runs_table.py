@@ -1,84 +1,32 @@
-"""The home screen's table of runs: one row per run directory, updated in place."""
+"""The home screen's table of runs: status, progress, best, duration, tags and the config keys that
+differ between the listed runs; sorted and filtered by the screen, with marks for multi-select.
+
+:meth:`RunsTable.show` takes a :class:`core.run_index.Listing` and updates the table in place: cells
+that changed are rewritten, rows are rebuilt only when the set or the order of runs changed, and the
+cursor stays on the same run.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
+from textual.message import Message
 from textual.widgets import DataTable
 
-from core.runs import live_status
-from tui.run_state import display_epoch, format_best, format_duration, to_float
+from core.run_index import Listing, RunEntry
+from tui.listing_format import BASE_COLUMNS, best_header, cell, header
 from tui.widgets.run_header import status_text
 
-COLUMNS = (
-    ("name", "name"),
-    ("status", "status"),
-    ("model", "model"),
-    ("dataset", "dataset"),
-    ("progress", "epoch / step"),
-    ("best", "best"),
-    ("started", "started"),
-    ("duration", "duration"),
-)
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One run as shown in the table (plain text; built off the event loop)."""
-
-    path: Path
-    name: str
-    status: str
-    model: str
-    dataset: str
-    progress: str
-    best: str
-    started: str
-    duration: str
-    pid: int | None
-    host: str | None
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, dict):
-        return str(value.get("name") or value.get("source") or "—")
-    return str(value)
-
-
-def run_row(path: Path, info: dict[str, Any], clock: float | None = None) -> RunRow:
-    """A :class:`RunRow` from a run directory's ``run.json``."""
-    status = live_status(info)
-    started = to_float(info.get("started"))
-    ended = to_float(info.get("ended"))
-    if started is not None and ended is None and status in ("created", "running"):
-        ended = clock if clock is not None else time.time()
-    step = info.get("step")
-    progress = "—"
-    if info.get("epoch") is not None or step is not None:
-        progress = f"{display_epoch(info)} · {step if step is not None else '—'}"
-    return RunRow(
-        path=path,
-        name=str(info.get("name") or path.name),
-        status=status,
-        model=_text(info.get("model")),
-        dataset=_text(info.get("dataset")),
-        progress=progress,
-        best=format_best(info.get("best")) if info.get("best") is not None else "—",
-        started=time.strftime("%m-%d %H:%M", time.localtime(started)) if started else "—",
-        duration=format_duration(ended - started) if started is not None and ended is not None else "—",
-        pid=info.get("pid") if isinstance(info.get("pid"), int) else None,
-        host=info.get("host"),
-    )
+MARK = "mark"
+#: What a marked row shows in the first column.
+MARK_GLYPH = "●"
 
 
 class RunsTable(DataTable):
-    """Rows keyed by run directory; :meth:`show` adds, updates and removes rows in place."""
+    """Rows keyed by run directory; ``marked`` holds the keys of the runs selected with space."""
 
     DEFAULT_CSS = """
     RunsTable {
@@ -86,54 +34,127 @@ class RunsTable(DataTable):
     }
     """
 
+    @dataclass
+    class SortRequested(Message):
+        """A column header was clicked: sort by it (again: reverse)."""
+
+        column: str
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self.runs: dict[str, RunRow] = {}
+        self.fixed_columns = 2  # the mark and the name stay put while wide tables scroll
+        self.runs: dict[str, RunEntry] = {}
+        self.marked: set[str] = set()
+        self.sort_column: str | None = None
+        self.sort_reverse = False
+        self._columns: list[str] = []
+        self._cells: dict[str, tuple] = {}
+        self._headers: tuple = ()
 
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+    # ---- drawing ------------------------------------------------------------------------------
 
-    def show(self, rows: list[RunRow]) -> None:
-        """Make the table match ``rows`` (in that order), keeping the cursor on the same run."""
-        wanted = {str(r.path): r for r in rows}
-        if list(wanted) == list(self.runs) and all(wanted[k] == self.runs[k] for k in wanted):
-            return
-        selected = self.selected_path()
-        if list(wanted) == list(self.runs):
-            for key, row in wanted.items():
-                if row != self.runs[key]:
-                    for col, value in zip((c for c, _ in COLUMNS), self._cells(row)):
-                        # Widen the column when a value grows (a run fills in its model, times...).
-                        self.update_cell(key, col, value, update_width=True)
-        else:
+    def show(self, listing: Listing, clock: float | None = None) -> None:
+        """Make the table show ``listing``, keeping the cursor on the same run."""
+        clock = time.time() if clock is None else clock
+        columns = [MARK, *(k for k, _ in BASE_COLUMNS), *listing.hparams]
+        wanted = {str(e.path): e for e in listing.entries}
+        headers = tuple(self._header(c, listing) for c in columns)
+        selected = self.selected_key()
+        if columns != self._columns or headers != self._headers:
+            self.clear(columns=True)
+            for key, label in zip(columns, headers):
+                self.add_column(label, key=key)
+            self._columns, self._headers = columns, headers
+            self._cells = {}
+        if list(wanted) != list(self.runs) or not self._cells:
             self.clear()
-            for key, row in wanted.items():
-                self.add_row(*self._cells(row), key=key)
-            if selected is not None and str(selected) in wanted:
-                self.move_cursor(row=list(wanted).index(str(selected)))
+            self._cells = {key: self._row(entry, clock) for key, entry in wanted.items()}
+            self.add_rows_with_keys(self._cells)
+            if selected in wanted:
+                self.move_cursor(row=list(wanted).index(selected), animate=False)
+        else:
+            for key, entry in wanted.items():
+                cells = self._row(entry, clock)
+                old = self._cells[key]
+                if cells != old:
+                    for column, new_value, old_value in zip(self._columns, cells, old):
+                        if new_value != old_value:
+                            self.update_cell(key, column, new_value, update_width=True)
+                    self._cells[key] = cells
         self.runs = wanted
 
-    @staticmethod
-    def _cells(row: RunRow) -> tuple:
-        return (
-            Text(row.name, style="bold"),
-            status_text(row.status),
-            row.model,
-            row.dataset,
-            row.progress,
-            row.best,
-            row.started,
-            row.duration,
-        )
+    def add_rows_with_keys(self, rows: dict[str, tuple]) -> None:
+        for key, cells in rows.items():
+            self.add_row(*cells, key=key)
 
-    def selected(self) -> RunRow | None:
-        """The run under the cursor."""
+    def _header(self, column: str, listing: Listing) -> Text | str:
+        label = " " if column == MARK else best_header(listing.entries) if column == "best" else header(column)
+        if column == self.sort_column:
+            return Text(f"{label} {'▼' if self.sort_reverse else '▲'}", style="bold")
+        return Text(label, style="cyan") if column in listing.hparams else label
+
+    def _row(self, entry: RunEntry, clock: float) -> tuple:
+        out: list = []
+        for column in self._columns:
+            if column == MARK:
+                out.append(Text(MARK_GLYPH, style="bold magenta") if str(entry.path) in self.marked else " ")
+            elif column == "name":
+                out.append(Text(entry.name, style="dim" if entry.meta.archived else "bold"))
+            elif column == "status":
+                out.append(status_text(cell(entry, "status")))
+            elif column in ("best", "duration"):
+                out.append(Text(cell(entry, column, clock), justify="right"))
+            elif column == "tags":
+                out.append(Text(cell(entry, column), style="magenta"))
+            else:
+                out.append(cell(entry, column, clock))
+        return tuple(out)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = str(event.column_key.value)
+        if column != MARK:
+            self.post_message(self.SortRequested(column))
+
+    # ---- selection ----------------------------------------------------------------------------
+
+    def selected_key(self) -> str | None:
         if not self.runs or self.cursor_row < 0 or self.cursor_row >= self.row_count:
             return None
-        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
-        return self.runs.get(str(key))
+        return str(self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value)
+
+    def selected(self) -> RunEntry | None:
+        """The run under the cursor."""
+        key = self.selected_key()
+        return self.runs.get(key) if key is not None else None
 
     def selected_path(self) -> Path | None:
-        row = self.selected()
-        return row.path if row else None
+        entry = self.selected()
+        return entry.path if entry else None
+
+    def toggle_mark(self) -> None:
+        """Mark or unmark the run under the cursor, then move the cursor down."""
+        key = self.selected_key()
+        if key is None:
+            return
+        self.marked.symmetric_difference_update({key})
+        glyph = Text(MARK_GLYPH, style="bold magenta") if key in self.marked else " "
+        self.update_cell(key, MARK, glyph)
+        cells = list(self._cells.get(key, ()))
+        if cells:
+            cells[0] = glyph
+            self._cells[key] = tuple(cells)
+        if self.cursor_row < self.row_count - 1:
+            self.move_cursor(row=self.cursor_row + 1, animate=False)
+
+    def marked_entries(self) -> list[RunEntry]:
+        """The marked runs still listed, in table order."""
+        return [entry for key, entry in self.runs.items() if key in self.marked]
+
+    def targets(self) -> list[RunEntry]:
+        """What an action applies to: the marked runs, or the one under the cursor."""
+        marked = self.marked_entries()
+        if marked:
+            return marked
+        entry = self.selected()
+        return [entry] if entry is not None else []
