@@ -241,3 +241,27 @@ def test_held_time_is_not_training_time_in_an_epoch_or_at_its_start(tmp_path: Pa
     assert trainer.status == "finished" and info["train_seconds"] == round(trainer.train_seconds, 3)
     # neither the pause at the epoch start nor the 0.6 s held mid-epoch counts as training
     assert 0 < trainer.train_seconds <= wall - 1.2
+
+
+def test_prune_ends_the_run_pruned_with_its_reason_and_last_pt(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 3},
+                   logging={"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False,
+                            "layer_stats": False})
+    run = new_run(tmp_path, "hopeless")
+    control.send(run, "pause")  # held at the first epoch start, so the prune lands mid-run
+    trainer = Trainer(cfg, run_dir=run)
+    bg = Background(trainer)
+    try:
+        _wait(lambda: (json.loads((run / "run.json").read_text())).get("paused") is True)
+        answer = ask(run, "prune", {"reason": "pruned by sweep s: val/acc 0.1 after 1 epoch(s)"})
+        assert answer["status"] == "ok" and "pruning" in answer["message"]
+        bg.join()
+    finally:
+        if bg.thread.is_alive():
+            control.send(run, "resume")
+    assert trainer.status == "pruned" and trainer.exit_code == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "pruned" and info["stop_reason"].startswith("pruned by sweep s")
+    kinds = [json.loads(line)["kind"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert kinds[-1] == "pruned" and (run / "checkpoints" / "last.pt").is_file()
+    assert control.parse_cli_args("prune", ["--reason", "hopeless"]) == {"reason": "hopeless"}
