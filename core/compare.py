@@ -172,8 +172,12 @@ def incompatibility(reference: ComparedRun, run: ComparedRun) -> str | None:
     """Why ``run`` cannot be compared with ``reference``, or None."""
     if run is reference or reference.task is None or run.task is None or run.task == reference.task:
         return None
-    return (f"{run.name} is a {run.task} run ({run.entry.field('dataset')}) and {reference.name} a {reference.task} "
+    return (f"{run.name} is {_a(run.task)} run ({run.entry.field('dataset')}) and {reference.name} {_a(reference.task)} "
             f"run ({reference.entry.field('dataset')}): their losses and accuracies measure different problems")
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _scalar(value: Any) -> float | None:

@@ -189,7 +189,7 @@ class CompareScreen(Screen):
         options = self.plot_options if options is None else options
         runs = self.overlay_runs()
         for plot in self.query(OverlayPlot):
-            plot.show(runs, options, self.version)
+            plot.show(runs, options)
 
     def _draw_confusion(self) -> None:
         comparison = self.comparison

@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 
 from core import manage
 from core.errors import RunError
-from core.run_index import RunEntry, RunIndex, make_listing, parse_query
+from core.run_index import RunEntry, RunIndex, differing_keys, make_listing, parse_query
 from core.runs import CHECKPOINT_DIR, RUN_JSON, read_json
 from tui.listing_format import BASE_COLUMNS, header
 from tui.widgets.config_list import ConfigList, find_configs
@@ -71,6 +71,9 @@ class HomeScreen(Screen):
         self.scanned = False
         """True after the first scan arrived (tests wait for it)."""
         self.entries: list[RunEntry] = []
+        self._differing: list[str] = []
+        """Config keys that differ between all the runs (the filtered runs' columns are among them)."""
+        self._scan_sig: tuple = ()
         self.query_text = ""
         self.sort_column: str | None = None
         self.sort_reverse = False
@@ -113,11 +116,18 @@ class HomeScreen(Screen):
             self._wake.clear()
 
     def on_runs_scanned(self, message: RunsScanned) -> None:
+        # the index hands back the same objects for runs whose files did not change
+        sig = tuple((id(e.info), id(e.meta), id(e.config), e.status) for e in message.entries)
+        changed = sig != self._scan_sig
+        active = any(e.active for e in message.entries)
+        self._scan_sig = sig
         self.entries = message.entries
         table = self.query_one(RunsTable)
-        present = {str(e.path) for e in message.entries}
-        table.marked &= present
-        self.refresh_table()
+        if changed:
+            table.marked &= {str(e.path) for e in message.entries}
+            self._differing = differing_keys(message.entries)
+        if changed or active or not self.scanned:  # active runs: their durations move
+            self.refresh_table()
         if self._select_after_scan is not None and str(self._select_after_scan) in table.runs:
             # Put the cursor on the run just started, so enter watches it.
             table.move_cursor(row=list(table.runs).index(str(self._select_after_scan)))
@@ -136,7 +146,8 @@ class HomeScreen(Screen):
         table.sort_column, table.sort_reverse = self.sort_column, self.sort_reverse
         clock = time.time()
         listing = make_listing(self.entries, parse_query(self.query_text), sort=self.sort_column,
-                               reverse=self.sort_reverse, show_archived=self.show_archived, clock=clock)
+                               reverse=self.sort_reverse, show_archived=self.show_archived, clock=clock,
+                               candidates=self._differing)
         table.show(listing, clock)
         has_runs = bool(self.entries)
         table.display = has_runs

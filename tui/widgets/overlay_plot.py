@@ -14,7 +14,7 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from tui import markers as event_markers
-from tui.downsample import minmax_downsample
+from tui.downsample import Series, minmax_downsample
 from tui.run_state import RunState
 from tui.widgets.metric_plot import PlotOptions, x_values
 
@@ -58,18 +58,46 @@ class OverlayPlot(PlotextPlot):
         self.drawn: dict[str, tuple[int, float]] = {}
         """Per run name, the points drawn at the last draw and the largest x (for tests)."""
         self.drawn_markers: dict[str, list[event_markers.Marker]] = {}
+        self._reduced: dict[str, tuple[tuple, np.ndarray, np.ndarray]] = {}
+        """Per run, what its series was reduced from and the points: a run that did not change (a
+        finished one beside a live one) is not reduced again at the next redraw."""
 
-    def show(self, runs: list[OverlayRun], options: PlotOptions, version: int) -> None:
-        """Redraw when the runs' data (``version``) or the options changed."""
-        key = (version, options, tuple(r.name for r in runs))
+    def show(self, runs: list[OverlayRun], options: PlotOptions) -> None:
+        """Redraw when this plot's series, the runs' events or the options changed (new train rows
+        leave the validation plots alone)."""
+        key = (options, tuple(self._signature(r) for r in runs))
         if key == self._key:
             return
         self.runs, self.options, self._key = runs, options, key
         self.refresh()
 
+    def _signature(self, run: OverlayRun) -> tuple:
+        series = run.state.series.get((self.split, self.metric))
+        info = run.state.info
+        return (run.name, run.color, len(series) if series is not None else 0, run.state.events_total,
+                info.get("started"), info.get("steps_per_epoch"))
+
     def render(self) -> RenderResult:
         self.draw()
         return super().render()
+
+    def _reduce(self, run: OverlayRun, series: Series, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+        """The run's points for this plot: smoothed, on the x axis, at most two per bucket (cached)."""
+        opts = self.options
+        info = run.state.info
+        source = (len(series), opts.x_axis, opts.smoothing, opts.log_y, buckets, info.get("started"),
+                  info.get("steps_per_epoch"))
+        cached = self._reduced.get(run.name)
+        if cached is not None and cached[0] == source:
+            return cached[1], cached[2]
+        x = x_values(series, info, opts.x_axis)
+        y = series.smoothed(opts.smoothing if len(series) > 20 else 0.0)
+        if opts.log_y:
+            keep = y > 0
+            x, y = x[keep], y[keep]
+        xs, ys = minmax_downsample(x, y, buckets)
+        self._reduced[run.name] = (source, xs, ys)
+        return xs, ys
 
     def draw(self) -> None:
         """Build the figure (called by :meth:`render`; public so a benchmark can time it alone)."""
@@ -86,12 +114,7 @@ class OverlayPlot(PlotextPlot):
             series = run.state.series.get((self.split, self.metric))
             if series is None or not len(series):
                 continue
-            x = x_values(series, run.state.info, opts.x_axis)
-            y = series.smoothed(opts.smoothing if len(series) > 20 else 0.0)
-            if opts.log_y:
-                keep = y > 0
-                x, y = x[keep], y[keep]
-            xs, ys = minmax_downsample(x, y, buckets)
+            xs, ys = self._reduce(run, series, buckets)
             if not xs.size:
                 continue
             self.drawn[run.name] = (int(xs.size), float(xs[-1]))

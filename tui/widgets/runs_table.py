@@ -23,6 +23,10 @@ from tui.widgets.run_header import status_text
 MARK = "mark"
 #: What a marked row shows in the first column.
 MARK_GLYPH = "●"
+#: Rows added at once (more than a tall terminal shows); the rest follow after each repaint, in steps:
+#: DataTable measures every cell it is given, about a third of a second per 1,000 rows.
+FIRST_ROWS = 80
+ROWS_PER_STEP = 200
 
 
 class RunsTable(DataTable):
@@ -50,6 +54,10 @@ class RunsTable(DataTable):
         self._columns: list[str] = []
         self._cells: dict[str, tuple] = {}
         self._headers: tuple = ()
+        self._made: dict[str, tuple[tuple, tuple]] = {}
+        """key -> (what the cells were made from, the cells): rows of runs that did not change are reused."""
+        self._pending: list[str] = []
+        """Keys of rows still to add (the table fills in steps)."""
 
     # ---- drawing ------------------------------------------------------------------------------
 
@@ -61,37 +69,70 @@ class RunsTable(DataTable):
         headers = tuple(self._header(c, listing) for c in columns)
         selected = self.selected_key()
         if columns != self._columns or headers != self._headers:
+            self._pending = []
             self.clear(columns=True)
             for key, label in zip(columns, headers):
                 self.add_column(label, key=key)
             self._columns, self._headers = columns, headers
-            self._cells = {}
+            self._cells, self._made = {}, {}
         if list(wanted) != list(self.runs) or not self._cells:
             self.clear()
-            self._cells = {key: self._row(entry, clock) for key, entry in wanted.items()}
-            self.add_rows_with_keys(self._cells)
+            self._pending = []
+            self._cells = {key: self._cached_row(key, entry, clock) for key, entry in wanted.items()}
+            keys = list(wanted)
+            at = keys.index(selected) if selected in wanted else 0
+            first = max(FIRST_ROWS, at + 1)
+            self._add(keys[:first])
+            self._pending = keys[first:]
+            if self._pending:
+                self.call_after_refresh(self._add_more)
             if selected in wanted:
-                self.move_cursor(row=list(wanted).index(selected), animate=False)
+                self.move_cursor(row=at, animate=False)
         else:
             for key, entry in wanted.items():
-                cells = self._row(entry, clock)
+                cells = self._cached_row(key, entry, clock)
                 old = self._cells[key]
                 if cells != old:
+                    self._cells[key] = cells
+                    if key not in self.rows:
+                        continue  # still to be added: it will be added with these cells
                     for column, new_value, old_value in zip(self._columns, cells, old):
                         if new_value != old_value:
                             self.update_cell(key, column, new_value, update_width=True)
-                    self._cells[key] = cells
         self.runs = wanted
 
-    def add_rows_with_keys(self, rows: dict[str, tuple]) -> None:
-        for key, cells in rows.items():
-            self.add_row(*cells, key=key)
+    def _add(self, keys: list[str]) -> None:
+        for key in keys:
+            self.add_row(*self._cells[key], key=key)
+
+    def _add_more(self) -> None:
+        """Add the next step of rows, then come back after the next repaint."""
+        step, self._pending = self._pending[:ROWS_PER_STEP], self._pending[ROWS_PER_STEP:]
+        self._add([k for k in step if k in self._cells and k not in self.rows])
+        if self._pending:
+            self.call_after_refresh(self._add_more)
+
+    @property
+    def filling(self) -> bool:
+        """True while rows are still being added."""
+        return bool(self._pending)
 
     def _header(self, column: str, listing: Listing) -> Text | str:
         label = " " if column == MARK else best_header(listing.entries) if column == "best" else header(column)
         if column == self.sort_column:
             return Text(f"{label} {'▼' if self.sort_reverse else '▲'}", style="bold")
         return Text(label, style="cyan") if column in listing.hparams else label
+
+    def _cached_row(self, key: str, entry: RunEntry, clock: float) -> tuple:
+        """The row's cells, made again only when the run changed (or, while it trains, its clock did)."""
+        source = (id(entry.info), id(entry.meta), id(entry.config), entry.status, key in self.marked,
+                  int(clock) if entry.active else None)
+        made = self._made.get(key)
+        if made is not None and made[0] == source:
+            return made[1]
+        cells = self._row(entry, clock)
+        self._made[key] = (source, cells)
+        return cells
 
     def _row(self, entry: RunEntry, clock: float) -> tuple:
         out: list = []
@@ -144,6 +185,7 @@ class RunsTable(DataTable):
         if cells:
             cells[0] = glyph
             self._cells[key] = tuple(cells)
+        self._made.pop(key, None)
         if self.cursor_row < self.row_count - 1:
             self.move_cursor(row=self.cursor_row + 1, animate=False)
 
