@@ -16,7 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("trainer_overhead", "input_pipeline", "dashboard_ingest", "inspect_large", "startup", "gpu_throughput",
-              "explain", "compression")
+              "explain", "compression", "runs_table", "overlay_redraw",
+              pytest.param("sweep_overhead", marks=pytest.mark.slow))
 
 
 def run_quick(name: str, out: Path) -> dict:
@@ -73,6 +74,17 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         assert seconds["help"]["median"] > seconds["python_pass"]["median"] > 0
         assert seconds["watch_plots"]["median"] > 0 and seconds["watch_header"]["median"] > 0
         assert 0 < seconds["help_cpu"]["median"] and 0 < seconds["watch_plots_cpu"]["median"]
+    elif name == "runs_table":
+        assert results["config"]["runs"] == 50 and results["headless"]["rows_left"] >= 0
+        assert results["open_s"]["median"] > 0 and len(results["headless"]["key_ms"]) == len(results["config"]["query"])
+    elif name == "overlay_redraw":
+        assert results["headless"]["points_train_loss"] == 3 * 1000
+        assert set(results["headless"]["drawn"]) == {"run-00", "run-01", "run-02"}
+        # every run's plot was reduced to about two points per column, and carries its markers
+        assert all(n <= 2 * results["headless"]["plot_width"] for n in results["headless"]["drawn"].values())
+        assert all(n > 0 for n in results["headless"]["markers"].values())
+    elif name == "sweep_overhead":
+        assert results["added_per_trial_s"]["n"] == 1 and results["bookkeeping_s"]["median"] > 0
     elif name == "gpu_throughput":
         assert results.get("skipped") is True or all(v["ftui_img_s"] > 0 for v in results["sizes"].values())
     elif name == "compression":
