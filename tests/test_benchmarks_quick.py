@@ -85,6 +85,7 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         assert all(n > 0 for n in results["headless"]["markers"].values())
     elif name == "sweep_overhead":
         assert results["added_per_trial_s"]["n"] == 1 and results["bookkeeping_s"]["median"] > 0
+        assert results["process_s"]["median"] > results["bookkeeping_s"]["median"]
     elif name == "gpu_throughput":
         assert results.get("skipped") is True or all(v["ftui_img_s"] > 0 for v in results["sizes"].values())
     elif name == "compression":

@@ -19,7 +19,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from core.runs import ACTIVE_STATUSES, iter_runs, live_status, pid_alive
-from tui.screens.dashboard import DashboardScreen
 from tui.screens.home import HomeScreen
 
 #: Where the bundled sample configs live when running from a checkout.
@@ -59,13 +58,17 @@ class FtuiApp(App[None]):
 
             return ExplainScreen(self.explain_path, split=self.explain_split, standalone=True, **self.explain_options)
         if self.watch_path is not None:
+            from tui.screens.dashboard import DashboardScreen
+
             return DashboardScreen(self.watch_path, standalone=True)
         return HomeScreen(self.root, self.config_dirs)
 
     # ---- navigation ---------------------------------------------------------------------------
 
     def open_dashboard(self, path: Path) -> None:
-        """Push the dashboard of the run in ``path``."""
+        """Push the dashboard of the run in ``path`` (imported here: the runs table needs none of its plots)."""
+        from tui.screens.dashboard import DashboardScreen
+
         self.push_screen(DashboardScreen(path))
 
     def open_inspector(self, path: Path) -> None:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from core.run_index import RunEntry
-from tui.run_state import display_epoch, format_duration, format_value
+from tui.run_text import display_epoch, format_duration, format_value
 
 #: (key, header) of the columns every listing has, in order.
 BASE_COLUMNS: tuple[tuple[str, str], ...] = (

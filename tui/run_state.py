@@ -21,8 +21,10 @@ from core.metrics_fold import Block
 from core.runs import ACTIVE_STATUSES, RunDelta, live_status
 from tui.downsample import Series
 from core.metrics_fold import COORDINATES, fold_rows, to_float
+from tui.run_text import display_epoch, format_best, format_duration, format_value
 
-__all__ = ["COORDINATES", "RunDelta", "RunState", "to_float"]
+__all__ = ["COORDINATES", "RunDelta", "RunState", "display_epoch", "format_best", "format_duration", "format_value",
+           "to_float"]
 
 #: Metrics where lower is better; everything else named here is higher-is-better.
 LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae")
@@ -40,55 +42,6 @@ def better_direction(metric: str) -> str | None:
     if any(part in name for part in HIGHER_IS_BETTER):
         return "max"
     return None
-
-
-def format_duration(seconds: float | None) -> str:
-    """``H:MM:SS`` (or ``M:SS`` under an hour); "—" when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "—"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def format_value(value: float | None) -> str:
-    """A metric value in a short, stable form."""
-    if value is None:
-        return "—"
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-        return f"{value:.3e}"
-    if abs(value) >= 100:
-        return f"{value:,.1f}"
-    return f"{value:.4f}"
-
-
-def display_epoch(info: dict[str, Any]) -> str:
-    """``E/N`` as a person counts: the epoch in progress (1-based) while active, completed ones after.
-
-    ``run.json`` stores completed epochs (docs/run-format.md); the headless progress line shows the
-    epoch in progress, and so does this while the run trains.
-    """
-    epoch, epochs = info.get("epoch"), info.get("epochs")
-    if not isinstance(epoch, int):
-        return f"—/{epochs if epochs is not None else '—'}"
-    shown = epoch
-    if info.get("status") in ACTIVE_STATUSES and info.get("started"):
-        shown = epoch + 1 if not isinstance(epochs, int) else min(epoch + 1, epochs)
-    return f"{shown}/{epochs if epochs is not None else '—'}"
-
-
-def format_best(best: Any) -> str:
-    """``run.json``'s ``best`` (a number or ``{"metric", "value", ...}``) as short text."""
-    if isinstance(best, dict):
-        value = to_float(best.get("value"))
-        metric = best.get("metric") or best.get("monitor") or ""
-        text = format_value(value) if value is not None else "—"
-        return f"{metric} {text}".strip()
-    value = to_float(best)
-    return format_value(value) if value is not None else "—"
 
 
 def per_class_from_confusion(matrix: list[list[float]]) -> list[tuple[float, float, float, int]]:

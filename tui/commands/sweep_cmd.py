@@ -17,6 +17,13 @@ def sweep_command(config: Path, params: list[str], *, trials: int, parallel: int
                   storage: str | None, name: str | None, sampler: str, pruner: str, seed: int | None,
                   root: Path | None) -> int:
     """Run (or resume, or join) a sweep; returns the exit code."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        from core.errors import UserError
+
+        raise UserError("ftui sweep needs Optuna, which is not installed. Fix: pip install 'ftui[sweep]' "
+                        "(or pip install optuna).") from None
     from core.sweep.runner import Sweep, SweepOptions
     from core.sweep.space import parse_space
 

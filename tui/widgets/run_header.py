@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.run_state import HeaderFacts
+if TYPE_CHECKING:  # the runs table uses status_text without the dashboard's NumPy state
+    from tui.run_state import HeaderFacts
 
 #: Status → Rich style; Textual degrades these on terminals without true colour.
 STATUS_STYLES = {

@@ -1,0 +1,71 @@
+"""A run's facts as short text — durations, metric values, epochs, the best metric (no NumPy).
+
+The runs table and ``ftui runs ls`` use these without loading what the dashboard's plots need.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from core.runs import ACTIVE_STATUSES
+
+
+def format_duration(seconds: float | None) -> str:
+    """``H:MM:SS`` (or ``M:SS`` under an hour); "—" when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def format_value(value: float | None) -> str:
+    """A metric value in a short, stable form."""
+    if value is None:
+        return "—"
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+        return f"{value:.3e}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4f}"
+
+
+def display_epoch(info: dict[str, Any]) -> str:
+    """``E/N`` as a person counts: the epoch in progress (1-based) while active, completed ones after.
+
+    ``run.json`` stores completed epochs (docs/run-format.md); the headless progress line shows the
+    epoch in progress, and so does this while the run trains.
+    """
+    epoch, epochs = info.get("epoch"), info.get("epochs")
+    if not isinstance(epoch, int):
+        return f"—/{epochs if epochs is not None else '—'}"
+    shown = epoch
+    if info.get("status") in ACTIVE_STATUSES and info.get("started"):
+        shown = epoch + 1 if not isinstance(epochs, int) else min(epoch + 1, epochs)
+    return f"{shown}/{epochs if epochs is not None else '—'}"
+
+
+def format_best(best: Any) -> str:
+    """``run.json``'s ``best`` (a number or ``{"metric", "value", ...}``) as short text."""
+    if isinstance(best, dict):
+        value = _number(best.get("value"))
+        metric = best.get("metric") or best.get("monitor") or ""
+        text = format_value(value) if value is not None else "—"
+        return f"{metric} {text}".strip()
+    value = _number(best)
+    return format_value(value) if value is not None else "—"
+
+
+def _number(value: Any) -> float | None:
+    # tui.metrics_fold.to_float, without the NumPy that module loads
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
