@@ -16,7 +16,7 @@ from typing import Any
 
 from core.errors import RunError
 from core.run_index import RunEntry, differing_keys, load_entry
-from core.runs import METRICS, RunReader
+from core.runs import METRICS, RunDelta, RunReader
 
 #: The results rows of a comparison, in order: (key, label). ``val/acc`` is the last validation's.
 RESULT_ROWS: tuple[tuple[str, str], ...] = (
@@ -42,6 +42,20 @@ class ComparedRun:
     """``split/metric`` -> the last value logged (scalars only)."""
     confusion: dict[str, list[list[float]]] = field(default_factory=dict)
     """split -> the last confusion matrix."""
+
+    def add_delta(self, delta: RunDelta | None) -> None:
+        """Fold what a :class:`core.runs.RunReader` poll found: the ``metrics.columns`` block of the first
+        poll (format-2 runs), then decoded rows."""
+        if delta is None:
+            return
+        block = delta.metric_columns
+        if block is not None:
+            for (split, metric), points in block.points.items():
+                if len(points.values):
+                    self.final[f"{split}/{metric}"] = float(points.values[-1])
+            for split, (_, _, matrix) in block.confusion.items():
+                self.confusion[split] = matrix
+        self.add_metrics(delta.metrics)
 
     def add_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Fold new ``metrics.jsonl`` rows in (the last value of each metric wins)."""
@@ -132,7 +146,7 @@ def load_compared(path: Path | str) -> ComparedRun:
     """Read one run's metrics (only that file) into a :class:`ComparedRun`."""
     reader = RunReader(path, files=(METRICS,))
     run = ComparedRun(load_entry(path))
-    run.add_metrics(reader.poll()[METRICS])
+    run.add_delta(reader.poll())
     return run
 
 

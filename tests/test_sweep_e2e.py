@@ -90,6 +90,16 @@ async def test_a_four_trial_sweep_reports_to_optuna_and_prunes_a_hopeless_trial(
     assert info["epoch"] < 6 and info["stop_reason"].startswith("pruned by sweep qs (PercentilePruner)")
     assert study.best_trial.number in (0, 3) and trials[0].value == trials[3].value  # same lr, same seed
 
+    # the trials compare (real runs: their metrics.columns sidecar read as NumPy columns)
+    from core.compare import compare
+
+    runs = [Path(t.user_attrs["ftui_run"]) for t in trials[:2]]
+    comparison = compare(runs)
+    last_val = [json.loads(line) for line in (runs[1] / "metrics.jsonl").read_text().splitlines()
+                if '"split":"val"' in line][-1]
+    assert comparison.differing == ["optim.lr"]
+    assert comparison.runs[1].final["val/acc"] == last_val["acc"] and comparison.runs[1].confusion["val"]
+
     # ... and the app shows it as pruned: in the runs table and in the sweep view
     from test_app_home import screen_text, wait_for
     from tui.app import FtuiApp

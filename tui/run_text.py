@@ -61,7 +61,7 @@ def format_best(best: Any) -> str:
 
 
 def _number(value: Any) -> float | None:
-    # tui.metrics_fold.to_float, without the NumPy that module loads
+    # core.metrics_fold.to_float, without the NumPy that module loads
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

@@ -37,7 +37,8 @@ class TrialRun:
         self.path = Path(path)
         self.objective = objective
         self.process = process
-        self.reader = RunReader(self.path, files=(METRICS,))
+        # decoded rows (no metrics.columns): the validation rows are what is reported
+        self.reader = RunReader(self.path, files=(METRICS,), columns=False)
         self.reported: set[int] = set(reported or ())
         self.best: float | None = None
         self.last_epoch: int | None = None
@@ -54,11 +55,15 @@ class TrialRun:
     def poll(self) -> bool:
         """Report what is new and prune if due; True once the run's process has ended."""
         ended = self._ended()
-        self._report(self.reader.poll()[METRICS])
+        self._report(self._new_rows())
         if ended:
-            self._report(self.reader.poll()[METRICS])  # written just before the exit
+            self._report(self._new_rows())  # written just before the exit
             self.ended_at = time.monotonic()
         return ended
+
+    def _new_rows(self) -> list[dict[str, Any]]:
+        delta = self.reader.poll()
+        return delta.metrics if delta is not None else []
 
     def _ended(self) -> bool:
         if self.process is not None:

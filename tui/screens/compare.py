@@ -116,14 +116,17 @@ class CompareScreen(Screen):
             runs[str(path)] = ComparedRun(load_entry(path))
         while not worker.is_cancelled:
             deltas: dict[str, RunDelta] = {}
-            for key, reader in readers.items():
-                new = reader.poll()
-                entry = load_entry(reader.path)
-                changed = entry.info != runs[key].entry.info or new[METRICS] or new[EVENTS]
-                runs[key].entry = entry
-                runs[key].add_metrics(new[METRICS])
-                if changed:
-                    deltas[key] = RunDelta(info=entry.info, metrics=new[METRICS], events=new[EVENTS])
+            for key, reader in list(readers.items()):
+                delta = reader.poll()
+                if delta is None:
+                    continue
+                if delta.deleted:
+                    del readers[key]  # deleted while compared: what was read stays on screen
+                    continue
+                if delta.info is not None:
+                    runs[key].entry = load_entry(reader.path)
+                runs[key].add_delta(delta)
+                deltas[key] = delta
             if deltas or self.comparison is None:
                 loaded = [runs[str(p)] for p in self.paths if str(p) in runs]
                 if len(loaded) >= 1:
