@@ -4,7 +4,7 @@ Torch zip files are first read without torch (:mod:`core.inspect.torchzip`: a re
 unpickler whose allowlist is a subset of ``weights_only=True``'s, with stand-ins for tensors), so
 a summary needs neither ``import torch`` nor the tensors' data. Whatever that reader does not
 model — other globals, legacy files, unusual tensors, damage — goes to
-``torch.load(weights_only=True)`` (memory-mapped for zip files), which loads it or refuses it with
+``torch.load(weights_only=True)`` (memory-mapped for zip files whose entries are stored), which loads it or refuses it with
 the globals' names; nothing pickled is ever executed. ``unsafe=True`` is the only way to run
 pickled code, and the caller must have warned the user. Safetensors files are read from their
 JSON headers only.
@@ -222,7 +222,7 @@ def _load_torch(path: Path, container: str, unsafe: bool) -> LoadedCheckpoint:
 
     try:
         # mmap keeps the summary of a large file cheap: tensor data is read only when touched.
-        obj = torch.load(path, weights_only=not unsafe, mmap=zipped, map_location="cpu")
+        obj = torch.load(path, weights_only=not unsafe, mmap=zipped and _all_stored(path), map_location="cpu")
     except Exception as exc:
         names = unsafe_globals(path, exc) if not unsafe and _is_unpickling_refusal(exc) else []
         if names:
@@ -249,6 +249,20 @@ def _load_torch(path: Path, container: str, unsafe: bool) -> LoadedCheckpoint:
         raw=raw,
         unsafe=unsafe,
     )
+
+
+def _all_stored(path: Path) -> bool:
+    """Whether every entry of the archive is stored uncompressed.
+
+    ``torch.load(mmap=True)`` maps each tensor record's bytes as they lie in the file, so a file
+    re-zipped with compression (``ZIP_DEFLATED``) would give compressed bytes as weights — garbage
+    that looks like numbers. Such a file is read without mmap, which inflates every record.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return False  # torch.load without mmap then reports the damage in its own words
 
 
 def _is_unpickling_refusal(exc: BaseException) -> bool:
