@@ -190,6 +190,10 @@ class JsonlWriter:
         self._last_flush = time.monotonic()
         self._pending_since = self._last_flush
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        if _torn(self.path):
+            # A crash left half a line; without a newline the first new record would join it and be lost.
+            self._fh.write("\n")
+            self._fh.flush()
 
     def write(self, obj: dict[str, Any]) -> None:
         """Queue one record; flush if the time budget has passed."""
@@ -227,6 +231,19 @@ class JsonlWriter:
     def size(self) -> int:
         """Bytes in the file after what has been flushed (append mode: the end of the file)."""
         return self._fh.tell() if not self._fh.closed else self.path.stat().st_size
+
+
+def _torn(path: Path) -> bool:
+    """Whether a non-empty file's last byte is not a newline (a write cut short by a crash)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def unique_run_dir(root: Path, name: str) -> Path:

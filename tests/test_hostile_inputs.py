@@ -190,3 +190,34 @@ def test_diff_and_export_of_a_deflated_file_through_the_cli(ftui_checkpoint: Pat
     assert result.exit_code == 0, result.output
     truth = torch.load(ftui_checkpoint, weights_only=True)["model"]
     _assert_same_tensors(load_safetensors(str(tmp_path / "w.safetensors")), truth)
+
+
+# --------------------------------------------------------------------------------------------------
+# 9. A torn last line (a crash mid-write) never swallows the next record
+# --------------------------------------------------------------------------------------------------
+
+
+def test_appending_after_a_torn_last_line_keeps_every_new_record(tmp_path: Path) -> None:
+    from core.runs import EVENTS, METRICS, JsonlTail, RunWriter
+
+    writer = RunWriter.create(tmp_path, "torn")
+    writer.log_metrics(1, 0, "train", {"loss": 1.0})
+    writer.close()
+    metrics = writer.path / METRICS
+    with metrics.open("ab") as fh:
+        fh.write(b'{"step":2,"epoch":0,"time":1.0,"split":"tr')  # killed here
+    (writer.path / EVENTS).write_bytes(b'{"kind":"start')  # a file holding nothing but a torn line
+
+    resumed = RunWriter.reopen(writer.path)
+    resumed.log_metrics(3, 0, "train", {"loss": 0.5})
+    resumed.log_event("resumed", "resumed")
+    resumed.close()
+    tail = JsonlTail(metrics)
+    assert [row["step"] for row in tail.poll()] == [1, 3] and tail.bad_lines == 1
+    tail = JsonlTail(writer.path / EVENTS)
+    assert [row["kind"] for row in tail.poll()] == ["resumed"] and tail.bad_lines == 1
+    # a clean file gets no blank line
+    again = RunWriter.reopen(writer.path)
+    again.log_metrics(4, 0, "train", {"loss": 0.4})
+    again.close()
+    assert metrics.read_bytes().count(b"\n\n") == 0
