@@ -723,15 +723,29 @@ def _describe_refs(definition: dict[str, Any], model: type[BaseModel]) -> None:
             prop["description"] = field.description
 
 
+# Bounds on what a config may be. A config is a few KB of YAML; these stop a stray or hostile file
+# (a data file passed by mistake, /dev/zero, a "billion laughs" of nested aliases) from hanging
+# `ftui config check` or eating the machine's memory before the schema ever sees it.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000  # scalars, lists and mappings, counted with every alias expanded
+MAX_CONFIG_DEPTH = 64
+
+
 def _read_text(path: Path) -> str:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found. Fix: check the path; {SAMPLE_HINT}.")
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a config file. Fix: pass a .yaml file inside it.")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)  # never more: /dev/zero has no end
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}). Fix: check its permissions.") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: is larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB, which no config is (ftui reads at most "
+            f"that much). Fix: pass the config's YAML file, not a data file; {SAMPLE_HINT}."
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -747,10 +761,89 @@ def _read_text(path: Path) -> str:
     return text
 
 
+class _Refused(Exception):
+    """A YAML document over the bounds above; ``line`` is 1-based (0: unknown)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with bounds on nesting and on recursive aliases, checked while composing.
+
+    PyYAML's composer recurses once per nesting level (a deep document ends in ``RecursionError``)
+    and accepts an alias inside its own anchor (``&a [*a]``: a structure that contains itself).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._open: set[str] = set()  # anchors whose nodes are being composed
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _Refused(f"the alias *{event.anchor} is inside its own anchor &{event.anchor}", line)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_CONFIG_DEPTH:
+            raise _Refused(f"values are nested more than {MAX_CONFIG_DEPTH} levels deep", line)
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if anchor:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Number of values the node stands for once every alias is expanded (each shared node counted
+    once per use, computed once): what validation and the line map would walk."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, memo) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def _compose(text: str) -> tuple[Any, yaml.Node | None]:
+    """The data and the node tree of one YAML document, within the bounds (raises :class:`_Refused`)."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        if _expanded_size(node, {}) > MAX_CONFIG_VALUES:
+            raise _Refused(
+                f"its aliases expand to more than {MAX_CONFIG_VALUES} values (nested aliases multiply: "
+                "a 'billion laughs' document)"
+            )
+        return loader.construct_document(node), node
+    except RecursionError:  # a bound above should have stopped it first; never a traceback
+        raise _Refused(f"values are nested more than {MAX_CONFIG_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+
+
 def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        raw, node = _compose(text)
+    except _Refused as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        raise ConfigError(
+            f"{path}: {where}refused: {exc}. Fix: write the values out plainly (a config needs no deep nesting "
+            f"or nested aliases); {SAMPLE_HINT}."
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -868,7 +961,9 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
         if not key or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", key):
             raise ConfigError(f"--set {item!r}: {key!r} is not a dotted key such as optim.lr.")
         try:
-            value = yaml.safe_load(value_s) if value_s.strip() else ""
+            value = _compose(value_s)[0] if value_s.strip() else ""
+        except _Refused as exc:
+            raise ConfigError(f"--set {key}: refused: {exc}. Fix: give a plain value such as 0.01 or [8, 16].") from None
         except yaml.YAMLError:
             value = value_s
         parsed.append((key, value))

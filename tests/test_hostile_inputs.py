@@ -221,3 +221,63 @@ def test_appending_after_a_torn_last_line_keeps_every_new_record(tmp_path: Path)
     again.log_metrics(4, 0, "train", {"loss": 0.4})
     again.close()
     assert metrics.read_bytes().count(b"\n\n") == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# 11. Configs that would hang the loader or eat memory are refused, quickly, with exit 2
+# --------------------------------------------------------------------------------------------------
+
+BILLION_LAUGHS = "\n".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+) + "\n"
+
+
+def _check(path: Path | str, *extra: str) -> Any:
+    return runner.invoke(app, ["config", "check", str(path), *extra])
+
+
+@pytest.mark.timeout(60)  # a guard against the hang itself, not a speed target
+def test_config_bombs_are_refused_with_exit_2(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 400  # the reported 324-byte class of file
+    result = _check(bomb)
+    assert result.exit_code == 2 and "aliases expand to more than 100000 values" in result.output
+    assert str(bomb) in result.output and "Traceback" not in result.output
+
+    selfref = tmp_path / "selfref.yaml"
+    selfref.write_text("model:\n  kwargs:\n    x: &loop [1, *loop]\n")
+    result = _check(selfref)
+    assert result.exit_code == 2 and "line 3" in result.output and "inside its own anchor" in result.output
+
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model:\n  kwargs:\n    x: " + "[" * 5000 + "]" * 5000 + "\n")
+    result = _check(deep)
+    assert result.exit_code == 2 and "nested more than 64 levels" in result.output and "line 3" in result.output
+
+    big = tmp_path / "big.yaml"
+    big.write_text("run:\n  notes: |\n" + ("    " + "x" * 95 + "\n") * 11_000)
+    result = _check(big)
+    assert result.exit_code == 2 and "larger than 1 MiB" in result.output
+
+    result = _check("/dev/zero")
+    assert result.exit_code == 2 and "larger than 1 MiB" in result.output
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("trainer:\n  epochs: 1\n")
+    result = _check(plain, "--set", "model.kwargs.x=&a [*a]")
+    assert result.exit_code == 2 and "--set model.kwargs.x: refused" in result.output
+
+
+def test_aliases_and_anchors_of_a_sensible_config_still_work(tmp_path: Path) -> None:
+    from core.config import load_config
+
+    path = tmp_path / "anchors.yaml"
+    path.write_text(
+        "optim: &opt {lr: 0.02}\n"
+        "finetune:\n  lr_groups:\n    - {match: 'stage1', lr: 0.01}\n"
+        "model:\n  kwargs:\n    a: &shared [1, 2, 3]\n    b: *shared\n"
+    )
+    cfg = load_config(path, ["model.kwargs.c=[4, 5]"])
+    assert cfg.optim.lr == 0.02 and cfg.model.kwargs == {"a": [1, 2, 3], "b": [1, 2, 3], "c": [4, 5]}
