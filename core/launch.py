@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import config_to_yaml, load_config
+from core.config import config_to_yaml, load_config, set_run_name
 from core.runs import CONFIG_JSON, CONFIG_YAML, STDOUT_LOG, RunMeta, RunWriter, write_meta
 
 
@@ -46,7 +46,7 @@ def launch(
     config = Path(config)
     cfg = load_config(config, overrides)
     if name:
-        cfg.run.name = name
+        set_run_name(cfg, name)
     run_root = Path(root) if root is not None else Path(cfg.run.root)
     writer = RunWriter.create(run_root, cfg.run.name or "run", launcher_pid=os.getpid(), **(info or {}))
     writer.write_text(CONFIG_YAML, config_to_yaml(cfg))

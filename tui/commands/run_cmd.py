@@ -26,11 +26,11 @@ def run_command(
     nproc: int | None, quiet: bool, run_dir: Path | None = None,
 ) -> int:
     """Train from a config; returns the exit code."""
-    from core.config import load_config
+    from core.config import load_config, set_run_name
 
     cfg = load_config(config, overrides)
     if name:
-        cfg.run.name = name
+        set_run_name(cfg, name)
     from core.training.distributed import DistEnv, launched_by_torchrun
 
     worker = launched_by_torchrun()
