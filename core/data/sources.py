@@ -172,10 +172,20 @@ def load_image_file(path: str) -> Any:
         with open(path, "rb") as f:
             img = Image.open(f)
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(
-            f"data.root: cannot read image {path} ({exc}). Fix: delete or replace the file."
-        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str, exc: Exception) -> DataError:
+    """The error for an image that cannot be read (or must not be: a decompression bomb)."""
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError):
+        return DataError(
+            f"data.root: image {path} is too large to decode safely ({exc}). Fix: shrink it (ftui resizes "
+            f"every image to data.image_size anyway) or delete it."
+        )
+    return DataError(f"data.root: cannot read image {path} ({exc}). Fix: delete or replace the file.")
 
 
 def _imagefolder(cfg: DataConfig) -> RawSplits:
@@ -233,10 +243,8 @@ def _verify_images(ds: Any, sizes: set[tuple[int, int]], example: dict[tuple[int
         try:
             with Image.open(path) as img:  # reads the header only
                 size = img.size
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(
-                f"data.root: cannot read image {path} ({exc}). Fix: delete or replace the file."
-            ) from None
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise _unreadable(path, exc) from None
         if size not in sizes:
             sizes.add(size)
             example[size] = path
