@@ -99,6 +99,16 @@ def select_columns(df: pd.DataFrame, cfg: CsvConfig, path: Path) -> tuple[list[s
                 f"data.csv: column '{c}' of {path} is not numeric (e.g. {example!r}). "
                 f"Fix: list it in data.csv.categorical to one-hot encode it, or leave it out of data.csv.features."
             )
+    for c in numeric:
+        infinite = np.flatnonzero(np.isinf(df[c].to_numpy(dtype="float64", na_value=np.nan)))
+        if infinite.size:
+            # pandas reads "inf" as a number; left in, it turns the scaling statistics and then the loss into NaN
+            lines = ", ".join(str(int(i) + 2) for i in infinite[:8]) + (" ..." if infinite.size > 8 else "")
+            raise DataError(
+                f"data.csv: column '{c}' of {path} holds {infinite.size} infinite value(s) (lines {lines}, the header "
+                f"being line 1). Fix: replace them by numbers, or empty them so data.csv.missing ({cfg.missing}) "
+                f"handles them, or leave '{c}' out of data.csv.features."
+            )
     bad_tf = [c for c in cfg.transforms if c in categorical]
     if bad_tf:
         raise DataError(f"data.csv.transforms: column(s) {', '.join(bad_tf)} are categorical; transforms need numbers.")
