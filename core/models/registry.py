@@ -178,6 +178,26 @@ def _size_head(model: nn.Module, head_path: str, num_classes: int, notes: list[s
         notes.append(f"head {head_path} replaced: {old} -> {num_classes} classes")
 
 
+def _swallowed_kwargs(name: str, model: nn.Module, kwargs: dict[str, Any]) -> list[str]:
+    """Keys of ``kwargs`` that nothing named: a few torchvision models (ConvNeXt, MobileNetV3) take
+    ``**kwargs`` in their class and drop the unknown ones, where every other model raises TypeError."""
+    import inspect
+    import sys
+
+    from torchvision.models import get_model_builder
+
+    init = inspect.signature(type(model).__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in init.values()):
+        return []  # an unknown keyword would have raised TypeError
+    builder = get_model_builder(name)
+    known = set(init) | set(inspect.signature(builder).parameters)
+    # builders read some keywords in a helper first (mobilenet_v3's _mobilenet_v3_conf: width_mult...)
+    for attr, value in vars(sys.modules[builder.__module__]).items():
+        if attr.endswith("_conf") and inspect.isfunction(value):
+            known |= set(inspect.signature(value).parameters)
+    return [k for k in kwargs if k not in known]
+
+
 def _torchvision(
     cfg: ModelConfig, num_classes: int, input_shape: tuple[int, ...], weights_name: str | None, notes: list[str]
 ) -> tuple[nn.Module, str]:
@@ -210,6 +230,13 @@ def _torchvision(
         raise ModelError(f"model.kwargs: {cfg.name} rejected the keyword arguments {kwargs} ({exc}).") from None
     except (ValueError, AssertionError) as exc:
         raise ModelError(f"model: cannot build {cfg.name} with {kwargs or 'default arguments'}: {exc}") from None
+    unused = _swallowed_kwargs(cfg.name, model, kwargs)
+    if unused:
+        raise ModelError(
+            f"model.kwargs: {cfg.name} does not take {', '.join(unused)} (its constructor accepts any keyword and "
+            f"ignores what it does not know, so the setting would silently do nothing). Fix: remove "
+            f"{', '.join(f'model.kwargs.{k}' for k in unused)}."
+        )
     if weights_name:
         notes.append(f"pretrained weights: {weights_name}")
     head_path = heads.find_head(model)
