@@ -26,6 +26,15 @@ from core.errors import UserError
 from core.runs import CONTROL_DIR, EVENTS, JsonlTail, atomic_write_text
 
 DONE_DIR = "done"
+#: Where files that are not readable commands go (too large, too deeply nested, not a JSON object,
+#: a stray file in the place of done/): set aside, kept for a look, never read again.
+REJECTED_DIR = "rejected"
+#: Bounds on a command file: a real command is a few hundred bytes, two levels deep. Anything beyond
+#: is refused unread (its size) or unparsed (its depth), so no file can make the trainer recurse or
+#: hold megabytes in memory.
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_COMMAND_DEPTH = 8
+MAX_ARG_CHARS = 1000  # a pattern or group name longer than this is not one
 
 #: command -> (positional argument names, option names); documented in docs/run-format.md.
 COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -72,6 +81,8 @@ class Command:
 
 
 def _positive_float(name: str, text: Any) -> float:
+    if isinstance(text, bool):  # JSON true is not the number 1
+        raise ControlError(f"{name} must be a number, got {json.dumps(text)}.")
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -101,8 +112,14 @@ def validate_command(command: str, args: dict[str, Any]) -> dict[str, Any]:
     if "lr" in out and out["lr"] is not None:
         out["lr"] = _positive_float("lr", out["lr"])
     for key in ("pattern", "group", "reason"):
-        if key in out:
-            out[key] = str(out[key])
+        if key not in out:
+            continue
+        value = out[key]
+        if not isinstance(value, str):
+            raise ControlError(f"{command}: {key} must be a string, got {type(value).__name__}; usage: {USAGE[command]}.")
+        if len(value) > MAX_ARG_CHARS:
+            raise ControlError(f"{command}: {key} is {len(value)} characters long; give at most {MAX_ARG_CHARS}.")
+        out[key] = value
     return out
 
 
@@ -191,36 +208,112 @@ def _answers(event: dict[str, Any], command_id: str) -> bool:
 # ------------------------------------------------------------------------------- trainer side
 
 
-def pending_commands(run_dir: Path) -> list[tuple[Path, dict[str, Any] | None]]:
-    """Command files waiting in ``control/``, oldest first, with their parsed JSON (None if unreadable)."""
+@dataclass(frozen=True)
+class Pending:
+    """A file waiting in ``control/``: its command object, or why it is not one."""
+
+    path: Path
+    obj: dict[str, Any] | None
+    problem: str | None = None  # None: a JSON object (still to be validated as a command)
+    final: bool = False  # the problem will not go away (size, depth): refuse now, no grace period
+
+
+def waiting(run_dir: Path) -> list[Pending]:
+    """The command files waiting in ``control/``, oldest first, each read within the bounds above."""
     control = Path(run_dir) / CONTROL_DIR
     try:
         entries = sorted(
             e.name
             for e in os.scandir(control)
-            if e.is_file() and e.name.endswith(".json") and not e.name.startswith(".")  # dot: a temp file
+            if e.name.endswith(".json") and not e.name.startswith(".") and _is_file(e)  # dot: a temp file
         )
-    except FileNotFoundError:
+    except OSError:  # no control/ (yet), or not a directory: nothing to read
         return []
-    out: list[tuple[Path, dict[str, Any] | None]] = []
-    for name in entries:
-        path = control / name
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            obj = None
-        out.append((path, obj if isinstance(obj, dict) else None))
-    return out
+    return [read_command(control / name) for name in entries]
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()  # follows a link; a FIFO or a device is never opened
+    except OSError:
+        return False
+
+
+def read_command(path: Path) -> Pending:
+    """Read one command file: at most :data:`MAX_COMMAND_BYTES`, nested at most :data:`MAX_COMMAND_DEPTH`."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_COMMAND_BYTES + 1)
+    except OSError as exc:
+        return Pending(path, None, f"cannot be read ({exc.strerror or exc})")
+    if len(data) > MAX_COMMAND_BYTES:
+        return Pending(path, None, f"is larger than {MAX_COMMAND_BYTES // 1024} KiB; a command is a few hundred bytes",
+                       final=True)
+    depth = _nesting(data)
+    if depth > MAX_COMMAND_DEPTH:
+        return Pending(path, None, f"is nested {depth} levels deep; a command needs 2", final=True)
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        return Pending(path, None, f"is not valid JSON ({str(exc)[:120]})")
+    if not isinstance(obj, dict):
+        return Pending(path, None, f"holds a JSON {type(obj).__name__}, not an object", final=True)
+    return Pending(path, obj)
+
+
+def _nesting(data: bytes) -> int:
+    """The deepest ``[``/``{`` nesting in JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def pending_commands(run_dir: Path) -> list[tuple[Path, dict[str, Any] | None]]:
+    """Command files waiting in ``control/``, oldest first, with their parsed JSON (None if unreadable)."""
+    return [(p.path, p.obj) for p in waiting(run_dir)]
 
 
 def mark_done(path: Path) -> None:
-    """Move a handled command file to ``control/done/`` (kept as a record)."""
-    done = path.parent / DONE_DIR
-    done.mkdir(exist_ok=True)
+    """Move a handled command file to ``control/done/`` (kept as a record). Never raises."""
+    _move_into(path, DONE_DIR)
+
+
+def set_aside(path: Path) -> None:
+    """Move a file that is not a readable command to ``control/rejected/``. Never raises."""
+    _move_into(path, REJECTED_DIR)
+
+
+def _move_into(path: Path, folder: str) -> None:
+    """Move ``path`` into ``control/<folder>/``. A stray entry in the folder's place (a file named
+    ``done``, a link) is renamed ``.stray-<folder>-<time_ns>`` first: the listing skips dot names, and
+    nothing is moved outside the run directory. If nothing works (a read-only directory), the file is
+    deleted, so it is never handled twice."""
+    target = path.parent / folder
     try:
-        os.replace(path, done / path.name)
+        if target.is_symlink() or not target.is_dir():
+            if target.is_symlink() or target.exists():
+                os.replace(target, path.parent / f".stray-{folder}-{time.time_ns()}")
+            target.mkdir()
+        os.replace(path, target / path.name)
+        return
     except OSError:
-        try:
-            path.unlink()
-        except OSError:
-            pass
+        pass
+    try:
+        path.unlink()
+    except OSError:
+        pass
