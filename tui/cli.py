@@ -526,7 +526,34 @@ def main() -> None:
     """Console-script entry point."""
     if "--debug" in sys.argv[1:]:
         _STATE["debug"] = True
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        _exit_quietly_on_interrupt(exc.code if isinstance(exc.code, int) else 1)
+        raise
+    _exit_quietly_on_interrupt(0)
+
+
+def _exit_quietly_on_interrupt(code: int) -> None:
+    """From here on the command's outcome is decided and recorded; what is left is the interpreter's
+    shutdown (atexit handlers joining data-loader workers and writer threads). A Ctrl-C now would
+    print a KeyboardInterrupt traceback from inside one of them, or kill the process with -2: end
+    at once with the decided code instead."""
+    import signal
+
+    def leave(signum: int, frame: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    try:
+        signal.signal(signal.SIGINT, leave)
+        signal.signal(signal.SIGTERM, leave)
+    except ValueError:  # not the main thread (an embedding host): nothing to do
+        pass
 
 
 if __name__ == "__main__":
