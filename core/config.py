@@ -30,7 +30,9 @@ from core.usercode import CODE_KEYS, absolute_name, is_code_name, is_object_name
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    # allow_inf_nan=False: `optim.lr: .inf` or `nan` is never a meaningful setting, and would only
+    # surface later as a diverged run.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
 
 
 Probability = float
@@ -62,6 +64,9 @@ AreaRange = Annotated[Range, AfterValidator(lambda v: _area_range(v, "scale"))]
 RatioRange = Annotated[Range, AfterValidator(lambda v: _positive_range(v, "ratio"))]
 
 
+RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 class RunConfig(Section):
     """Where the run is recorded and how it is seeded."""
 
@@ -69,7 +74,7 @@ class RunConfig(Section):
         None,
         description="Run name; the directory is <root>/<name> (a suffix is added if it exists). "
         "Default: the config file's stem.",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        pattern=RUN_NAME_PATTERN,
     )
     root: str = Field("runs", description="Directory that holds run directories.")
     seed: int = Field(0, ge=0, description="Seeds Python, NumPy and torch (every rank gets seed + rank).")
@@ -424,6 +429,13 @@ class FinetuneConfig(Section):
     schedule: list[UnfreezeStep] = Field(default_factory=list, description="Gradual unfreezing schedule.")
 
 
+#: ftui's own models and the config keys that shape them (model.kwargs is for torchvision's).
+BUILTIN_MODELS = {
+    "simple_cnn": "model.channels, model.batch_norm, model.dropout",
+    "mlp": "model.hidden, model.norm, model.batch_norm, model.dropout",
+}
+
+
 class ModelConfig(Section):
     """The network: a built-in, a torchvision or timm model, or your own code."""
 
@@ -461,6 +473,17 @@ class ModelConfig(Section):
         "Your callable also receives the data facts it names as parameters (num_classes, input_shape, "
         "class_names, and the data's meta keys).",
     )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _builtin_takes_no_kwargs(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
+        name = info.data.get("name")
+        if v and name in BUILTIN_MODELS:
+            raise ValueError(
+                f"{name} is built into ftui and takes no keyword arguments (got {', '.join(map(str, v))}); its options "
+                f"are {BUILTIN_MODELS[name]}. Fix: remove model.kwargs"
+            )
+        return v
 
     @field_validator("channels", "hidden")
     @classmethod
@@ -634,6 +657,17 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem) or "run"
         cfg.run.name = stem if stem[0].isalnum() else f"run-{stem}"
     return cfg
+
+
+def set_run_name(cfg: Config, name: str, *, source: str = "--name") -> None:
+    """Give the run a name from the command line, checked as ``run.name`` is (a directory name, no path)."""
+    if not re.match(RUN_NAME_PATTERN, name):
+        raise ConfigError(
+            f"{source} {name!r}: a run name is one directory name under run.root: letters, digits, '.', '_' and "
+            f"'-', starting with a letter or digit (no '/', no '..'). Fix: e.g. {source} "
+            f"{re.sub(r'[^A-Za-z0-9._-]', '-', name).strip('.-_') or 'myrun'}."
+        )
+    cfg.run.name = name
 
 
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:

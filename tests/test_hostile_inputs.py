@@ -277,7 +277,139 @@ def test_aliases_and_anchors_of_a_sensible_config_still_work(tmp_path: Path) -> 
     path.write_text(
         "optim: &opt {lr: 0.02}\n"
         "finetune:\n  lr_groups:\n    - {match: 'stage1', lr: 0.01}\n"
-        "model:\n  kwargs:\n    a: &shared [1, 2, 3]\n    b: *shared\n"
+        "model:\n  name: resnet18\n  kwargs:\n    a: &shared [1, 2, 3]\n    b: *shared\n"
     )
     cfg = load_config(path, ["model.kwargs.c=[4, 5]"])
     assert cfg.optim.lr == 0.02 and cfg.model.kwargs == {"a": [1, 2, 3], "b": [1, 2, 3], "c": [4, 5]}
+
+
+# --------------------------------------------------------------------------------------------------
+# 12. Bad input that ended in a traceback: now exit 2 with a message naming the file or the key
+# --------------------------------------------------------------------------------------------------
+
+
+def _clean_exit_2(result: Any, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    flat = " ".join(result.output.split())
+    for fragment in fragments:
+        assert fragment in flat, (fragment, result.output)
+
+
+def _yaml(path: Path, raw: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/abs", ".hidden"])
+def test_a_run_name_that_is_a_path_is_refused_before_anything_is_created(tmp_path: Path, name: str) -> None:
+    cfg = _yaml(tmp_path / "c.yaml", tiny_raw(tmp_path / "runs", "ok"))
+    result = runner.invoke(app, ["run", str(cfg), "--name", name])
+    _clean_exit_2(result, f"--name {name!r}", "no '/', no '..'")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
+
+
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height: Pillow refuses it on open, before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_image_is_named_in_preview_and_in_run(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 90, 200)).save(root / c / f"{i}.png")
+    bomb = root / "dog" / "huge.png"
+    _png_header(bomb, 20000, 20000)
+    raw = tiny_raw(tmp_path / "runs", "bomb", data={"source": "imagefolder", "root": str(root), "image_size": 8})
+    cfg = _yaml(tmp_path / "bomb.yaml", raw)
+    _clean_exit_2(runner.invoke(app, ["data", "preview", str(cfg)]), str(bomb), "too large to decode safely")
+    _clean_exit_2(runner.invoke(app, ["run", str(cfg)]), str(bomb), "too large to decode safely")
+
+
+def test_a_second_ctrl_c_while_the_process_shuts_down_exits_quietly(tmp_path: Path) -> None:
+    """atexit handlers (data-loader workers, writer threads) run after the outcome is recorded; a
+    Ctrl-C there printed a KeyboardInterrupt traceback or killed the process with -2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import atexit, sys, time\n"
+        "atexit.register(lambda: time.sleep(30))  # stands in for joining a worker\n"
+        "from tui.cli import main\n"
+        "sys.argv = ['ftui', '--version']\n"
+        "main()\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(root)}, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("ftui ")  # the command is done; atexit is running
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+# --------------------------------------------------------------------------------------------------
+# 13. Bad values that passed through: infinite lr, infinite CSV values, ignored kwargs, "lr": true
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_a_non_finite_number_in_the_config_is_refused(tmp_path: Path, value: str) -> None:
+    cfg = _yaml(tmp_path / "c.yaml", {"trainer": {"epochs": 1}})
+    _clean_exit_2(_check(cfg, "--set", f"optim.lr={value}"), "optim.lr (from --set)", "finite number")
+    cfg.write_text(f"optim:\n  lr: {value}\n")
+    _clean_exit_2(_check(cfg), "optim.lr (line 2)", "finite number")
+
+
+def test_infinite_values_in_a_csv_name_the_column_and_the_lines(tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    rows = ["a,b,label"] + [f"{i},{i % 3},{'yes' if i % 2 else 'no'}" for i in range(40)]
+    rows[5] = "inf,1,yes"
+    rows[9] = "-inf,2,no"
+    csv.write_text("\n".join(rows) + "\n")
+    cfg = _yaml(tmp_path / "c.yaml", {"data": {"source": "csv", "csv": {"path": str(csv), "target": "label"}}})
+    result = runner.invoke(app, ["data", "preview", str(cfg)])
+    _clean_exit_2(result, "column 'a'", str(csv), "2 infinite value(s) (lines 6, 10")
+    assert "optim.lr" not in result.output
+
+
+def test_model_kwargs_that_the_model_would_ignore_are_refused(tmp_path: Path) -> None:
+    from core.config import ModelConfig
+    from core.errors import ModelError
+    from core.models.registry import build_model
+
+    cfg = _yaml(tmp_path / "c.yaml", {"trainer": {"epochs": 1}})
+    _clean_exit_2(_check(cfg, "--set", "model.kwargs.foo=1"), "model.kwargs", "simple_cnn", "takes no keyword arguments")
+    _clean_exit_2(_check(cfg, "--set", "model.name=mlp", "--set", "model.kwargs.foo=1"), "model.kwargs", "mlp")
+    # torchvision's ConvNeXt and MobileNetV3 accept **kwargs and drop unknown ones
+    with pytest.raises(ModelError, match=r"model.kwargs: mobilenet_v3_small does not take foo"):
+        build_model(ModelConfig(name="mobilenet_v3_small", kwargs={"foo": 1}), 3, (3, 32, 32))
+    built = build_model(ModelConfig(name="mobilenet_v3_small", kwargs={"width_mult": 0.5, "dropout": 0.1}), 3, (3, 32, 32))
+    assert built.model.classifier[2].p == 0.1
+
+
+@pytest.mark.parametrize("args", [{"group": "all", "lr": True}, {"group": ["all"], "lr": 0.1},
+                                  {"group": {"x": 1}, "lr": 0.1}, {"group": "all", "lr": "nan"}])
+def test_control_arguments_of_the_wrong_type_are_refused(args: dict[str, Any]) -> None:
+    from core.control import ControlError, validate_command
+
+    with pytest.raises(ControlError):
+        validate_command("set-lr", args)
