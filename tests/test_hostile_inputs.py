@@ -413,3 +413,50 @@ def test_control_arguments_of_the_wrong_type_are_refused(args: dict[str, Any]) -
 
     with pytest.raises(ControlError):
         validate_command("set-lr", args)
+
+
+# --------------------------------------------------------------------------------------------------
+# 14. User strings reach Rich and Textual as text, never as markup
+# --------------------------------------------------------------------------------------------------
+
+MARKUP_NAMES = ["[red]bold", "x[/]y", "[link=file:///etc]z"]
+
+
+def test_class_and_tensor_names_that_look_like_markup_are_shown_as_written(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from core.training.trainer import Trainer
+    from tui.widgets.confusion_matrix import confusion_table
+
+    csv = tmp_path / "m.csv"
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{MARKUP_NAMES[i % 3]}" for i in range(60)]
+    csv.write_text("\n".join(rows) + "\n")
+    raw = tiny_raw(tmp_path / "runs", "markup", data={"source": "csv", "csv": {"path": str(csv), "target": "label"},
+                                                       "val_fraction": 0.3, "batch_size": 8},
+                   model={"name": "mlp", "hidden": [8]}, trainer={"epochs": 1})
+    raw["model"].pop("channels")
+    raw["data"].pop("shapes"), raw["data"].pop("augment")
+    cfg = _yaml(tmp_path / "markup.yaml", raw)
+    result = runner.invoke(app, ["data", "preview", str(cfg), "--n", "2"])
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in MARKUP_NAMES), result.output
+
+    Trainer(config_from_dict(raw)).fit()
+    ckpt = tmp_path / "runs" / "markup" / "checkpoints" / "last.pt"
+    result = runner.invoke(app, ["eval", str(ckpt), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in MARKUP_NAMES), result.output
+
+    console = Console(file=io.StringIO(), width=160, force_terminal=True, color_system=None)
+    console.print(confusion_table([[1, 0, 0], [0, 1, 0], [0, 0, 1]], MARKUP_NAMES, "val"))
+    assert all(name[:6] in console.file.getvalue() for name in MARKUP_NAMES)
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({f"{name}.weight": torch.zeros(2) for name in MARKUP_NAMES}, foreign)
+    result = runner.invoke(app, ["inspect", str(foreign), "--plain"])
+    assert result.exit_code == 0, result.output
+    assert all(f"{name}.weight" in result.output for name in MARKUP_NAMES) and "[torch-zip]" in result.output
+    result = runner.invoke(app, ["diff", str(foreign), str(foreign)])
+    assert result.exit_code == 0 and "x[/]y" in result.output, result.output

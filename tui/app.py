@@ -100,25 +100,26 @@ class FtuiApp(App[None]):
         name = str(info.get("name") or path.name)
         status = live_status(info)
         if status not in ACTIVE_STATUSES:
-            self.notify(f"{name} is not running ({status}).", severity="warning")
+            self.notify(f"{name} is not running ({status}).", severity="warning", markup=False)
             return
         host, pid = info.get("host"), info.get("pid")
         if host != socket.gethostname():
-            self.notify(f"{name} runs on {host}; stop it there (`ftui ctl {name} stop`).", severity="error")
+            self.notify(f"{name} runs on {host}; stop it there (`ftui ctl {name} stop`).", severity="error",
+                        markup=False)
             return
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
             if not pid_alive(pid):
-                self.notify(f"{name}: its process {pid} is already gone.", severity="warning")
+                self.notify(f"{name}: its process {pid} is already gone.", severity="warning", markup=False)
                 return
             try:
                 os.kill(int(pid), signal.SIGTERM)
             except OSError as exc:
-                self.notify(f"Could not stop {name}: {exc}", severity="error")
+                self.notify(f"Could not stop {name}: {exc}", severity="error", markup=False)
                 return
-            self.notify(f"Sent SIGTERM to {name} (pid {pid}): it saves last.pt and ends interrupted.")
+            self.notify(f"Sent SIGTERM to {name} (pid {pid}): it saves last.pt and ends interrupted.", markup=False)
 
         self.push_screen(
             ConfirmScreen(f"Stop {name}?", f"Send SIGTERM to pid {pid}. The run saves checkpoints/last.pt and ends "

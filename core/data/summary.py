@@ -16,6 +16,7 @@ from rich.text import Text
 from core.data.bundle import DataBundle
 from core.data.render import SampleGrid, to_rgb_uint8
 from core.data.seeding import mix_seed
+from core.richtext import PlainTable, plain
 
 SPLITS = ("train", "val", "test")
 PLAIN_HINT = ("(images are drawn only on a colour terminal: save them with --out preview.png, "
@@ -33,7 +34,7 @@ def sizes_table(bundle: DataBundle) -> Table:
     """Samples, classes and imbalance per split."""
     info = bundle.info
     title = f"{info.get('source', '?')} · {bundle.task} · input {tuple(bundle.input_shape)} · {bundle.num_classes} classes"
-    table = Table(title=title, title_justify="left")
+    table = PlainTable(title=plain(title, "table.title"), title_justify="left")
     table.add_column("split")
     table.add_column("samples", justify="right")
     table.add_column("classes present", justify="right")
@@ -55,7 +56,7 @@ def class_table(bundle: DataBundle, max_rows: int = 30) -> Table:
     """Samples per class and split."""
     counts = bundle.info.get("class_counts", {})
     splits = [s for s in SPLITS if s in counts]
-    table = Table(title="class counts", title_justify="left")
+    table = PlainTable(title="class counts", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("class")
     for s in splits:
@@ -69,7 +70,7 @@ def class_table(bundle: DataBundle, max_rows: int = 30) -> Table:
 
 def channel_table(bundle: DataBundle, measured: dict | None) -> Table:
     """Per-channel training statistics (fitted or measured) and the normalisation applied."""
-    table = Table(title="pixel statistics (training split, values in [0, 1])", title_justify="left")
+    table = PlainTable(title="pixel statistics (training split, values in [0, 1])", title_justify="left")
     table.add_column("channel")
     table.add_column("mean", justify="right")
     table.add_column("std", justify="right")
@@ -96,7 +97,7 @@ def feature_table(bundle: DataBundle, max_rows: int = 25) -> Table:
     """Per-feature mean/std of the cleaned, scaled training matrix (tabular data)."""
     feats = bundle.train.features.double()
     names = bundle.info.get("features") or [str(i) for i in range(feats.shape[1])]
-    table = Table(title="features (training split, after cleaning and scaling)", title_justify="left")
+    table = PlainTable(title="features (training split, after cleaning and scaling)", title_justify="left")
     for col, just in (("feature", "left"), ("mean", "right"), ("std", "right"), ("min", "right"), ("max", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for j, name in enumerate(names[:max_rows]):
@@ -150,7 +151,7 @@ def tabular_rows(bundle: DataBundle, split: str, n: int, seed: int, max_cols: in
     """``n`` cleaned rows of ``split`` with their labels."""
     ds = getattr(bundle, split)
     names = (bundle.info.get("features") or [])[:max_cols]
-    table = Table(title=f"{split} rows (cleaned and scaled)", title_justify="left")
+    table = PlainTable(title=f"{split} rows (cleaned and scaled)", title_justify="left")
     table.add_column("row", justify="right")
     for name in names:
         table.add_column(name, justify="right")

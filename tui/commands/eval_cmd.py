@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
-from rich.table import Table
 from rich.text import Text
+
+from core.richtext import PlainTable
 
 
 def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list[str], trust_code: bool = False) -> None:
@@ -36,7 +37,7 @@ def render_evaluation(result: Any) -> Group:
         f"(checkpoint at epoch {result.epoch}, step {result.step})",
         style="bold",
     )
-    summary = Table(title="metrics", show_header=True, header_style="bold")
+    summary = PlainTable(title="metrics", show_header=True, header_style="bold")
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     for key, label in (("loss", "loss"), ("acc", "accuracy"), ("top5", "top-5 accuracy"),
@@ -46,14 +47,14 @@ def render_evaluation(result: Any) -> Group:
             summary.add_row(label, f"{m[key]:.4f}")
 
     per = m.get("per_class", {})
-    report = Table(title="per class", header_style="bold")
+    report = PlainTable(title="per class", header_style="bold")
     for col in ("class", "precision", "recall", "f1", "support"):
         report.add_column(col, justify="left" if col == "class" else "right")
     for i, name in enumerate(names):
         report.add_row(name, f"{per['precision'][i]:.3f}", f"{per['recall'][i]:.3f}", f"{per['f1'][i]:.3f}",
                        str(per["support"][i]))
 
-    confusion = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
+    confusion = PlainTable(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
     confusion.add_column("true \\ pred")
     short = [n[:8] for n in names]
     for n in short:

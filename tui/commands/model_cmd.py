@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from core.errors import UserError
+from core.richtext import PlainTable, plain
 
 
 def describe(config: Path, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -86,8 +86,8 @@ def render_tree(tree: dict[str, Any], *, depth: int = 2, notes: list[str] | None
     Rows deeper than ``depth`` are folded into their ancestors' counts; frozen rows are dimmed and
     the head is marked.
     """
-    table = Table(
-        title=f"{tree['name']}  ·  input {_shape_text(tree['input_shape'])}",
+    table = PlainTable(
+        title=plain(f"{tree['name']}  ·  input {_shape_text(tree['input_shape'])}", "table.title"),
         title_justify="left",
         show_edge=False,
         header_style="bold",

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -83,7 +84,7 @@ class HomeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="runs-pane"):
-            yield Label(f"Runs in {self.root} (enter: watch)", id="runs-title", classes="pane-title")
+            yield Label(Text(f"Runs in {self.root} (enter: watch)"), id="runs-title", classes="pane-title")
             box = Input(placeholder="filter: words, key=value, key>value — enter keeps it, escape clears",
                         id="runs-filter")
             box.display = False  # shown by / (hidden, it must not take the first focus)
@@ -284,7 +285,7 @@ class HomeScreen(Screen):
             except RunError as exc:
                 refused.append(str(exc))
         if not ok:
-            self.notify("\n".join(refused), title="Not deleted", severity="error", timeout=10)
+            self.notify("\n".join(refused), title="Not deleted", severity="error", timeout=10, markup=False)
             return
         names = ", ".join(e.name for e in ok)
         message = (f"Move {len(ok)} run(s) to {self.root / '.trash'}: {names}. They can be restored with "
@@ -305,14 +306,14 @@ class HomeScreen(Screen):
             try:
                 target = manage.trash_run(entry.path, self.root)
             except (RunError, OSError) as exc:
-                self.notify(str(exc), title=f"{entry.name} not deleted", severity="error", timeout=10)
+                self.notify(str(exc), title=f"{entry.name} not deleted", severity="error", timeout=10, markup=False)
                 continue
             table.marked.discard(str(entry.path))
             done.append(target.name)
         if done:
             root = "" if self.root == Path("runs") else f" --root {self.root}"
             self.notify(f"Moved to the trash: {', '.join(done)}. Undo: ftui runs restore {' '.join(done)}{root}",
-                        title="Deleted")
+                        title="Deleted", markup=False)
         self.rescan()
 
     def action_rename(self) -> None:
@@ -325,7 +326,7 @@ class HomeScreen(Screen):
         try:
             manage.check_not_active(entry.path, "rename")
         except RunError as exc:
-            self.notify(str(exc), title="Not renamed", severity="error", timeout=10)
+            self.notify(str(exc), title="Not renamed", severity="error", timeout=10, markup=False)
             return
 
         def check(text: str) -> str | None:
@@ -344,9 +345,9 @@ class HomeScreen(Screen):
             try:
                 target = manage.rename_run(entry.path, text.strip())
             except (RunError, OSError) as exc:
-                self.notify(str(exc), title="Not renamed", severity="error", timeout=10)
+                self.notify(str(exc), title="Not renamed", severity="error", timeout=10, markup=False)
                 return
-            self.notify(f"Renamed {entry.name} to {target.name}.")
+            self.notify(f"Renamed {entry.name} to {target.name}.", markup=False)
             self._select_after_scan = target
             self.rescan()
 
@@ -382,7 +383,7 @@ class HomeScreen(Screen):
                     add = [w for w in words if not w.startswith("-")]
                     remove = [w[1:] for w in words if w.startswith("-")]
                 manage.tag_run(entry.path, add, remove)
-            self.notify(f"Tags of {len(targets)} run(s) updated.")
+            self.notify(f"Tags of {len(targets)} run(s) updated.", markup=False)
             self.rescan()
 
         names = ", ".join(e.name for e in targets[:5]) + (" ..." if len(targets) > 5 else "")
@@ -415,7 +416,7 @@ class HomeScreen(Screen):
             manage.archive_run(entry.path, archive)
         word = "Archived" if archive else "Unarchived"
         hint = " (hidden; A shows archived runs)" if archive and not self.show_archived else ""
-        self.notify(f"{word} {', '.join(e.name for e in targets)}{hint}.")
+        self.notify(f"{word} {', '.join(e.name for e in targets)}{hint}.", markup=False)
         self.rescan()
 
     def action_sweep(self) -> None:
@@ -455,7 +456,8 @@ class HomeScreen(Screen):
 
         def started(path: Path | None) -> None:
             if path is not None:
-                self.notify(f"Started {path.name} (output in {path}). Press enter on it to watch.", title="Run started")
+                self.notify(f"Started {path.name} (output in {path}). Press enter on it to watch.", title="Run started",
+                            markup=False)
                 self._select_after_scan = path
                 self.rescan()
 
@@ -492,7 +494,7 @@ class HomeScreen(Screen):
         found = self._run_checkpoint()
         if found is None:
             self.notify(f"{row.path.name} has no checkpoint yet: it appears after the first validation.",
-                        severity="warning")
+                        severity="warning", markup=False)
             return
         self.app.open_explain(found)  # type: ignore[attr-defined]
 

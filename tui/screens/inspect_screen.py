@@ -98,11 +98,11 @@ class InspectScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         if self.unsafe:
-            yield Static(f"UNSAFE: {self.path} is loaded with weights_only=False; pickled code in it has run.",
+            yield Static(Text(f"UNSAFE: {self.path} is loaded with weights_only=False; pickled code in it has run."),
                          id="inspect-warning")
         with TabbedContent(initial="summary"):
             with TabPane("Summary", id="summary"):
-                yield InspectPanel(f"Loading {self.path}…", id="summary-panel")
+                yield InspectPanel(Text(f"Loading {self.path}…"), id="summary-panel")
             with TabPane("Layers", id="layers"):
                 with Horizontal(id="layers-row"):
                     yield LayerTree(id="layer-tree")
@@ -162,7 +162,7 @@ class InspectScreen(Screen):
 
     def on_inspect_screen_load_failed(self, message: LoadFailed) -> None:
         self.query_one("#summary-panel", InspectPanel).show(Text(message.message, style="bold red"))
-        self.notify(message.message, title="Cannot open checkpoint", severity="error", timeout=10)
+        self.notify(message.message, title="Cannot open checkpoint", severity="error", timeout=10, markup=False)
 
     @on(LayerTree.TensorChosen)
     def _tensor_chosen(self, message: LayerTree.TensorChosen) -> None:

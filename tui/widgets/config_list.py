@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
@@ -50,7 +51,7 @@ class ConfigList(OptionList):
             return
         self.paths = list(paths)
         self.clear_options()
-        self.add_options([Option(display_path(p), id=str(p)) for p in paths])
+        self.add_options([Option(Text(display_path(p)), id=str(p)) for p in paths])
         if paths and self.highlighted is None:
             # The quickstart is what a new user wants first.
             names = [p.name for p in paths]

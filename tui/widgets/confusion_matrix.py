@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from core.richtext import PlainTable
 from tui.run_state import per_class_from_confusion
 
 # Heat ramps (dark → bright) for correct (diagonal) and wrong predictions.
@@ -31,7 +32,7 @@ def confusion_table(matrix: list[list[float]], names: list[str], title: str) -> 
     n = len(matrix)
     per_class = per_class_from_confusion(matrix)
     cell_w = max(4, min(6, max((len(str(int(max(r or [0])))) for r in matrix), default=1) + 1))
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1), show_edge=False)
+    table = PlainTable(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1), show_edge=False)
     table.add_column("true \\ pred", no_wrap=True, style="bold")
     for name in names:
         table.add_column(_short(name, cell_w), justify="right", no_wrap=True, width=cell_w)

@@ -114,7 +114,7 @@ class LearningRateDialog(ModalScreen[float | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="lr-dialog"):
-            yield Label(f"Learning rate of {self.target}", classes="dialog-title")
+            yield Label(Text(f"Learning rate of {self.target}"), classes="dialog-title")
             yield Static("The schedule keeps scaling it; `set-lr` is sent to the trainer, which answers "
                          "at its next step.")
             yield Input(value=f"{self.current:g}" if self.current else "", placeholder="e.g. 0.001", id="lr-input")
@@ -134,7 +134,7 @@ class LearningRateDialog(ModalScreen[float | None]):
             value = float("nan")
         if not math.isfinite(value) or value <= 0:
             error = self.query_one("#lr-error", Static)
-            error.update(f"{text!r} is not a learning rate: give a number > 0, e.g. 3e-4.")
+            error.update(Text(f"{text!r} is not a learning rate: give a number > 0, e.g. 3e-4."))
             error.add_class("-shown")
             return
         self.dismiss(value)
@@ -221,7 +221,7 @@ class LayerTreeView(Tree[str]):
             # a trainer that was killed answers nothing; one that ended normally answered already
             unanswered = ", ".join(p.text for p in self.pending.values())
             self.notify(f"The run is {self.info.get('status', 'gone')}; no answer to: {unanswered}.",
-                        severity="warning", timeout=10)
+                        severity="warning", timeout=10, markup=False)
             self.pending.clear()
             changed = True
         if changed or not self._module_nodes:
@@ -255,9 +255,10 @@ class LayerTreeView(Tree[str]):
             found = True
             message = str(event.get("message") or "")
             if event.get("status") == "ok":
-                self.notify(f"{sent.text}: {message}", title="ok", timeout=4)
+                self.notify(f"{sent.text}: {message}", title="ok", timeout=4, markup=False)
             else:
-                self.notify(f"{sent.text} refused: {message}", title="control", severity="error", timeout=10)
+                self.notify(f"{sent.text} refused: {message}", title="control", severity="error", timeout=10,
+                            markup=False)
         return found
 
     # ---- drawing ------------------------------------------------------------------------------
@@ -351,12 +352,13 @@ class LayerTreeView(Tree[str]):
     def send(self, command: str, args: dict[str, Any] | None = None, *, path: str = "") -> str | None:
         """Send a control command to the run and mark it pending on ``path``; returns its id."""
         if not self.active:
-            self.notify(f"The run is {self.info.get('status', 'not running')}: nothing to control.", severity="warning")
+            self.notify(f"The run is {self.info.get('status', 'not running')}: nothing to control.", severity="warning",
+                        markup=False)
             return None
         try:
             cmd = control.send(self.run_path, command, args, sender="ftui app")
         except (UserError, OSError) as exc:
-            self.notify(str(exc), title=command, severity="error")
+            self.notify(str(exc), title=command, severity="error", markup=False)
             return None
         shown = " ".join([command, *(str(v) for v in (args or {}).values() if v is not None)])
         self.pending[cmd.id] = Pending(path, command, shown)
@@ -379,7 +381,7 @@ class LayerTreeView(Tree[str]):
             self.notify("Select a module (freezing the whole model would stop training).", severity="warning")
             return
         if not module.get("params"):
-            self.notify(f"{path} has no parameters to freeze.", severity="warning")
+            self.notify(f"{path} has no parameters to freeze.", severity="warning", markup=False)
             return
         command = "unfreeze" if module.get("frozen") else "freeze"
         self.send(command, {"pattern": path}, path=path)
@@ -390,7 +392,7 @@ class LayerTreeView(Tree[str]):
             return
         path, module = selected
         if path and not module.get("params"):
-            self.notify(f"{path} has no parameters.", severity="warning")
+            self.notify(f"{path} has no parameters.", severity="warning", markup=False)
             return
         target = path or "all"
         current = module.get("lr") if path else None
@@ -414,7 +416,7 @@ class LayerTreeView(Tree[str]):
         from tui.screens.confirm import ConfirmScreen
 
         if not self.active:
-            self.notify(f"The run is {self.info.get('status', 'not running')}.", severity="warning")
+            self.notify(f"The run is {self.info.get('status', 'not running')}.", severity="warning", markup=False)
             return
 
         def answered(yes: bool | None) -> None:

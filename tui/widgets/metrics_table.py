@@ -36,8 +36,8 @@ class MetricsTable(DataTable):
         self.clear()
         for split, metric, latest, best in rows:
             self.add_row(
-                split,
-                metric,
+                Text(split),
+                Text(metric),  # metric names come from the run's files: text, never markup
                 Text(format_value(latest), justify="right"),
                 Text(format_value(best) if best is not None else "", justify="right"),
                 key=f"{split}/{metric}",

@@ -121,7 +121,7 @@ class RunsTable(DataTable):
         label = " " if column == MARK else best_header(listing.entries) if column == "best" else header(column)
         if column == self.sort_column:
             return Text(f"{label} {'▼' if self.sort_reverse else '▲'}", style="bold")
-        return Text(label, style="cyan") if column in listing.hparams else label
+        return Text(label, style="cyan") if column in listing.hparams else Text(label)
 
     def _cached_row(self, key: str, entry: RunEntry, clock: float) -> tuple:
         """The row's cells, made again only when the run changed (or, while it trains, its clock did)."""
@@ -147,8 +147,8 @@ class RunsTable(DataTable):
                 out.append(Text(cell(entry, column, clock), justify="right"))
             elif column == "tags":
                 out.append(Text(cell(entry, column), style="magenta"))
-            else:
-                out.append(cell(entry, column, clock))
+            else:  # models, datasets, tags, hyper-parameters: the run's own strings, never markup
+                out.append(Text(cell(entry, column, clock)))
         return tuple(out)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
