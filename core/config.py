@@ -456,6 +456,12 @@ class ModelConfig(Section):
         description="Module path of the classifier head (e.g. 'classifier.2'); default: found automatically "
         "(fc, head, classifier, ... or the last Linear). Head replacement, head_lr, {last: N} and layer_decay use it.",
     )
+    weights_strict: bool = Field(
+        True,
+        description="Refuse a model.weights file from which less than half of the model's values outside the head "
+        "would load (it was saved from another architecture or size); false loads what fits and trains the rest "
+        "from scratch. Any mismatch is reported either way.",
+    )
     channels: list[int] = Field(
         default_factory=lambda: [32, 64, 128], min_length=1, description="simple_cnn: channels of each stage."
     )

@@ -460,3 +460,35 @@ def test_class_and_tensor_names_that_look_like_markup_are_shown_as_written(tmp_p
     assert all(f"{name}.weight" in result.output for name in MARKUP_NAMES) and "[torch-zip]" in result.output
     result = runner.invoke(app, ["diff", str(foreign), str(foreign)])
     assert result.exit_code == 0 and "x[/]y" in result.output, result.output
+
+
+# --------------------------------------------------------------------------------------------------
+# 7. Weights of another architecture are refused, not silently trained from scratch
+# --------------------------------------------------------------------------------------------------
+
+
+def test_weights_of_another_architecture_are_refused_unless_asked_for(tmp_path: Path) -> None:
+    from core.config import ModelConfig
+    from core.models.registry import build_model
+
+    other = build_model(ModelConfig(name="simple_cnn", channels=[8, 16]), 3, (3, 16, 16)).model
+    weights = tmp_path / "other.pt"
+    torch.save(other.state_dict(), weights)
+    raw = tiny_raw(tmp_path / "runs", "wrong", model={"weights": str(weights)}, trainer={"epochs": 1})  # channels [4, 8]
+    cfg = _yaml(tmp_path / "wrong.yaml", raw)
+    result = runner.invoke(app, ["run", str(cfg)])
+    _clean_exit_2(result, f"model.weights: {weights} does not fit", "stage1.0.weight (file [8, 3, 3, 3], model [4, 3, 3, 3])",
+                  "model.weights_strict: false")
+    assert not (tmp_path / "runs" / "wrong").exists()  # refused before the run directory exists
+
+    result = runner.invoke(app, ["run", str(cfg), "--set", "model.weights_strict=false",
+                                 "--set", "logging.progress=plain"])
+    assert result.exit_code == 0, result.output
+    assert f"weights: loaded 0 tensors from {weights}" not in result.output  # the one that fits is counted
+    assert "shape-mismatched" in result.output and "not loaded: stage1.0.weight" in result.output
+
+    same = build_model(ModelConfig(name="simple_cnn", channels=[4, 8]), 5, (3, 16, 16)).model
+    torch.save(same.state_dict(), tmp_path / "same.pt")  # another class count: only the head differs
+    report = build_model(ModelConfig(name="simple_cnn", channels=[4, 8], weights=str(tmp_path / "same.pt")), 3,
+                         (3, 16, 16)).load_report
+    assert report is not None and report.head_only and report.loaded_fraction == 1.0

@@ -126,7 +126,9 @@ def build_model(
 
         replay(net, structure, example_input(input_shape))
         notes.append(f"pruned structure replayed: {len(structure['steps'])} step(s) from the checkpoint's record")
-    report = apply_state_dict(net, state, source=str(weights_file), head_path=head_path) if state is not None else None
+    report = None
+    if state is not None:
+        report = apply_state_dict(net, state, source=str(weights_file), head_path=head_path, strict=cfg.weights_strict)
     return BuiltModel(model=net, name=name, head_path=head_path, load_report=report, notes=notes, code=code,
                       compression=structure)
 

@@ -20,6 +20,10 @@ from torch import nn
 from core.errors import ModelError
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+#: Pretrained weights must cover at least this fraction of the model's values outside the head;
+#: below it the file was saved from another architecture or size, and "fine-tuning" would train
+#: mostly from scratch (``model.weights_strict: false`` accepts that on purpose).
+MIN_LOADED_FRACTION = 0.5
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -34,6 +38,18 @@ class LoadReport:
     mismatched: list[tuple[str, list[int], list[int]]] = field(default_factory=list)  # key, file, model
     head_path: str | None = None
     stripped_prefix: str = ""
+    body_values: int = 0  # values (numel) of the model's state outside the head
+    body_loaded: int = 0  # of which the file provided
+
+    @property
+    def loaded_fraction(self) -> float:
+        """The fraction of the model's values outside the head that came from the file."""
+        return self.body_loaded / self.body_values if self.body_values else 1.0
+
+    @property
+    def clean(self) -> bool:
+        """Nothing went unloaded, except the head after a change of classes."""
+        return not (self.missing or self.mismatched or self.unexpected) or (self.head_only and not self.unexpected)
 
     @property
     def head_only(self) -> bool:
@@ -68,6 +84,7 @@ class LoadReport:
             "head_path": self.head_path,
             "head_only": self.head_only,
             "stripped_prefix": self.stripped_prefix,
+            "loaded_fraction": round(self.loaded_fraction, 4),
             "summary": self.summary(),
         }
 
@@ -203,12 +220,15 @@ def _align_prefix(state: dict[str, torch.Tensor], model_keys: set[str]) -> tuple
 
 
 def apply_state_dict(
-    model: nn.Module, state: dict[str, torch.Tensor], *, source: str, head_path: str | None = None
+    model: nn.Module, state: dict[str, torch.Tensor], *, source: str, head_path: str | None = None,
+    strict: bool = False,
 ) -> LoadReport:
     """Load the tensors that fit into ``model`` and report the rest.
 
     Raises:
-        ModelError: when not a single tensor matches (the file is for another architecture).
+        ModelError: when not a single tensor matches (the file is for another architecture), or,
+            with ``strict``, when less than :data:`MIN_LOADED_FRACTION` of the model's values outside
+            the head would load.
     """
     own = model.state_dict()
     state, prefix = _align_prefix(_strip_wrappers(state), set(own))
@@ -230,13 +250,41 @@ def apply_state_dict(
             f"model's like: {', '.join(list(own)[:4])}). Check model.name against the architecture the "
             f"weights were saved from."
         )
+    body = {k: v for k, v in own.items() if head_path is None or not _under(k, head_path)}
+    report.body_values = sum(v.numel() for v in body.values())
+    report.body_loaded = sum(v.numel() for k, v in body.items() if k in loadable)
+    if strict and report.loaded_fraction < MIN_LOADED_FRACTION:
+        raise ModelError(_mismatch_message(report))
     model.load_state_dict(loadable, strict=False)
     return report
 
 
-def load_weights(model: nn.Module, source: str | Path, *, head_path: str | None = None) -> LoadReport:
-    """Load a weights file or ftui checkpoint into ``model`` (see :func:`read_state_dict`)."""
-    return apply_state_dict(model, read_state_dict(source), source=str(source), head_path=head_path)
+def _mismatch_message(report: LoadReport) -> str:
+    """Why a weights file was refused: how little fit, and the first mismatches, file vs model."""
+    shown = [f"{k} (file {list(f)}, model {list(m)})" for k, f, m in report.mismatched[:6]]
+    more = len(report.mismatched) - len(shown)
+    listing = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+    missing = f" {len(report.missing)} tensors of the model are not in the file ({', '.join(report.missing[:4])}" + (
+        ", ...)." if len(report.missing) > 4 else ").") if report.missing else ""
+    return (
+        f"model.weights: {report.source} does not fit the model: only "
+        f"{report.loaded_fraction:.0%} of its values outside the head ({report.body_loaded:,} of "
+        f"{report.body_values:,}) load from it, below the {MIN_LOADED_FRACTION:.0%} that fine-tuning needs. "
+        f"{len(report.mismatched)} tensors differ in shape: {listing or 'none'}.{missing} The file was saved from "
+        "another architecture or size. Fix: set model.name (and model.channels / model.hidden) to what the weights "
+        "were saved from, or set model.weights_strict: false to load what fits and train the rest from scratch."
+    )
+
+
+def load_weights(
+    model: nn.Module, source: str | Path, *, head_path: str | None = None, strict: bool = True
+) -> LoadReport:
+    """Load a weights file or ftui checkpoint into ``model`` (see :func:`read_state_dict`).
+
+    With ``strict``, a file that covers less than :data:`MIN_LOADED_FRACTION` of the model's values
+    outside the head is a :class:`ModelError` listing the mismatches (nothing is loaded).
+    """
+    return apply_state_dict(model, read_state_dict(source), source=str(source), head_path=head_path, strict=strict)
 
 
 def torchvision_weights(model_name: str, weights_name: str) -> Any:

@@ -58,6 +58,10 @@ class ProgressCallback(Callback):
         if trainer.resumed_from is not None:
             epoch, batch = trainer.position
             head += f"\nresuming at epoch {epoch + 1}, batch {batch} (step {trainer.global_step})"
+        report = trainer.built.load_report if trainer.resumed_from is None else None
+        if report is not None:
+            # on the console too, not only in events.jsonl: a partial load changes what the run means
+            head += f"\nweights: {report.summary()}"
         head += "".join(f"\nwarning: {notice}" for notice in trainer.notices)
         if self.mode == "none":
             return
