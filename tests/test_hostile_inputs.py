@@ -492,3 +492,16 @@ def test_weights_of_another_architecture_are_refused_unless_asked_for(tmp_path: 
     report = build_model(ModelConfig(name="simple_cnn", channels=[4, 8], weights=str(tmp_path / "same.pt")), 3,
                          (3, 16, 16)).load_report
     assert report is not None and report.head_only and report.loaded_fraction == 1.0
+
+
+def test_the_global_root_flag_is_the_runs_root_of_every_command(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path / "from-config", "rooted", trainer={"epochs": 1, "max_steps": 2})
+    cfg = _yaml(tmp_path / "rooted.yaml", raw)
+    elsewhere = tmp_path / "flag root"
+    result = runner.invoke(app, ["--root", str(elsewhere), "run", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "rooted" / "run.json").is_file() and not (tmp_path / "from-config").exists()
+    result = runner.invoke(app, ["--root", str(elsewhere), "ctl", "rooted", "pause"])
+    _clean_exit_2(result, str(elsewhere / "rooted"), "the run is finished")  # found under the flag's root
+    result = runner.invoke(app, ["--root", str(elsewhere), "ctl", "missing", "pause"])
+    _clean_exit_2(result, str(elsewhere / "missing"))

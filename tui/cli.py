@@ -7,6 +7,7 @@ inside its body, from ``tui.commands.*``.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ def _env_debug() -> bool:
     return os.environ.get("FTUI_DEBUG", "") not in ("", "0")
 
 
-_STATE = {"debug": _env_debug()}
+_STATE: dict[str, Any] = {"debug": _env_debug(), "root": None}
+DEFAULT_ROOT = Path("runs")
 
 app = typer.Typer(
     name="ftui",
@@ -93,13 +95,23 @@ def main_callback(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    root: Annotated[Path, typer.Option("--root", help="Runs root directory for the app.")] = Path("runs"),
+    root: Annotated[
+        Optional[Path],
+        typer.Option("--root", help="Runs root directory: for the app, and for every command below "
+                     "(`ftui --root X run` records under X, like --set run.root=X)."),
+    ] = None,
 ) -> None:
     """Train and fine-tune PyTorch models from the terminal."""
     # set on every invocation: one process (tests, notebooks) may run several commands
     _STATE["debug"] = debug or _env_debug()
+    _STATE["root"] = root
     if ctx.invoked_subcommand is None:
-        _open_app(root)
+        _open_app(root or DEFAULT_ROOT)
+
+
+def _root(own: Path | None) -> Path:
+    """A command's runs root: its own --root, else ``ftui --root``, else ``runs``."""
+    return own or _STATE["root"] or DEFAULT_ROOT
 
 
 @handles_errors
@@ -134,8 +146,11 @@ def run(
     """Train headless from a config (Rich progress on a terminal, plain lines otherwise)."""
     from tui.commands.run_cmd import run_command
 
+    overrides = list(set_ or [])
+    if _STATE["root"] is not None:  # `ftui --root X run`: X is the run's root, as if set in the config
+        overrides.insert(0, f"run.root={json.dumps(str(_STATE['root']))}")
     code = run_command(
-        config, list(set_ or []), name=name, resume=resume, detach=detach, nproc=nproc, quiet=quiet, run_dir=run_dir
+        config, overrides, name=name, resume=resume, detach=detach, nproc=nproc, quiet=quiet, run_dir=run_dir
     )
     raise typer.Exit(code)
 
@@ -144,12 +159,14 @@ def run(
 @handles_errors
 def watch(
     run_: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or run name.")],
-    root: Annotated[Path, typer.Option("--root", help="Runs root for run names.")] = Path("runs"),
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="Runs root for run names (default: ftui --root, or runs).")
+    ] = None,
 ) -> None:
     """Open the live dashboard of a run."""
     from tui.commands.app_cmd import open_watch
 
-    open_watch(run_, root)
+    open_watch(run_, _root(root))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -159,12 +176,14 @@ def ctl(
     command: Annotated[str, typer.Argument(help="freeze, unfreeze, set-lr, pause, resume, stop, checkpoint, validate.")],
     args: Annotated[Optional[list[str]], typer.Argument(help="Arguments of the command.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the answer.")] = 30.0,
-    root: Annotated[Path, typer.Option("--root", help="Runs root for run names.")] = Path("runs"),
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="Runs root for run names (default: ftui --root, or runs).")
+    ] = None,
 ) -> None:
     """Send a control command to a running run and wait for its answer."""
     from tui.commands.ctl_cmd import ctl_command
 
-    raise typer.Exit(ctl_command(run_, command, list(args or []), timeout=timeout, root=root))
+    raise typer.Exit(ctl_command(run_, command, list(args or []), timeout=timeout, root=_root(root)))
 
 
 @app.command("eval")
