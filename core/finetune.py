@@ -168,11 +168,18 @@ class FineTuner:
         """Apply ``finetune.freeze`` then ``finetune.unfreeze``, and check the schedule's patterns now
         (so a typo fails at start, not at epoch 4)."""
         for i, pattern in enumerate(self.cfg.freeze):
-            self.freeze(pattern, where=f"finetune.freeze[{i}]")
+            self.freeze(pattern, where=f"finetune.freeze[{i}]")  # checked below: finetune.unfreeze may follow
         for i, pattern in enumerate(self.cfg.unfreeze):
             self.unfreeze(pattern, where=f"finetune.unfreeze[{i}]")
         for i, step in enumerate(self.cfg.schedule):
             select(self.model, step.unfreeze, self.head_path, where=f"finetune.schedule[{i}].unfreeze")
+        if not self._trainable() and not any(step.epoch == 0 for step in self.cfg.schedule):
+            frozen = [pattern_label(p) for p in self.cfg.freeze]
+            raise ModelError(
+                f"finetune.freeze: {frozen} leaves no parameter to train, so the first step would fail. Fix: freeze "
+                "'backbone' instead of 'all' to train the head, or give some back with finetune.unfreeze (e.g. "
+                "[head]) or an unfreeze schedule step at epoch 0."
+            )
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer of ``optim`` over every parameter, one group per layout group.
@@ -197,13 +204,20 @@ class FineTuner:
         self.optimizer = optimizer
         return optimizer
 
-    def freeze(self, pattern: Any, *, where: str = "freeze") -> list[str]:
+    def freeze(self, pattern: Any, *, where: str = "freeze", keep_trainable: bool = False) -> list[str]:
         """Freeze what ``pattern`` selects: no gradient, no update, no decay; return the modules.
 
         Raises:
-            ModelError: the pattern matches nothing (the message lists module names).
+            ModelError: the pattern matches nothing (the message lists module names), or, with
+                ``keep_trainable`` (a live run's command), it would leave no parameter to train:
+                nothing is changed then, since the next backward pass would fail and end the run.
         """
         sel = select(self.model, pattern, self.head_path, where=where)
+        if keep_trainable and not self._trainable(excluding=set(sel.params)):
+            raise ModelError(
+                f"{where}: this would freeze every trainable parameter, and a run with nothing to train fails at its "
+                "next step. Nothing was frozen. Fix: freeze a part (e.g. backbone), or stop the run."
+            )
         for name in sel.params:
             param = self._params[name]
             param.requires_grad_(False)
@@ -211,6 +225,10 @@ class FineTuner:
         if self.model.training:
             self.apply_bn_policy()
         return sel.modules
+
+    def _trainable(self, excluding: frozenset[str] | set[str] = frozenset()) -> list[str]:
+        """Names of the parameters that train (``requires_grad``), leaving out ``excluding``."""
+        return [n for n, p in self._params.items() if p.requires_grad and n not in excluding]
 
     def unfreeze(self, pattern: Any, lr: float | None = None, *, where: str = "unfreeze") -> list[str]:
         """Make what ``pattern`` selects trainable; return the modules.
