@@ -35,6 +35,7 @@ REJECTED_DIR = "rejected"
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_COMMAND_DEPTH = 8
 MAX_ARG_CHARS = 1000  # a pattern or group name longer than this is not one
+MAX_ANSWER_CHARS = 1000  # an answer echoes at most this much of a command's args, and says at most this much
 
 #: command -> (positional argument names, option names); documented in docs/run-format.md.
 COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -121,6 +122,21 @@ def validate_command(command: str, args: dict[str, Any]) -> dict[str, Any]:
             raise ControlError(f"{command}: {key} is {len(value)} characters long; give at most {MAX_ARG_CHARS}.")
         out[key] = value
     return out
+
+
+def clip(text: str, limit: int = MAX_ANSWER_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def bounded(args: Any) -> Any:
+    """Args to echo in an answer: as given when small, else their JSON cut to :data:`MAX_ANSWER_CHARS`
+    (a 20 MB command must not make a 20 MB line in events.jsonl)."""
+    try:
+        text = json.dumps(args, default=str, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(args)
+    return args if len(text) <= MAX_ANSWER_CHARS else {"truncated": clip(text)}
 
 
 def parse_cli_args(command: str, argv: list[str]) -> dict[str, Any]:

@@ -270,6 +270,7 @@ class RunWriter:
         self._writers: dict[str, JsonlWriter] = {}
         self._columns: Any = None  # core.run_columns.ColumnsWriter, opened with metrics.jsonl
         self._info: dict[str, Any] = {}
+        self.opened = now()  # when this process took the directory over (commands older than it were not for it)
         for sub in (CONTROL_DIR, CHECKPOINT_DIR):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 

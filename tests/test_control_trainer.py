@@ -109,7 +109,8 @@ def test_validate_while_paused_and_bad_commands_leave_the_run_unharmed(tmp_path:
     assert "lr must be a finite number > 0" in refusals["u3"]
     assert "'args' must be an object" in refusals["u4"]
     garbage = next(m for i, m in refusals.items() if i.endswith("-garbage"))
-    assert "not a JSON command object" in garbage
+    assert "is not valid JSON" in garbage and "moved to control/rejected/" in garbage
+    assert [p.name.endswith("-garbage.json") for p in (run / "control" / "rejected").iterdir()] == [True]
     assert len(refusals) == 5
     assert trainer.finetuner.frozen_modules() == ["stage1"]  # nothing else frozen by the bad commands
     assert {g["base_lr"] for g in trainer.finetuner.groups_summary()} == {0.01}

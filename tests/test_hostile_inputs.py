@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -505,3 +506,104 @@ def test_the_global_root_flag_is_the_runs_root_of_every_command(tmp_path: Path) 
     _clean_exit_2(result, str(elsewhere / "rooted"), "the run is finished")  # found under the flag's root
     result = runner.invoke(app, ["--root", str(elsewhere), "ctl", "missing", "pause"])
     _clean_exit_2(result, str(elsewhere / "missing"))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1, 2, 14. Nothing in control/ can end a run: poison files are refused, answered and set aside
+# --------------------------------------------------------------------------------------------------
+
+
+def _events(run: Path) -> list[dict[str, Any]]:
+    from core.runs import EVENTS, JsonlTail
+
+    return JsonlTail(run / EVENTS).poll()
+
+
+def _drop(run: Path, name: str, data: bytes) -> Path:
+    path = run / "control" / name
+    path.write_bytes(data)
+    return path
+
+
+def test_poison_control_files_are_refused_set_aside_and_the_run_goes_on(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from core import control
+    from core.runs import RunWriter
+    from core.training.trainer import Trainer
+
+    run = RunWriter.create(tmp_path, "poison").path
+    deep = b'{"command":"freeze","args":{"pattern":' + b"[" * 30_000 + b"]" * 30_000 + b"}}"  # 60 KB
+    _drop(run, "00000000000000000001-deep.json", deep)
+    _drop(run, "00000000000000000002-deep2k.json", b'{"command":"freeze","args":{"pattern":' + b"[" * 960
+          + b"]" * 960 + b"}}")
+    _drop(run, "00000000000000000003-huge.json", b'{"command":"stop","args":{"x":"' + b"A" * 2_000_000 + b'"}}')
+    junk = json.dumps({"id": "00000000000000000004-junk", "command": "freeze", "args": {"pattern": "stage1",
+                                                                                         "junk": "B" * 50_000}})
+    _drop(run, "00000000000000000004-junk.json", junk.encode())
+    future = _drop(run, "00000000000000000005-future.json", b"{not json")
+    os.utime(future, (time.time() + 3600, time.time() + 3600))  # a skewed clock: it must not wait forever
+    _drop(run, "00000000000000000006-list.json", b"[1, 2, 3]")
+    (run / "control" / "done").write_text("a stray file where the done/ folder goes\n")
+    control.send(run, "freeze", {"pattern": "all"})  # would leave nothing to train
+    control.send(run, "set-lr", {"group": "all", "lr": 0.02})  # a good command after all of that
+
+    cfg = config_from_dict(tiny_raw(tmp_path, "poison", trainer={"epochs": 1, "max_steps": 3}))
+    trainer = Trainer(cfg, run_dir=run)
+    trainer.fit()
+    assert trainer.status == "finished" and trainer.global_step == 3  # nothing ended the run
+
+    answers = {e["id"]: e for e in _events(run) if e["kind"] == "control"}
+    by_file = {i.split("-", 1)[1] if i[:20].isdigit() and len(i) > 21 else i: e for i, e in answers.items()}
+    assert "nested 30002 levels deep" in by_file["deep"]["message"]
+    assert "nested 962 levels deep" in by_file["deep2k"]["message"]
+    assert "larger than 64 KiB" in by_file["huge"]["message"]
+    assert "unexpected argument(s) ['junk']" in by_file["junk"]["message"]
+    assert len(json.dumps(by_file["junk"])) < 3000 and "truncated" in by_file["junk"]["args"]  # not a 50 KB line
+    assert "is not valid JSON" in by_file["future"]["message"]
+    assert "holds a JSON list" in by_file["list"]["message"]
+    freeze_all = next(e for e in answers.values() if e["command"] == "freeze" and e.get("args") == {"pattern": "all"})
+    assert freeze_all["status"] == "error" and "would freeze every trainable parameter" in freeze_all["message"]
+    assert next(e for e in answers.values() if e["command"] == "set-lr")["status"] == "ok"
+    assert max(len(line) for line in (run / "events.jsonl").read_text().splitlines()) < 4000
+
+    left = sorted(p.name for p in (run / "control").iterdir())
+    assert left[1:] == ["done", "rejected"] and left[0].startswith(".stray-done-")  # the stray file kept, aside
+    rejected = sorted(p.name.split("-", 1)[1] for p in (run / "control" / "rejected").iterdir())
+    assert rejected == ["deep.json", "deep2k.json", "future.json", "huge.json", "list.json"]
+    assert all(p.requires_grad for p in trainer.model.parameters())  # freeze all changed nothing
+
+
+def test_freezing_everything_in_the_config_is_an_exit_2_naming_the_key(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path / "runs", "frozen", finetune={"freeze": ["all"]}, trainer={"epochs": 1})
+    cfg = _yaml(tmp_path / "frozen.yaml", raw)
+    _clean_exit_2(runner.invoke(app, ["run", str(cfg)]), "finetune.freeze: ['all'] leaves no parameter to train")
+    assert not (tmp_path / "runs" / "frozen").exists()
+    # freezing all and giving the head back is the usual linear probe, and trains
+    result = runner.invoke(app, ["run", str(cfg), "--set", "finetune.unfreeze=[head]", "--set", "trainer.max_steps=2"])
+    assert result.exit_code == 0, result.output
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Commands queued for a run that died are set aside on resume, not applied
+# --------------------------------------------------------------------------------------------------
+
+
+def test_commands_sent_to_a_dead_run_are_set_aside_when_it_resumes(tmp_path: Path) -> None:
+    from core import control
+    from core.training.trainer import Trainer
+
+    raw = tiny_raw(tmp_path, "stale", trainer={"epochs": 2})
+    first = Trainer(config_from_dict({**raw, "trainer": {**raw["trainer"], "max_steps": 3}}))
+    first.fit()
+    run = first.run.path
+    stale = control.send(run, "stop")  # `ftui ctl stale stop` after the process died: never answered
+    time.sleep(0.05)
+
+    second = Trainer(config_from_dict(raw), run_dir=run)
+    second.fit(resume_from=run / "checkpoints" / "last.pt")
+    assert second.status == "finished" and second.global_step == second.total_steps > 3  # not stopped at once
+    answer = next(e for e in _events(run) if e["kind"] == "control" and e["id"] == stale.id)
+    assert answer["status"] == "error" and answer["reason"] == "stale" and "set aside" in answer["message"]
+    assert (run / "control" / "done" / f"{stale.id}.json").is_file()

@@ -81,6 +81,8 @@ class ControlCallback(Callback):
         if trainer.run is not None and trainer.run.info.get("paused"):
             trainer.run.update(paused=False, paused_since=None)
         self._seen_step = trainer.global_step
+        if trainer.resumed_from is not None:
+            self._set_aside_stale(trainer)
 
     def on_train_epoch_start(self, trainer: Trainer) -> None:
         self.poll(trainer, force=True)
@@ -142,16 +144,16 @@ class ControlCallback(Callback):
         return handled
 
     def _handle_pending(self, trainer: Trainer) -> int:
-        commands: list[tuple[str, Any]] = []
+        commands: list[tuple[str, Any, str | None]] = []
         if self._run_dir is not None:
-            for path, obj in control.pending_commands(self._run_dir):
-                if obj is None and _younger_than(path, UNREADABLE_GRACE_S):
+            for item in control.waiting(self._run_dir):
+                if item.problem is not None and not item.final and _younger_than(item.path, UNREADABLE_GRACE_S):
                     continue  # maybe still being written; look again next time
-                commands.append((str(path), obj))
+                commands.append((str(item.path), item.obj, item.problem))
         if self._distributed:
             commands = trainer.strategy.broadcast(commands if self._main else None) or []
-        for path, obj in commands:
-            self.handle(trainer, Path(path), obj)
+        for path, obj, problem in commands:
+            self.handle(trainer, Path(path), obj, problem=problem)
         return len(commands)
 
     def _wait_while_paused(self, trainer: Trainer) -> int:
@@ -175,15 +177,23 @@ class ControlCallback(Callback):
 
     # -- one command ----------------------------------------------------------------------------
 
-    def handle(self, trainer: Trainer, path: Path, obj: dict[str, Any] | None) -> dict[str, Any]:
-        """Apply one command file, answer it in events.jsonl and move it to ``control/done/``."""
-        command_id = str((obj or {}).get("id") or path.stem)
-        name = str((obj or {}).get("command") or "")
-        args = (obj or {}).get("args") or {}
+    def handle(
+        self, trainer: Trainer, path: Path, obj: dict[str, Any] | None, *, problem: str | None = None
+    ) -> dict[str, Any]:
+        """Apply one command file, answer it in events.jsonl and move it to ``control/done/``.
+
+        A file that is not a readable command (``problem``, or not an object) is answered ``error``
+        and moved to ``control/rejected/``; nothing in a file can end the run, and the answer copies
+        at most :data:`core.control.MAX_ANSWER_CHARS` of what the file said.
+        """
+        command_id, name, args = _identity(path, obj)
         answer: dict[str, Any] = {"id": command_id, "command": name or None, "args": args}
+        rejected = obj is None or problem is not None
         try:
-            if obj is None:
-                raise CommandRefused(f"{path.name} is not a JSON command object; write commands with `ftui ctl`.")
+            if rejected:
+                why = problem or "is not a JSON command object"
+                raise CommandRefused(f"{path.name} {why}; it was moved to control/rejected/. Send commands with "
+                                     "`ftui ctl`.")
             if not isinstance(args, dict):
                 raise CommandRefused(f"'args' must be an object, got {type(args).__name__}.")
             args = control.validate_command(name, args)
@@ -195,8 +205,9 @@ class ControlCallback(Callback):
         except Exception as exc:  # noqa: BLE001 - a failing command is answered; training goes on
             answer.update(status="error", message=f"{name} failed: {type(exc).__name__}: {exc}")
         if self._main:
-            control.mark_done(path)
-        trainer.log_event("control", answer.pop("message"), **answer)
+            (control.set_aside if rejected else control.mark_done)(path)
+        answer["args"] = control.bounded(answer["args"])
+        trainer.log_event("control", control.clip(str(answer.pop("message"))), **answer)
         if trainer.run is not None:
             trainer.run.flush()  # the client is waiting for this line
         return answer
@@ -204,16 +215,41 @@ class ControlCallback(Callback):
     def _answer_leftovers(self, trainer: Trainer, reason: str) -> None:
         if self._run_dir is None or trainer.run is None:
             return
-        for path, obj in control.pending_commands(self._run_dir):
-            command_id = str((obj or {}).get("id") or path.stem)
-            control.mark_done(path)
-            trainer.log_event("control", reason, id=command_id, command=(obj or {}).get("command"), status="error")
+        for item in control.waiting(self._run_dir):
+            command_id, name, _ = _identity(item.path, item.obj)
+            (control.mark_done if item.problem is None else control.set_aside)(item.path)
+            trainer.log_event("control", reason, id=command_id, command=name or None, status="error")
+        trainer.run.flush()
+
+    def _set_aside_stale(self, trainer: Trainer) -> None:
+        """Resuming: commands written before this process took the run over were meant for the process
+        that ended. Applying them now (a `stop` sent after a crash) would surprise; each is answered
+        ``error`` ("set aside") and moved to ``control/done/``."""
+        if self._run_dir is None or trainer.run is None or not self._main:
+            return
+        since = trainer.run.opened
+        for item in control.waiting(self._run_dir):
+            try:
+                written = item.path.stat().st_mtime
+            except OSError:
+                continue
+            if written >= since:
+                continue
+            command_id, name, _ = _identity(item.path, item.obj)
+            when = time.strftime("%H:%M:%S", time.localtime(written))
+            (control.mark_done if item.problem is None else control.set_aside)(item.path)
+            trainer.log_event(
+                "control",
+                f"set aside, not applied: sent at {when}, before this resume took the run over; it was meant for the "
+                "process that ended. Send it again if you still want it.",
+                id=command_id, command=name or None, status="error", reason="stale",
+            )
         trainer.run.flush()
 
     # -- commands (each returns the answer's message or raises) -----------------------------------
 
     def _freeze(self, trainer: Trainer, args: dict[str, Any]) -> str:
-        modules = trainer.finetuner.freeze(args["pattern"], where=f"freeze {args['pattern']!r}")
+        modules = trainer.finetuner.freeze(args["pattern"], where=f"freeze {args['pattern']!r}", keep_trainable=True)
         self._tree_changed(trainer, "freeze", f"froze {', '.join(modules)}", modules=modules, pattern=args["pattern"],
                            command_id=args["_id"])
         return f"froze {', '.join(modules)}"
@@ -292,7 +328,18 @@ class ControlCallback(Callback):
 
 
 def _younger_than(path: Path, seconds: float) -> bool:
+    """Written less than ``seconds`` ago; a modification time in the future (a skewed clock, a copied
+    file) counts as old, or the file would wait forever."""
     try:
-        return time.time() - path.stat().st_mtime < seconds
+        age = time.time() - path.stat().st_mtime
     except OSError:
         return False
+    return 0 <= age < seconds
+
+
+def _identity(path: Path, obj: dict[str, Any] | None) -> tuple[str, str, Any]:
+    """The id, command name and args a file claims, fit to be echoed in an answer."""
+    obj = obj or {}
+    raw_id, name = obj.get("id"), obj.get("command")
+    command_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 80 else path.stem[:80]
+    return command_id, control.clip(str(name), 80) if name else "", obj.get("args") or {}
