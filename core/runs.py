@@ -54,6 +54,7 @@ TB_DIR = "tb"
 STDOUT_LOG = "stdout.log"
 #: Deleted runs are moved here (under the runs root), never removed at once.
 TRASH_DIR = ".trash"
+LOCK_FILE = "run.lock"
 
 class RunStatus(str, Enum):
     """A run's ``status`` in ``run.json``, with the exit code ``ftui run`` ends with in it.
@@ -261,6 +262,16 @@ def unique_run_dir(root: Path, name: str) -> Path:
             candidate = root / f"{name}-{n}"
 
 
+# Run directories this process holds the lock of. POSIX record locks belong to the process, so a
+# second lock from the same process would "succeed", and closing any descriptor of the lock file
+# would silently drop the lock: both are kept from happening here.
+_HELD_LOCKS: dict[Path, int] = {}
+
+
+def _lock_key(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
 class RunWriter:
     """Creates a run directory and writes its files (the trainer's side of the contract)."""
 
@@ -271,6 +282,7 @@ class RunWriter:
         self._columns: Any = None  # core.run_columns.ColumnsWriter, opened with metrics.jsonl
         self._info: dict[str, Any] = {}
         self.opened = now()  # when this process took the directory over (commands older than it were not for it)
+        self._lock_fd: int | None = None
         for sub in (CONTROL_DIR, CHECKPOINT_DIR):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
@@ -406,7 +418,8 @@ class RunWriter:
             writer.flush_if_due()
 
     def close(self) -> None:
-        """Flush and close every JSONL file (and write the last block of ``metrics.columns``)."""
+        """Flush and close every JSONL file (and write the last block of ``metrics.columns``), and release
+        the lock (if held)."""
         if self._columns is not None and METRICS in self._writers:
             self._write_columns(self._writers[METRICS])
             self._columns.close()
@@ -414,6 +427,52 @@ class RunWriter:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        self.unlock()
+
+    def lock(self) -> None:
+        """Take the run directory's exclusive lock for the life of this process (or until :meth:`close`).
+
+        Only the process that trains a run holds it: two processes can never train into one
+        directory. It is a POSIX record lock (``fcntl.lockf``) on ``run.lock``, which the kernel
+        drops when the process ends however it ends (a SIGKILLed run can be resumed at once) and
+        which data-loader workers forked from the trainer do not inherit. The file holds the pid.
+
+        Raises:
+            RunError: another process holds it (the message names its pid); nothing was written.
+        """
+        import fcntl
+
+        key = _lock_key(self.path)
+        if key in _HELD_LOCKS:
+            if _HELD_LOCKS[key] == id(self):
+                return
+            raise RunError(
+                f"{self.path}: this process is already training this run. Fix: one Trainer per run directory."
+            )
+        lock_path = self.path / LOCK_FILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)  # never held: closing it drops nothing of ours
+            raise RunError(
+                f"{self.path}: another process (pid {holder}) is training this run right now; two processes never "
+                f"train into one run. Fix: wait for it, or stop it (`ftui ctl {self.path} stop`), then resume."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
+        _HELD_LOCKS[key] = id(self)
+
+    def unlock(self) -> None:
+        """Release the lock taken by :meth:`lock` (no-op when not held)."""
+        fd = self._lock_fd
+        if fd is None:
+            return
+        self._lock_fd = None
+        _HELD_LOCKS.pop(_lock_key(self.path), None)
+        os.close(fd)  # closing the descriptor releases the POSIX lock
 
 
 # ---------------------------------------------------------------------------------------------

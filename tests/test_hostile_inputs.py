@@ -607,3 +607,48 @@ def test_commands_sent_to_a_dead_run_are_set_aside_when_it_resumes(tmp_path: Pat
     answer = next(e for e in _events(run) if e["kind"] == "control" and e["id"] == stale.id)
     assert answer["status"] == "error" and answer["reason"] == "stale" and "set aside" in answer["message"]
     assert (run / "control" / "done" / f"{stale.id}.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. One process trains a run: the second is refused (exit 2, the holder's pid), nothing written
+# --------------------------------------------------------------------------------------------------
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != "run.lock"}
+
+
+def test_a_second_process_cannot_train_into_a_locked_run_and_a_killed_holder_frees_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core.training.trainer import Trainer
+
+    raw = tiny_raw(tmp_path, "locked", trainer={"epochs": 2, "max_steps": 2})
+    first = Trainer(config_from_dict(raw))
+    first.fit()
+    run = first.run.path
+    assert (run / "run.lock").is_file()
+
+    root = Path(__file__).resolve().parents[1]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom core.runs import RunWriter\n"
+         f"RunWriter.reopen({str(run)!r}).lock()\nprint('locked', flush=True)\ntime.sleep(60)\n"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        before = _snapshot(run)
+        cfg = _yaml(tmp_path / "locked.yaml", {**raw, "trainer": {**raw["trainer"], "max_steps": 4}})
+        result = runner.invoke(app, ["run", str(cfg), "--resume", str(run)])  # run.json says finished: only the lock stops it
+        _clean_exit_2(result, f"another process (pid {holder.pid}) is training this run")
+        assert _snapshot(run) == before  # refused before writing anything
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    # the kernel dropped the killed holder's lock: the run resumes at once
+    result = runner.invoke(app, ["run", str(cfg), "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "run.lock").read_text().strip() != str(holder.pid)

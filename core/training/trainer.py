@@ -868,12 +868,15 @@ class Trainer:
         flush = self.cfg.logging.flush_seconds
         if self.run_dir is None:
             self.run = RunWriter.create(self.cfg.run.root, self.cfg.run.name or "run", flush)
+            self.run.lock()
             return
         info_path = self.run_dir / RUN_JSON
         if not info_path.is_file():
             raise RunError(f"{self.run_dir}: not a run directory (no {RUN_JSON}). Fix: pass a directory under runs/.")
         writer = RunWriter.reopen(self.run_dir, flush)
+        writer.lock()  # before anything is written: a second process is refused with the first's pid
         if not resume and writer.info.get("status") != "created":
+            writer.close()
             raise RunError(
                 f"{self.run_dir}: this run already ran (status {writer.info.get('status')}); a run directory is "
                 f"never overwritten. Fix: resume it with --resume {self.run_dir}, or start a new run."
