@@ -652,6 +652,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     text = _read_text(path)
     raw, lines = _parse_yaml(text, path)
+    if not isinstance(raw, dict):
+        validate_config(raw, source=str(path))  # raises: not a mapping, so no key can be overridden in it
     parsed = parse_overrides(overrides)
     for dotted, value in parsed:
         _check_key(dotted)
