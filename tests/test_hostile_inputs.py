@@ -652,3 +652,34 @@ def test_a_second_process_cannot_train_into_a_locked_run_and_a_killed_holder_fre
     result = runner.invoke(app, ["run", str(cfg), "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "run.lock").read_text().strip() != str(holder.pid)
+
+
+# --------------------------------------------------------------------------------------------------
+# 10. A pause at an epoch boundary is not taken off training time that never ran
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_pause_at_an_epoch_boundary_leaves_train_seconds_positive(tmp_path: Path) -> None:
+    import threading
+
+    from core import control
+    from core.runs import RunWriter, read_json
+    from core.training.trainer import Trainer
+
+    run = RunWriter.create(tmp_path, "paused").path
+    control.send(run, "pause")  # applied at the first epoch start: before any training time
+    trainer = Trainer(config_from_dict(tiny_raw(tmp_path, "paused", trainer={"epochs": 1, "max_steps": 3})),
+                      run_dir=run)
+    thread = threading.Thread(target=trainer.fit, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (read_json(run / "run.json") or {}).get("paused") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    control.send(run, "resume")
+    thread.join(60)
+    wall = time.perf_counter() - started
+    assert trainer.status == "finished" and trainer.global_step == 3
+    seconds = read_json(run / "run.json")["train_seconds"]
+    assert 0 < seconds < wall - 1.5  # neither negative nor counting the pause
