@@ -683,3 +683,40 @@ def test_a_pause_at_an_epoch_boundary_leaves_train_seconds_positive(tmp_path: Pa
     assert trainer.status == "finished" and trainer.global_step == 3
     seconds = read_json(run / "run.json")["train_seconds"]
     assert 0 < seconds < wall - 1.5  # neither negative nor counting the pause
+
+
+# --------------------------------------------------------------------------------------------------
+# 6. Weights that became non-finite fail the run (skip mode too); `best` names only a written file
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_diverged_run_in_skip_mode_fails_instead_of_finishing_with_nan_weights(tmp_path: Path) -> None:
+    from core.runs import read_json
+
+    raw = tiny_raw(tmp_path / "runs", "diverge", optim={"name": "sgd", "lr": 1e4, "momentum": 0.9, "weight_decay": 0},
+                   schedule={"name": "none"}, trainer={"epochs": 3, "on_nonfinite": "skip"})
+    result = runner.invoke(app, ["run", str(_yaml(tmp_path / "diverge.yaml", raw))])
+    assert result.exit_code == 1, result.output
+    assert "the weights became non-finite" in result.output and "optim.lr (now 10000)" in result.output
+    info = read_json(tmp_path / "runs" / "diverge" / "run.json")
+    assert info["status"] == "failed" and "non-finite" in info["error"]
+    best = info.get("best") or {}
+    assert "checkpoint" not in best or Path(best["checkpoint"]).is_file()
+
+
+def test_best_never_names_a_checkpoint_that_was_not_written(tmp_path: Path) -> None:
+    from core.training.callbacks.checkpointing import CheckpointCallback
+    from core.training.trainer import Trainer
+
+    trainer = Trainer(config_from_dict(tiny_raw(tmp_path, "best", trainer={"epochs": 1})))
+    trainer.fit()
+    callback = next(cb for cb in trainer.callbacks if isinstance(cb, CheckpointCallback))
+    before = dict(callback.best)
+    assert Path(before["checkpoint"]).is_file()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    trainer.run = type(trainer.run).reopen(trainer.run.path)
+    trainer.callback_metrics["val/acc"] = before["value"] + 0.5  # "improved", by a model that cannot be saved
+    callback.on_validation_end(trainer)
+    trainer.run.close()
+    assert callback.best == before and trainer.best == before

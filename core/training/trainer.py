@@ -777,6 +777,15 @@ class Trainer:
                 f"Fix: lower optim.lr (now {self.cfg.optim.lr:g}), set trainer.gradient_clip_val, or use "
                 "trainer.on_nonfinite: skip to skip such batches. The last good checkpoint is kept."
             )
+        if self.cfg.trainer.on_nonfinite == "skip" and not all_finite(self.model):
+            # skipping a batch protects the weights from one bad loss; once they are NaN every loss is,
+            # and a run that skipped every batch since would end "finished" with garbage weights
+            raise TrainingFailed(
+                f"the weights became non-finite (NaN or inf) by step {self.global_step}, epoch {self.epoch + 1}: "
+                "training diverged, and skipping batches (trainer.on_nonfinite: skip) cannot bring it back. Fix: lower "
+                f"optim.lr (now {self.cfg.optim.lr:g}) or set trainer.gradient_clip_val. Checkpoints written before "
+                "are kept."
+            )
         loss, acc, count = window.loss, window.acc, window.count
         window_host = self._window_host
         elapsed = window_host.elapsed()

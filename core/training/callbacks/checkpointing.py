@@ -64,12 +64,14 @@ class CheckpointCallback(Callback):
             return
         if not math.isfinite(value) or not self._improves(value):
             return
-        self.best = {"metric": monitor, "value": value, "epoch": trainer.epoch, "step": trainer.global_step,
-                     "mode": self.cfg.mode}
+        best = {"metric": monitor, "value": value, "epoch": trainer.epoch, "step": trainer.global_step,
+                "mode": self.cfg.mode}
         if self.cfg.save_best:
             path = self.save(trainer, "best.pt", "best")
-            if path is not None:
-                self.best["checkpoint"] = str(path)
+            if path is None:
+                return  # not written (non-finite weights): `best` keeps naming the file that exists
+            best["checkpoint"] = str(path)
+        self.best = best
 
     def on_train_epoch_end(self, trainer: Trainer) -> None:
         if self.cfg.save_last:
