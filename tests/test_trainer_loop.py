@@ -83,6 +83,9 @@ def test_skip_mode_skips_and_counts_nonfinite_batches(tmp_path: Path) -> None:
     assert trainer.status == "finished"
     assert trainer.nonfinite_skipped == 2
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    # the skipped batches left no trace in BatchNorm's running statistics either (issue 16)
+    assert all(torch.isfinite(b).all() for b in trainer.model.buffers() if b.is_floating_point())
+    assert math.isfinite(trainer.callback_metrics["val/loss"])
     rows = [json.loads(line) for line in (trainer.run.path / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in rows if r["split"] == "train")
     assert json.loads((trainer.run.path / "run.json").read_text())["nonfinite_skipped"] == 2

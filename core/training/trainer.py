@@ -685,6 +685,9 @@ class Trainer:
         accum = cfg.accumulate_grad_batches
         every = self.cfg.logging.every_n_steps
         skip_nonfinite = cfg.on_nonfinite == "skip"
+        # skip mode: a skipped batch must leave no trace, but its forward pass has already moved the
+        # BatchNorm running statistics (to NaN, for a batch with a NaN input); they are put back
+        buffers = [b for b in self.model.buffers() if b.is_floating_point()] if skip_nonfinite else []
         strategy, window, window_host = self.strategy, self._window, self._window_host
         window.reset()
         window_host.reset()
@@ -701,6 +704,7 @@ class Trainer:
                 self._call("on_train_batch_start", batch, batch_idx)
                 x, y = self._to_device(batch)
                 is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
+                kept = [b.clone() for b in buffers]
                 with strategy.no_sync(is_step):
                     with autocast(self.device, cfg.precision):
                         # self.train_model, not a local: a freeze mid-epoch re-wraps it under DDP
@@ -712,6 +716,9 @@ class Trainer:
                 skipped = skip_nonfinite and strategy.any_rank(not bool(torch.isfinite(loss)))
                 if skipped:
                     self.nonfinite_skipped += 1
+                    with torch.no_grad():
+                        for buffer, value in zip(buffers, kept):
+                            buffer.copy_(value)
                 else:
                     self._call("on_before_backward", loss)
                     with strategy.no_sync(is_step):
