@@ -720,3 +720,37 @@ def test_best_never_names_a_checkpoint_that_was_not_written(tmp_path: Path) -> N
     callback.on_validation_end(trainer)
     trainer.run.close()
     assert callback.best == before and trainer.best == before
+
+
+# --------------------------------------------------------------------------------------------------
+# 8. A refused resume changes nothing on disk
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_refused_resume_leaves_the_run_exactly_as_it_was(tmp_path: Path) -> None:
+    from core.training.resume import config_changes
+
+    raw = tiny_raw(tmp_path, "kept", trainer={"epochs": 2, "max_steps": 3})
+    cfg = _yaml(tmp_path / "kept.yaml", raw)
+    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
+    run = tmp_path / "kept"
+    before = _snapshot(run)
+
+    result = runner.invoke(app, ["run", str(cfg), "--resume", str(run), "--set", "model.channels=[8,16,32]"])
+    _clean_exit_2(result, "its weights do not fit this config's model", "model.channels: [4, 8] -> [8, 16, 32]",
+                  "Nothing was written to the run")
+    assert _snapshot(run) == before
+
+    # a failure found later in setup (the data) leaves the record alone too
+    result = runner.invoke(app, ["run", str(cfg), "--resume", str(run), "--set", "data.source=imagefolder",
+                                 "--set", f"data.root={tmp_path / 'gone'}"])
+    _clean_exit_2(result, "data.root", "does not exist")
+    assert _snapshot(run) == before
+
+    result = runner.invoke(app, ["run", str(cfg), "--resume", str(run), "--set", "trainer.max_steps=5"])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    assert config_changes(None, config_from_dict(raw)) == {}
+    changed = config_changes(yaml.safe_load((run / "config.yaml").read_text()), config_from_dict(raw))
+    assert changed == {"trainer.max_steps": (5, 3)}

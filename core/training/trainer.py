@@ -51,6 +51,7 @@ from core.training.metrics import ClassificationMetrics, TrainAccumulator, scala
 from core.training.runtime import (
     autocast, check_precision, configure_backends, resolve_device, seed_everything, steady_malloc,
 )
+from core.training.resume import check_resume
 from core.training.schedule import LrSchedule, apply_lr
 from core.training.strategy import Strategy
 
@@ -168,6 +169,8 @@ class Trainer:
         if resume_from is not None:
             self.resumed_from = Path(resume_from)
             ckpt = load_file(self.resumed_from)
+            # first, before the run is touched: a config that cannot continue it is refused with nothing written
+            check_resume(self.cfg, ckpt, source=self.resumed_from)
         self._install_signal_handlers()
         try:
             if self.run_dir is not None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import config_to_yaml
 from core.data.bundle import shape_json
+from core.errors import UserError
 from core.runs import CONFIG_JSON, CONFIG_YAML, MODEL_JSON
 from core.training.callback import Callback
 
@@ -124,6 +125,9 @@ class RecorderCallback(Callback):
         run = trainer.run
         if run is None:
             return
+        started = trainer.fit_started_at is not None
+        if trainer.resumed_from is not None and not started and isinstance(exception, UserError):
+            return  # a resume refused for bad input changes nothing: the run's record stays as it was
         status = trainer.status if trainer.status in ("failed", "interrupted") else "failed"
         message = trainer.error or str(exception) or type(exception).__name__
         extra = {}
@@ -131,7 +135,8 @@ class RecorderCallback(Callback):
         if tb:
             extra["traceback"] = tb
         run.log_event("error" if status == "failed" else "interrupted", message, **extra)
-        self._progress(trainer, final=True)
+        if started:  # before that, the trainer's position and metrics are not the run's yet
+            self._progress(trainer, final=True)
         run.set_status(status, error=message)
         run.flush()
 

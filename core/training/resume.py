@@ -1,0 +1,97 @@
+"""Checking a resume before it touches the run.
+
+``ftui run --resume`` continues a run's directory in place. If the config given for the resume cannot
+continue the checkpoint (another model size, other fine-tuning groups), finding out halfway through
+setup would leave the run's record rewritten: ``run.json`` marked failed at step 0 with no metrics.
+:func:`check_resume` answers first, from the checkpoint and the config alone (no data is built and
+nothing is written), and the trainer calls it before it opens the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.config import Config
+from core.errors import RunError
+
+
+def config_changes(saved: dict[str, Any] | None, cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """The dotted keys whose value differs between a checkpoint's config and ``cfg``: ``{key: (saved, now)}``.
+
+    ``run.name`` and ``run.root`` are left out (a run directory may be moved or renamed).
+    """
+    if not isinstance(saved, dict):
+        return {}
+    before, after = _flatten(saved), _flatten(cfg.model_dump(mode="json"))
+    changed = {}
+    for key in sorted(set(before) | set(after)):
+        if key in ("run.name", "run.root"):
+            continue
+        if before.get(key, _MISSING) != after.get(key, _MISSING):
+            changed[key] = (before.get(key), after.get(key))
+    return changed
+
+
+def check_resume(cfg: Config, ckpt: dict[str, Any], *, source: Path | str) -> dict[str, tuple[Any, Any]]:
+    """Raise :class:`RunError` when ``cfg`` cannot continue ``ckpt``; return the changed keys otherwise.
+
+    Builds the config's model on the CPU for the checkpoint's classes and input shape and loads the
+    checkpoint's weights, fine-tuning state and optimizer state into it, exactly as the resume will.
+    """
+    import torch
+
+    from core.finetune import FineTuner
+    from core.models import build_model
+
+    changes = config_changes(ckpt.get("config"), cfg)
+    data = ckpt.get("data") or {}
+    classes, shape = data.get("class_names"), data.get("input_shape")
+    if not isinstance(classes, list) or not isinstance(shape, (list, tuple)) or not classes:
+        return changes  # an older checkpoint without them: the resume itself will tell
+    with torch.device("cpu"):
+        built = build_model(cfg.model.model_copy(update={"weights": None}), len(classes), tuple(int(s) for s in shape),
+                            head_dropout=cfg.finetune.head_dropout)
+    try:
+        built.model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise RunError(_refusal(source, "its weights do not fit this config's model", exc, changes, "model.")) from None
+    tuner = FineTuner(built.model, cfg.finetune, cfg.optim, built.head_path)
+    tuner.setup()
+    try:
+        if ckpt.get("finetune"):
+            tuner.load_state_dict(ckpt["finetune"])
+        optimizer = tuner.build_optimizer()
+        if ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise RunError(
+            _refusal(source, "its optimizer state does not fit this config's parameter groups", exc, changes,
+                     "finetune.", "optim.")
+        ) from None
+    return changes
+
+
+def _refusal(source: Path | str, what: str, exc: BaseException, changes: dict[str, tuple[Any, Any]],
+             *prefixes: str) -> str:
+    relevant = [k for k in changes if k.startswith(prefixes)] or list(changes)
+    shown = "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in relevant[:5])
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (
+        f"--resume {source}: {what} ({detail}). "
+        + (f"Changed since the run started: {shown}. " if shown else "")
+        + "Nothing was written to the run. Fix: resume with the run's own config.yaml and without --set on those keys; "
+        "to train a changed model, start a new run from these weights (model.weights)."
+    )
+
+
+_MISSING = object()
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
