@@ -18,6 +18,7 @@ benchmarks). This module must not import torch.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -158,6 +159,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(data))
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_in_place(path: Path, text: str) -> None:
+    """Overwrite an existing file's content without a new file (the fallback when the disk is full)."""
+    data = text.encode("utf-8")
+    with open(path, "r+b") as fh:
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def fsync_dir(directory: Path) -> None:
     """fsync a directory so a rename inside it survives a crash (no-op where unsupported)."""
     try:
@@ -223,10 +237,21 @@ class JsonlWriter:
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        """Flush and close."""
-        if not self._fh.closed:
+        """Flush and close. On a full disk the unwritten lines are dropped (and the error is not raised:
+        closing happens on the way out of a failure, which must reach run.json)."""
+        if self._fh.closed:
+            return
+        try:
             self.flush()
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            self._buffer.clear()
+        try:
             self._fh.close()
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
 
     @property
     def size(self) -> int:
@@ -365,7 +390,16 @@ class RunWriter:
         self.update(status=status, pid=os.getpid(), **fields)
 
     def _write_info(self) -> None:
-        atomic_write_text(self.path / RUN_JSON, json.dumps(json_safe(self._info), indent=2) + "\n")
+        text = json.dumps(json_safe(self._info), indent=2) + "\n"
+        try:
+            atomic_write_text(self.path / RUN_JSON, text)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            # A full disk has no block for the temp file, but run.json's own blocks can be rewritten in
+            # place: not atomic (a reader may see it half-written and keeps its last good copy), but the
+            # status says "failed" instead of "running" forever.
+            write_in_place(self.path / RUN_JSON, text)
 
     def write_text(self, filename: str, text: str) -> None:
         """Write a whole file atomically (config.yaml, model.json)."""
@@ -419,15 +453,17 @@ class RunWriter:
 
     def close(self) -> None:
         """Flush and close every JSONL file (and write the last block of ``metrics.columns``), and release
-        the lock (if held)."""
-        if self._columns is not None and METRICS in self._writers:
-            self._write_columns(self._writers[METRICS])
-            self._columns.close()
-            self._columns = None
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
-        self.unlock()
+        the lock (if held), whatever fails on the way (a full disk must not keep the lock held)."""
+        try:
+            if self._columns is not None and METRICS in self._writers:
+                self._write_columns(self._writers[METRICS])
+                self._columns.close()
+                self._columns = None
+            for writer in self._writers.values():
+                writer.close()
+            self._writers.clear()
+        finally:
+            self.unlock()
 
     def lock(self) -> None:
         """Take the run directory's exclusive lock for the life of this process (or until :meth:`close`).

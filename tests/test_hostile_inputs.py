@@ -754,3 +754,64 @@ def test_a_refused_resume_leaves_the_run_exactly_as_it_was(tmp_path: Path) -> No
     assert config_changes(None, config_from_dict(raw)) == {}
     changed = config_changes(yaml.safe_load((run / "config.yaml").read_text()), config_from_dict(raw))
     assert changed == {"trainer.max_steps": (5, 3)}
+
+
+# --------------------------------------------------------------------------------------------------
+# 14. A full disk: the run is recorded failed, with a message that says so
+# --------------------------------------------------------------------------------------------------
+
+
+def test_run_json_is_rewritten_in_place_when_no_temp_file_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import core.runs as runs
+
+    writer = runs.RunWriter.create(tmp_path, "full", status="running")
+    writer.set_status("running")
+
+    def no_space(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs, "atomic_write_text", no_space)  # the temp file of an atomic write has no room
+    writer.set_status("failed", error="no space left")
+    assert runs.read_json(writer.path / "run.json")["status"] == "failed"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 2 MB tmpfs, when this process may mount one (root in a container); else the test is skipped."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root); the in-place fallback is tested above")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_run_that_fills_the_disk_ends_failed_with_the_reason(small_disk: Path) -> None:
+    from core.errors import TrainingFailed
+    from core.runs import read_json
+    from core.training.callback import Callback
+    from core.training.trainer import Trainer
+
+    class FillTheDisk(Callback):  # another process takes the last free block at step 8
+        def on_train_batch_end(self, trainer: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if trainer.global_step == 8 and not (small_disk / "filler").exists():
+                try:
+                    with open(small_disk / "filler", "wb") as fh:
+                        while True:
+                            fh.write(b"x" * 65536)
+                            fh.flush()
+                except OSError:
+                    pass
+
+    raw = tiny_raw(small_disk, "full", trainer={"epochs": 5}, model={"channels": [16, 32]})
+    with pytest.raises(TrainingFailed, match="no space left on the disk of"):
+        Trainer(config_from_dict(raw), callbacks=[FillTheDisk()]).fit()
+    info = read_json(small_disk / "full" / "run.json")
+    assert info["status"] == "failed" and "no space left" in info["error"]

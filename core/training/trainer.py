@@ -916,6 +916,9 @@ class Trainer:
                 f"--set data.batch_size={max(1, bs // 2)}) and raise trainer.accumulate_grad_batches to keep the "
                 "effective batch, or use trainer.precision: bf16-mixed, or a smaller data.image_size."
             )
+        full = _disk_full(exc, self.run.path if self.run is not None else self.run_dir)
+        if full is not None:
+            return TrainingFailed(full)
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         failure = TrainingFailed(f"training failed: {type(exc).__name__}: {exc}")
         failure.traceback = "".join(tb)  # type: ignore[attr-defined]
@@ -986,6 +989,29 @@ class Trainer:
                         self.run.log_event("warning", f"{type(cb).__name__}.{hook} failed: {exc}")
                     except Exception:  # noqa: BLE001
                         pass
+
+
+def _disk_full(exc: BaseException, run_dir: Path | None) -> str | None:
+    """The message for a failure caused by a full disk (its own errno, or torch's writer failing with
+    little space left), or None."""
+    import errno
+    import shutil
+
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    writer_failed = isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "write" in str(exc))
+    if not full and writer_failed and run_dir is not None:
+        try:  # torch's zip writer reports a short write as "unexpected pos" or "file write failed"
+            full = shutil.disk_usage(run_dir).free < 16 << 20
+        except OSError:
+            full = False
+    if not full:
+        return None
+    where = f"the disk of {run_dir}" if run_dir is not None else "the disk"
+    return (
+        f"no space left on {where} ({type(exc).__name__}: {str(exc)[:120]}). Checkpoints written before are kept. "
+        "Fix: free space (old runs, checkpoints/epoch-*.pt) or set run.root on a larger disk, then resume the run "
+        "with --resume."
+    )
 
 
 @contextmanager
