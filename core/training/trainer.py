@@ -39,7 +39,7 @@ from torch import nn
 from core import __version__
 from core.config import Config
 from core.errors import ConfigError, FtuiError, RunError, TrainingFailed, UserError
-from core.runs import MODEL_JSON, RUN_JSON, RunStatus, RunWriter
+from core.runs import DISK_FULL, MODEL_JSON, RUN_JSON, RunStatus, RunWriter
 from core.training import distributed
 from core.training.callback import Callback
 from core.models.forward import call_model, check_forward, to_device
@@ -994,10 +994,9 @@ class Trainer:
 def _disk_full(exc: BaseException, run_dir: Path | None) -> str | None:
     """The message for a failure caused by a full disk (its own errno, or torch's writer failing with
     little space left), or None."""
-    import errno
     import shutil
 
-    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    full = isinstance(exc, OSError) and exc.errno in DISK_FULL
     writer_failed = isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "write" in str(exc))
     if not full and writer_failed and run_dir is not None:
         try:  # torch's zip writer reports a short write as "unexpected pos" or "file write failed"
