@@ -1005,7 +1005,9 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
         try:
             value = _compose(value_s)[0] if value_s.strip() else ""
         except _Refused as exc:
-            raise ConfigError(f"--set {key}: refused: {exc}. Fix: give a plain value such as 0.01 or [8, 16].") from None
+            raise ConfigError(
+                f"--set {key}: refused: {exc}. Fix: give a plain value such as 0.01 or [8, 16]."
+            ) from None
         except yaml.YAMLError:
             value = value_s
         parsed.append((key, value))

@@ -117,7 +117,8 @@ def validate_command(command: str, args: dict[str, Any]) -> dict[str, Any]:
             continue
         value = out[key]
         if not isinstance(value, str):
-            raise ControlError(f"{command}: {key} must be a string, got {type(value).__name__}; usage: {USAGE[command]}.")
+            kind = type(value).__name__
+            raise ControlError(f"{command}: {key} must be a string, got {kind}; usage: {USAGE[command]}.")
         if len(value) > MAX_ARG_CHARS:
             raise ControlError(f"{command}: {key} is {len(value)} characters long; give at most {MAX_ARG_CHARS}.")
         out[key] = value

@@ -398,12 +398,14 @@ def test_model_kwargs_that_the_model_would_ignore_are_refused(tmp_path: Path) ->
     from core.models.registry import build_model
 
     cfg = _yaml(tmp_path / "c.yaml", {"trainer": {"epochs": 1}})
-    _clean_exit_2(_check(cfg, "--set", "model.kwargs.foo=1"), "model.kwargs", "simple_cnn", "takes no keyword arguments")
+    result = _check(cfg, "--set", "model.kwargs.foo=1")
+    _clean_exit_2(result, "model.kwargs", "simple_cnn", "takes no keyword arguments")
     _clean_exit_2(_check(cfg, "--set", "model.name=mlp", "--set", "model.kwargs.foo=1"), "model.kwargs", "mlp")
     # torchvision's ConvNeXt and MobileNetV3 accept **kwargs and drop unknown ones
     with pytest.raises(ModelError, match=r"model.kwargs: mobilenet_v3_small does not take foo"):
         build_model(ModelConfig(name="mobilenet_v3_small", kwargs={"foo": 1}), 3, (3, 32, 32))
-    built = build_model(ModelConfig(name="mobilenet_v3_small", kwargs={"width_mult": 0.5, "dropout": 0.1}), 3, (3, 32, 32))
+    fitting = ModelConfig(name="mobilenet_v3_small", kwargs={"width_mult": 0.5, "dropout": 0.1})
+    built = build_model(fitting, 3, (3, 32, 32))
     assert built.model.classifier[2].p == 0.1
 
 
@@ -475,11 +477,12 @@ def test_weights_of_another_architecture_are_refused_unless_asked_for(tmp_path: 
     other = build_model(ModelConfig(name="simple_cnn", channels=[8, 16]), 3, (3, 16, 16)).model
     weights = tmp_path / "other.pt"
     torch.save(other.state_dict(), weights)
-    raw = tiny_raw(tmp_path / "runs", "wrong", model={"weights": str(weights)}, trainer={"epochs": 1})  # channels [4, 8]
+    # the config's model has channels [4, 8]
+    raw = tiny_raw(tmp_path / "runs", "wrong", model={"weights": str(weights)}, trainer={"epochs": 1})
     cfg = _yaml(tmp_path / "wrong.yaml", raw)
     result = runner.invoke(app, ["run", str(cfg)])
-    _clean_exit_2(result, f"model.weights: {weights} does not fit", "stage1.0.weight (file [8, 3, 3, 3], model [4, 3, 3, 3])",
-                  "model.weights_strict: false")
+    _clean_exit_2(result, f"model.weights: {weights} does not fit",
+                  "stage1.0.weight (file [8, 3, 3, 3], model [4, 3, 3, 3])", "model.weights_strict: false")
     assert not (tmp_path / "runs" / "wrong").exists()  # refused before the run directory exists
 
     result = runner.invoke(app, ["run", str(cfg), "--set", "model.weights_strict=false",
@@ -642,7 +645,8 @@ def test_a_second_process_cannot_train_into_a_locked_run_and_a_killed_holder_fre
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         before = _snapshot(run)
         cfg = _yaml(tmp_path / "locked.yaml", {**raw, "trainer": {**raw["trainer"], "max_steps": 4}})
-        result = runner.invoke(app, ["run", str(cfg), "--resume", str(run)])  # run.json says finished: only the lock stops it
+        # run.json says finished, so only the lock can stop it
+        result = runner.invoke(app, ["run", str(cfg), "--resume", str(run)])
         _clean_exit_2(result, f"another process (pid {holder.pid}) is training this run")
         assert _snapshot(run) == before  # refused before writing anything
     finally:

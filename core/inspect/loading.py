@@ -4,8 +4,8 @@ Torch zip files are first read without torch (:mod:`core.inspect.torchzip`: a re
 unpickler whose allowlist is a subset of ``weights_only=True``'s, with stand-ins for tensors), so
 a summary needs neither ``import torch`` nor the tensors' data. Whatever that reader does not
 model — other globals, legacy files, unusual tensors, damage — goes to
-``torch.load(weights_only=True)`` (memory-mapped for zip files whose entries are stored), which loads it or refuses it with
-the globals' names; nothing pickled is ever executed. ``unsafe=True`` is the only way to run
+``torch.load(weights_only=True)`` (memory-mapped for zip files whose entries are stored), which
+loads it or refuses it with the globals' names; nothing pickled is ever executed. ``unsafe=True`` is the only way to run
 pickled code, and the caller must have warned the user. Safetensors files are read from their
 JSON headers only.
 """
