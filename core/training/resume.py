@@ -33,22 +33,33 @@ def config_changes(saved: dict[str, Any] | None, cfg: Config) -> dict[str, tuple
     return changed
 
 
-def check_resume(cfg: Config, ckpt: dict[str, Any], *, source: Path | str) -> dict[str, tuple[Any, Any]]:
+def check_resume(
+    cfg: Config, ckpt: dict[str, Any], *, source: Path | str, model_given: bool = False
+) -> dict[str, tuple[Any, Any]]:
     """Raise :class:`RunError` when ``cfg`` cannot continue ``ckpt``; return the changed keys otherwise.
 
     Builds the config's model on the CPU for the checkpoint's classes and input shape and loads the
     checkpoint's weights, fine-tuning state and optimizer state into it, exactly as the resume will.
+    A model that needs more than that to be built — the user's own code (it may ask for facts only
+    the data knows), a model object given from Python (``model_given``), named inputs — is left to
+    the resume itself, which still refuses before it writes anything (the recorder keeps a refused
+    resume off the record).
     """
     import torch
 
     from core.finetune import FineTuner
     from core.models import build_model
+    from core.usercode import is_code_name, is_object_name
 
     changes = config_changes(ckpt.get("config"), cfg)
     data = ckpt.get("data") or {}
     classes, shape = data.get("class_names"), data.get("input_shape")
-    if not isinstance(classes, list) or not isinstance(shape, (list, tuple)) or not classes:
-        return changes  # an older checkpoint without them: the resume itself will tell
+    if not isinstance(classes, list) or not classes or not isinstance(shape, list) or not all(
+        isinstance(s, int) for s in shape
+    ):
+        return changes  # an older checkpoint, or named inputs: the resume itself will tell
+    if model_given or is_code_name(cfg.model.name) or is_object_name(cfg.model.name):
+        return changes
     with torch.device("cpu"):
         built = build_model(cfg.model.model_copy(update={"weights": None}), len(classes), tuple(int(s) for s in shape),
                             head_dropout=cfg.finetune.head_dropout)

@@ -170,7 +170,7 @@ class Trainer:
             self.resumed_from = Path(resume_from)
             ckpt = load_file(self.resumed_from)
             # first, before the run is touched: a config that cannot continue it is refused with nothing written
-            check_resume(self.cfg, ckpt, source=self.resumed_from)
+            check_resume(self.cfg, ckpt, source=self.resumed_from, model_given=self.model_source is not None)
         self._install_signal_handlers()
         try:
             if self.run_dir is not None:
