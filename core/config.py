@@ -429,13 +429,6 @@ class FinetuneConfig(Section):
     schedule: list[UnfreezeStep] = Field(default_factory=list, description="Gradual unfreezing schedule.")
 
 
-#: ftui's own models and the config keys that shape them (model.kwargs is for torchvision's).
-BUILTIN_MODELS = {
-    "simple_cnn": "model.channels, model.batch_norm, model.dropout",
-    "mlp": "model.hidden, model.norm, model.batch_norm, model.dropout",
-}
-
-
 class ModelConfig(Section):
     """The network: a built-in, a torchvision or timm model, or your own code."""
 
@@ -479,17 +472,6 @@ class ModelConfig(Section):
         "Your callable also receives the data facts it names as parameters (num_classes, input_shape, "
         "class_names, and the data's meta keys).",
     )
-
-    @field_validator("kwargs")
-    @classmethod
-    def _builtin_takes_no_kwargs(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
-        name = info.data.get("name")
-        if v and name in BUILTIN_MODELS:
-            raise ValueError(
-                f"{name} is built into ftui and takes no keyword arguments (got {', '.join(map(str, v))}); its options "
-                f"are {BUILTIN_MODELS[name]}. Fix: remove model.kwargs"
-            )
-        return v
 
     @field_validator("channels", "hidden")
     @classmethod

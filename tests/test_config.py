@@ -56,7 +56,7 @@ def test_overrides_are_typed(tmp_path: Path) -> None:
     cfg = load_config(
         QUICKSTART,
         ["optim.lr=0.01", "trainer.epochs=3", "data.augment.hflip=0.25", "model.channels=[8, 16]",
-         "trainer.precision=16-mixed", "model.name=resnet18", "model.kwargs.dropout=0.2"],
+         "trainer.precision=16-mixed", "model.kwargs.dropout=0.2"],
     )
     assert cfg.optim.lr == pytest.approx(0.01)
     assert cfg.trainer.epochs == 3 and isinstance(cfg.trainer.epochs, int)

@@ -397,10 +397,13 @@ def test_model_kwargs_that_the_model_would_ignore_are_refused(tmp_path: Path) ->
     from core.errors import ModelError
     from core.models.registry import build_model
 
-    cfg = _yaml(tmp_path / "c.yaml", {"trainer": {"epochs": 1}})
-    result = _check(cfg, "--set", "model.kwargs.foo=1")
-    _clean_exit_2(result, "model.kwargs", "simple_cnn", "takes no keyword arguments")
-    _clean_exit_2(_check(cfg, "--set", "model.name=mlp", "--set", "model.kwargs.foo=1"), "model.kwargs", "mlp")
+    cfg = _yaml(tmp_path / "c.yaml", {"trainer": {"epochs": 1}, "data": {"shapes": {"image_size": 16}}})
+    result = runner.invoke(app, ["model", "show", str(cfg), "--set", "model.kwargs.foo=1"])
+    _clean_exit_2(result, "model.kwargs", "simple_cnn", "takes no keyword arguments", "Fix: remove model.kwargs")
+    result = runner.invoke(app, ["run", str(cfg), "--set", "model.name=mlp", "--set", "model.kwargs.foo=1",
+                                 "--set", f"run.root={tmp_path / 'runs'}"])
+    _clean_exit_2(result, "model.kwargs: mlp is built into ftui")
+    assert not (tmp_path / "runs").exists()
     # torchvision's ConvNeXt and MobileNetV3 accept **kwargs and drop unknown ones
     with pytest.raises(ModelError, match=r"model.kwargs: mobilenet_v3_small does not take foo"):
         build_model(ModelConfig(name="mobilenet_v3_small", kwargs={"foo": 1}), 3, (3, 32, 32))

@@ -19,6 +19,11 @@ from core.models.user import build_user_model
 from core.models.weights import LoadReport, apply_state_dict, is_weights_path, read_weights, torchvision_weights
 
 BUILTIN = {"simple_cnn": simple_cnn, "mlp": mlp}
+#: the config keys that shape each builtin (model.kwargs is for torchvision, timm and your own code)
+BUILTIN_OPTIONS = {
+    "simple_cnn": "model.channels, model.batch_norm, model.dropout",
+    "mlp": "model.hidden, model.norm, model.batch_norm, model.dropout",
+}
 # Models whose auxiliary classifiers would change the train-mode output to a tuple.
 _AUX_LOGITS = ("googlenet", "inception_v3")
 
@@ -100,6 +105,12 @@ def build_model(
         head_path = _head_of(net, cfg.head, name)
         _size_head(net, head_path, num_classes, notes)
     elif cfg.name in BUILTIN:
+        if cfg.kwargs:  # unknown keys are errors: a builtin would silently ignore them
+            raise ModelError(
+                f"model.kwargs: {cfg.name} is built into ftui and takes no keyword arguments (got "
+                f"{', '.join(map(str, cfg.kwargs))}); its options are {BUILTIN_OPTIONS[cfg.name]}. "
+                "Fix: remove model.kwargs."
+            )
         net, name = BUILTIN[cfg.name](cfg, num_classes, _image_or_flat(input_shape, cfg.name)), cfg.name
         head_path = _head_of(net, cfg.head, name) if cfg.head else "head"
     elif is_timm_name(cfg.name):
