@@ -455,10 +455,21 @@ class RunWriter:
         """Flush and close every JSONL file (and write the last block of ``metrics.columns``), and release
         the lock (if held), whatever fails on the way (a full disk must not keep the lock held)."""
         try:
-            if self._columns is not None and METRICS in self._writers:
-                self._write_columns(self._writers[METRICS])
-                self._columns.close()
-                self._columns = None
+            if self._columns is not None:
+                columns, self._columns = self._columns, None
+                try:
+                    if METRICS in self._writers:
+                        metrics = self._writers[METRICS]
+                        metrics.flush()  # a block only ever covers lines that are in metrics.jsonl
+                        columns.write_block(metrics.size)
+                except OSError as exc:
+                    if exc.errno not in DISK_FULL:
+                        raise  # on a full disk the sidecar misses its last block; a reader folds those lines itself
+                finally:
+                    try:
+                        columns.close()
+                    except OSError:
+                        pass
             for writer in self._writers.values():
                 writer.close()
             self._writers.clear()
