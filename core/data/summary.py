@@ -182,7 +182,7 @@ def preview_renderable(bundle: DataBundle, split: str, n: int, seed: int, measur
 def item_rows(bundle: DataBundle, split: str, n: int, seed: int) -> Table:
     """``n`` items of ``split`` of a dataset of your own: what the inputs hold, and the label."""
     ds = getattr(bundle, split)
-    table = Table(title=f"{split} items (as the model receives them; seed {seed})", title_justify="left")
+    table = PlainTable(title=f"{split} items (as the model receives them; seed {seed})", title_justify="left")
     table.add_column("index", justify="right")
     table.add_column("inputs")
     table.add_column("label")

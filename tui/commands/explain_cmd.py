@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.errors import UserError
+from core.richtext import PlainTable
 
 
 def explain_command(
@@ -121,7 +122,7 @@ def render_explanation(explanation: Any, out_dir: Path, *, pictures: bool) -> Re
         joined = [np.concatenate([*explanation.panels(i)], axis=1) for i in range(len(explanation))]
         parts.append(SampleGrid(joined, [explanation.caption(i)[0] for i in range(len(explanation))],
                                 max_side=64))
-    table = Table(header_style="bold", title_justify="left")
+    table = PlainTable(header_style="bold", title_justify="left")  # class names are text, not markup
     for col, just in (("#", "right"), ("index", "right"), ("true", "left"), ("predicted", "left"),
                       ("confidence", "right"), ("loss", "right"), ("png", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
@@ -143,7 +144,7 @@ def render_explanation(explanation: Any, out_dir: Path, *, pictures: bool) -> Re
 
 def feature_bars(ranking: list[tuple[str, float]], width: int = 30, top: int = 15) -> Table:
     """Mean |attribution| per feature as a bar chart (tabular explanations)."""
-    table = Table(title="features by mean |attribution| over these samples", title_justify="left",
+    table = PlainTable(title="features by mean |attribution| over these samples", title_justify="left",
                   header_style="bold", box=None)
     table.add_column("feature")
     table.add_column("mean |attr|", justify="right")
@@ -174,7 +175,7 @@ def _print_layers(explainer: Any, console: Console, as_json: bool) -> None:
     if not layers:
         console.print("No layer with a spatial output: use --method saliency or integrated_gradients.")
         return
-    table = Table(title="layers for --method gradcam / activations (in forward order)", title_justify="left",
+    table = PlainTable(title="layers for --method gradcam / activations (in forward order)", title_justify="left",
                   header_style="bold")
     table.add_column("layer")
     table.add_column("module")

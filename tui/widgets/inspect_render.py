@@ -327,7 +327,8 @@ def plain_report(summary: dict[str, Any]) -> RenderableType:
 
 def compression_view(info: dict[str, Any]) -> RenderableType:
     """A checkpoint's compression record as ``ftui inspect`` shows it (the summary's ``compression``)."""
-    table = Table(title="Compression", title_justify="left", box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
+    table = PlainTable(title="Compression", title_justify="left", box=box.SIMPLE_HEAD, show_header=False,
+                       pad_edge=False)
     table.add_column("key", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_row("variant", str(info.get("variant") or "-"))
@@ -347,7 +348,7 @@ def compression_view(info: dict[str, Any]) -> RenderableType:
 
 def channels_table(changes: list[dict[str, Any]], *, title: str = "Pruned channels", limit: int = 12) -> Table:
     """Per layer and dimension: channels before → after, and which indices were removed."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = PlainTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("layer", "type", "dim", "before", "after", "removed (source indices)"):
         table.add_column(col, justify="right" if col in ("before", "after") else "left",
                          no_wrap=col != "removed (source indices)", overflow="fold")
