@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.compare import RESULT_ROWS, Comparison, format_number
+from core.richtext import PlainTable
 from tui.listing_format import format_param
 from tui.run_state import better_direction, format_duration
 
@@ -16,7 +17,7 @@ from tui.run_state import better_direction, format_duration
 def comparison_table(comparison: Comparison, colors: dict[str, str] | None = None) -> Table:
     """Rows: results, then the config keys that differ; one column per compared run (its header in
     ``colors[name]`` when given)."""
-    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    table = PlainTable(box=None, pad_edge=False, header_style="bold", show_edge=False)  # run names: text
     table.add_column("", style="bold", no_wrap=True)
     for run in comparison.runs:
         style = f"bold {colors[run.name]}" if colors and run.name in colors else "bold"

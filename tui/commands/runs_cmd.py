@@ -13,11 +13,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from core import manage
 from core.errors import RunError
+from core.richtext import PlainTable
 from core.run_index import RunIndex, make_listing
 from core.runs import TRASH_DIR, resolve_run
 from tui.listing_format import BASE_COLUMNS, best_header, cell, entry_json, header
@@ -54,7 +54,7 @@ def ls_command(root: Path, *, query: str, sort: str | None, reverse: bool, show_
     clock = time.time()
     columns = [k for k, _ in BASE_COLUMNS if k != "tags" or any(e.meta.tags for e in listing.entries)]
     columns += listing.hparams
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = PlainTable(box=None, pad_edge=False, header_style="bold")  # run names, tags, notes: text
     for key in columns:
         label = best_header(listing.entries) if key == "best" else header(key)
         table.add_column(label, no_wrap=True, justify="right" if key in ("best", "duration") else "left",

@@ -211,7 +211,7 @@ class ExplainScreen(Screen):
         self.view.layer = self.asked["layer"] or ov.default_layer
         self.query_one(ConfusionPicker).show(ov.confusion, ov.class_names)
         for name in ov.code:
-            self.notify(f"running your code: {name}", timeout=6)
+            self.notify(f"running your code: {name}", timeout=6, markup=False)
         for notice in ov.notices:
             self.notify(notice, severity="warning", timeout=10)
         self.request_page()
@@ -296,7 +296,7 @@ class ExplainScreen(Screen):
             return
         self.error = message.message
         self.query_one(ExplainGallery).message(Text(message.message, style="bold red"))
-        self.notify(message.message, title="Explain", severity="error", timeout=10)
+        self.notify(message.message, title="Explain", severity="error", timeout=10, markup=False)
         self.ready = True
 
     def _ask_consent(self, message: str) -> None:

@@ -146,7 +146,8 @@ class SweepScreen(Screen):
             return
         if trial.run is None:
             where = f" on {trial.host}" if trial.host else ""
-            self.notify(f"Trial {trial.number} has no run directory here (it trained{where}).", severity="warning")
+            self.notify(f"Trial {trial.number} has no run directory here (it trained{where}).", severity="warning",
+                        markup=False)
             return
         self.app.open_dashboard(trial.run.path)  # type: ignore[attr-defined]
 
