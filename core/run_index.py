@@ -41,8 +41,9 @@ from core.runs import (
     read_meta,
 )
 
-#: Config keys that differ between any two runs without saying anything about how they trained.
-IGNORED_KEYS = ("run.name", "run.notes", "run.root")
+#: Config keys that differ between any two runs without saying anything about how they trained: the
+#: name and place, and what was recorded how (``ftui run -q`` sets ``logging.progress``...).
+IGNORED_KEYS = ("run.name", "run.notes", "run.root", "logging.")
 #: Order of statuses when sorting by status: what needs attention first.
 STATUS_ORDER = ("running", "created", "lost", "failed", "interrupted", "stopped", "pruned", "finished")
 
@@ -258,7 +259,8 @@ def differing_keys(entries: list[RunEntry], ignore: tuple[str, ...] = IGNORED_KE
         column = lambda key: (h.get(key, missing) for h in hashed)  # noqa: E731
     if candidates is not None:
         keys = [k for k in keys if k in set(candidates)]
-    return [key for key in keys if key not in ignore and len(set(column(key))) > 1]
+    skip = tuple(ignore)
+    return [key for key in keys if not key.startswith(skip) and len(set(column(key))) > 1]
 
 
 class _Missing:

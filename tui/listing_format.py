@@ -11,7 +11,7 @@ import math
 import time
 from typing import Any
 
-from core.run_index import RunEntry
+from core.run_index import Listing, RunEntry
 from tui.run_text import display_epoch, format_duration, format_value
 
 #: (key, header) of the columns every listing has, in order.
@@ -26,6 +26,14 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("dataset", "dataset"),
     ("tags", "tags"),
 )
+
+
+def columns_of(listing: Listing) -> list[str]:
+    """The columns of a listing, in order: the run's facts, the hyper-parameters that differ right after
+    its duration (what a comparison looks at first), tags when any run has some, then when, what model
+    and what data."""
+    tags = ["tags"] if any(e.meta.tags for e in listing.entries) else []
+    return ["name", "status", "progress", "best", "duration", *listing.hparams, *tags, "started", "model", "dataset"]
 
 
 def format_param(value: Any) -> str:

@@ -86,10 +86,24 @@ def markers(events: Iterable[dict[str, Any]], axis: str, info: dict[str, Any],
     return [Marker(x, tuple(sorted(kinds, key=list(KINDS).index))) for x, kinds in sorted(at.items())]
 
 
-def legend(found: Iterable[Marker]) -> str:
-    """``U unfreeze · C checkpoint`` for the kinds present, in a fixed order."""
-    kinds = {k for m in found for k in m.kinds}
-    return " · ".join(f"{KINDS[k][0]} {KINDS[k][1]}" for k in KINDS if k in kinds)
+def legend(found: Iterable[Marker], width: int | None = None) -> str:
+    """``U unfreeze · C checkpoint`` for the kinds present, in a fixed order; shorter forms when it must
+    fit in ``width`` characters (plotext drops a title wider than its plot)."""
+    kinds = [k for k in KINDS if k in {k for m in found for k in m.kinds}]
+    forms = (
+        " · ".join(f"{KINDS[k][0]} {KINDS[k][1]}" for k in kinds),
+        " · ".join(f"{KINDS[k][0]} {SHORT[k]}" for k in kinds),
+        " ".join(KINDS[k][0] for k in kinds),
+    )
+    for form in forms:
+        if width is None or len(form) <= width:
+            return form
+    return ""
+
+
+#: One-word names for narrow plots.
+SHORT = {"unfreeze": "unfreeze", "freeze": "freeze", "lr": "lr", "paused": "pause", "unpaused": "go",
+         "resumed": "resume", "checkpoint": "ckpt"}
 
 
 def draw_in_lane(plt: Any, found: list[Marker], x_lo: float, y_lo: float, y_hi: float, *, log: bool = False,

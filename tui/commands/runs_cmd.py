@@ -20,7 +20,7 @@ from core.errors import RunError
 from core.richtext import PlainTable
 from core.run_index import RunIndex, make_listing
 from core.runs import TRASH_DIR, resolve_run
-from tui.listing_format import BASE_COLUMNS, best_header, cell, entry_json, header
+from tui.listing_format import BASE_COLUMNS, best_header, cell, columns_of, entry_json, header
 
 
 def _console() -> Console:
@@ -52,8 +52,7 @@ def ls_command(root: Path, *, query: str, sort: str | None, reverse: bool, show_
                                                          if listing.hidden_archived else ""))
         return
     clock = time.time()
-    columns = [k for k, _ in BASE_COLUMNS if k != "tags" or any(e.meta.tags for e in listing.entries)]
-    columns += listing.hparams
+    columns = columns_of(listing)
     table = PlainTable(box=None, pad_edge=False, header_style="bold")  # run names, tags, notes: text
     for key in columns:
         label = best_header(listing.entries) if key == "best" else header(key)

@@ -120,7 +120,8 @@ class MetricPlot(PlotextPlot):
             found = event_markers.markers(self.state.events, opts.x_axis, self.state.info, (x_lo, x_hi))
             if found:
                 event_markers.draw_in_lane(plt, found, x_lo, y_lo, y_hi, log=opts.log_y)
-                plt.title(f"{title}   {event_markers.legend(found)}")
+                room = self.size.width - len(title) - 8
+                plt.title(f"{title}   {event_markers.legend(found, room)}".rstrip())
                 self.drawn_markers = found
         if opts.log_y and drawn:
             plt.yscale("log")

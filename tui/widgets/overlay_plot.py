@@ -141,7 +141,7 @@ class OverlayPlot(PlotextPlot):
                     self.drawn_markers[run.name] = found
                     kinds += found
             if kinds:
-                title += f"   {event_markers.legend(kinds)}"
+                title = f"{title}   {event_markers.legend(kinds, self.size.width - len(title) - 8)}".rstrip()
         if opts.log_y:
             plt.yscale("log")
         plt.title(title)

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from core.run_index import Listing, RunEntry
-from tui.listing_format import BASE_COLUMNS, best_header, cell, header
+from tui.listing_format import best_header, cell, columns_of, header
 from tui.widgets.run_header import status_text
 
 MARK = "mark"
@@ -64,7 +64,7 @@ class RunsTable(DataTable):
     def show(self, listing: Listing, clock: float | None = None) -> None:
         """Make the table show ``listing``, keeping the cursor on the same run."""
         clock = time.time() if clock is None else clock
-        columns = [MARK, *(k for k, _ in BASE_COLUMNS), *listing.hparams]
+        columns = [MARK, *columns_of(listing)]
         wanted = {str(e.path): e for e in listing.entries}
         headers = tuple(self._header(c, listing) for c in columns)
         selected = self.selected_key()
