@@ -107,7 +107,11 @@ class OverlayPlot(PlotextPlot):
         opts = self.options
         title = self.title + (" (log)" if opts.log_y else "") + (f" EMA {opts.smoothing:g}" if opts.smoothing else "")
         plt.xlabel({"step": "step", "epoch": "epoch", "time": "minutes"}[opts.x_axis])
+        # two points per column keep every spike of one run; with many runs overlaid, one per column (the
+        # min and max of every two columns) reads the same and halves what plotext draws
         buckets = max(8, self.size.width - 10)
+        if len(self.runs) > 4:
+            buckets = max(8, buckets // 2)
         self.drawn, self.drawn_markers = {}, {}
         x_lo, x_hi, y_lo, y_hi = np.inf, -np.inf, np.inf, -np.inf
         for run in self.runs:

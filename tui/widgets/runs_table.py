@@ -58,6 +58,7 @@ class RunsTable(DataTable):
         """key -> (what the cells were made from, the cells): rows of runs that did not change are reused."""
         self._pending: list[str] = []
         """Keys of rows still to add (the table fills in steps)."""
+        self._clock = time.time()
 
     # ---- drawing ------------------------------------------------------------------------------
 
@@ -78,10 +79,13 @@ class RunsTable(DataTable):
         if list(wanted) != list(self.runs) or not self._cells:
             self.clear()
             self._pending = []
-            self._cells = {key: self._cached_row(key, entry, clock) for key, entry in wanted.items()}
+            self._cells = {}
+            self.runs = wanted
+            self._clock = clock
             keys = list(wanted)
             at = keys.index(selected) if selected in wanted else 0
             first = max(FIRST_ROWS, at + 1)
+            # cells are made as rows are added: the first screenful now, the rest after repaints
             self._add(keys[:first])
             self._pending = keys[first:]
             if self._pending:
@@ -89,13 +93,14 @@ class RunsTable(DataTable):
             if selected in wanted:
                 self.move_cursor(row=at, animate=False)
         else:
+            self._clock = clock
             for key, entry in wanted.items():
+                old = self._cells.get(key)
+                if old is None:
+                    continue  # still to be added: its cells are made then
                 cells = self._cached_row(key, entry, clock)
-                old = self._cells[key]
                 if cells != old:
                     self._cells[key] = cells
-                    if key not in self.rows:
-                        continue  # still to be added: it will be added with these cells
                     for column, new_value, old_value in zip(self._columns, cells, old):
                         if new_value != old_value:
                             self.update_cell(key, column, new_value, update_width=True)
@@ -103,12 +108,13 @@ class RunsTable(DataTable):
 
     def _add(self, keys: list[str]) -> None:
         for key in keys:
-            self.add_row(*self._cells[key], key=key)
+            cells = self._cells[key] = self._cached_row(key, self.runs[key], self._clock)
+            self.add_row(*cells, key=key)
 
     def _add_more(self) -> None:
         """Add the next step of rows, then come back after the next repaint."""
         step, self._pending = self._pending[:ROWS_PER_STEP], self._pending[ROWS_PER_STEP:]
-        self._add([k for k in step if k in self._cells and k not in self.rows])
+        self._add([k for k in step if k in self.runs and k not in self.rows])
         if self._pending:
             self.call_after_refresh(self._add_more)
 
