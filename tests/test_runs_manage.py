@@ -125,6 +125,8 @@ def test_ftui_runs_ls_filters_sorts_and_prints_json(root: Path) -> None:
     rows = json.loads(result.output)
     assert sorted(r["name"] for r in rows) == ["base", "slow"]
     assert {r["name"]: r["hparams"]["optim.lr"] for r in rows} == {"base": 0.01, "slow": 0.001}
+    # `ftui --root X` is the runs root of every command
+    assert len(json.loads(runner.invoke(app, ["--root", str(root), "runs", "ls", "--json"]).output)) == 3
     bad = runner.invoke(app, ["runs", "ls", "--root", str(root), "--sort", "bset"])
     assert bad.exit_code == 2 and "Did you mean 'best'" in bad.output and "Traceback" not in bad.output
 

@@ -402,7 +402,7 @@ def model_graph(
 # Many runs: manage, compare, sweep
 # ---------------------------------------------------------------------------------------------
 
-RootOption = Annotated[Path, typer.Option("--root", help="Runs root.")]
+RootOption = Annotated[Optional[Path], typer.Option("--root", help="Runs root (default: ftui --root, or runs).")]
 RunsArg = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run names or directories.")]
 
 
@@ -411,12 +411,12 @@ RunsArg = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run names 
 def compare(
     runs: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more run names or directories.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    root: RootOption = Path("runs"),
+    root: RootOption = None,
 ) -> None:
     """Compare runs: final metrics and the config keys that differ (the app's c key overlays their curves)."""
     from tui.commands.compare_cmd import compare_command
 
-    raise typer.Exit(compare_command(runs, root, as_json=as_json))
+    raise typer.Exit(compare_command(runs, _root(root), as_json=as_json))
 
 
 @app.command()
@@ -438,7 +438,8 @@ def sweep(
     from tui.commands.sweep_cmd import sweep_command
 
     raise typer.Exit(sweep_command(config, list(param), trials=trials, parallel=parallel, overrides=list(set_ or []),
-                                   storage=storage, name=name, sampler=sampler, pruner=pruner, seed=seed, root=root))
+                                   storage=storage, name=name, sampler=sampler, pruner=pruner, seed=seed,
+                                   root=root if root is not None else _STATE["root"]))
 
 
 @runs_app.command("ls")
@@ -450,12 +451,12 @@ def runs_ls(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include archived runs.")] = False,
     trash: Annotated[bool, typer.Option("--trash", help="List the deleted runs in the trash instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    root: RootOption = Path("runs"),
+    root: RootOption = None,
 ) -> None:
     """List runs with status, progress, best metric, duration and the config keys that differ."""
     from tui.commands.runs_cmd import ls_command
 
-    ls_command(root, query=filter_, sort=sort, reverse=desc, show_all=all_, as_json=as_json, trash=trash)
+    ls_command(_root(root), query=filter_, sort=sort, reverse=desc, show_all=all_, as_json=as_json, trash=trash)
 
 
 @runs_app.command("rm")
@@ -463,24 +464,24 @@ def runs_ls(
 def runs_rm(
     runs: RunsArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    root: RootOption = Path("runs"),
+    root: RootOption = None,
 ) -> None:
     """Delete runs: move them to RUNS_ROOT/.trash (never a running run)."""
     from tui.commands.runs_cmd import rm_command
 
-    raise typer.Exit(rm_command(runs, root, yes=yes))
+    raise typer.Exit(rm_command(runs, _root(root), yes=yes))
 
 
 @runs_app.command("restore")
 @handles_errors
 def runs_restore(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Names in the trash (ftui runs ls --trash).")],
-    root: RootOption = Path("runs"),
+    root: RootOption = None,
 ) -> None:
     """Move deleted runs back from the trash."""
     from tui.commands.runs_cmd import restore_command
 
-    restore_command(names, root)
+    restore_command(names, _root(root))
 
 
 @runs_app.command("mv")
@@ -488,12 +489,12 @@ def runs_restore(
 def runs_mv(
     run_: Annotated[str, typer.Argument(metavar="RUN", help="Run name or directory.")],
     new_name: Annotated[str, typer.Argument(metavar="NEW_NAME", help="The new name.")],
-    root: RootOption = Path("runs"),
+    root: RootOption = None,
 ) -> None:
     """Rename a run (never a running one)."""
     from tui.commands.runs_cmd import mv_command
 
-    mv_command(run_, new_name, root)
+    mv_command(run_, new_name, _root(root))
 
 
 @runs_app.command("tag")
@@ -502,12 +503,12 @@ def runs_tag(
     run_: Annotated[str, typer.Argument(metavar="RUN", help="Run name or directory.")],
     tags: Annotated[Optional[list[str]], typer.Argument(metavar="TAG...", help="Tags to add.")] = None,
     remove: Annotated[Optional[list[str]], typer.Option("--remove", "-r", help="A tag to remove (repeatable).")] = None,
-    root: RootOption = Path("runs"),
+    root: RootOption = None,
 ) -> None:
     """Add or remove tags of a run."""
     from tui.commands.runs_cmd import tag_command
 
-    tag_command(run_, list(tags or []), list(remove or []), root)
+    tag_command(run_, list(tags or []), list(remove or []), _root(root))
 
 
 @runs_app.command("note")
@@ -515,30 +516,30 @@ def runs_tag(
 def runs_note(
     run_: Annotated[str, typer.Argument(metavar="RUN", help="Run name or directory.")],
     text: Annotated[str, typer.Argument(help="The note (\"\" clears it).")],
-    root: RootOption = Path("runs"),
+    root: RootOption = None,
 ) -> None:
     """Set a run's notes."""
     from tui.commands.runs_cmd import note_command
 
-    note_command(run_, text, root)
+    note_command(run_, text, _root(root))
 
 
 @runs_app.command("archive")
 @handles_errors
-def runs_archive(runs: RunsArg, root: RootOption = Path("runs")) -> None:
+def runs_archive(runs: RunsArg, root: RootOption = None) -> None:
     """Hide runs from listings (ls --all and the app's A key show them); nothing moves."""
     from tui.commands.runs_cmd import archive_command
 
-    archive_command(runs, root, archived=True)
+    archive_command(runs, _root(root), archived=True)
 
 
 @runs_app.command("unarchive")
 @handles_errors
-def runs_unarchive(runs: RunsArg, root: RootOption = Path("runs")) -> None:
+def runs_unarchive(runs: RunsArg, root: RootOption = None) -> None:
     """Show archived runs in listings again."""
     from tui.commands.runs_cmd import archive_command
 
-    archive_command(runs, root, archived=False)
+    archive_command(runs, _root(root), archived=False)
 
 
 def main() -> None:
