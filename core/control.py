@@ -40,8 +40,8 @@ MAX_ANSWER_CHARS = 1000  # an answer echoes at most this much of a command's arg
 #: command -> (positional argument names, option names); documented in docs/run-format.md.
 COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "freeze": (("pattern",), ()),
-    "unfreeze": (("pattern",), ("lr",)),
-    "set-lr": (("group", "lr"), ()),
+    "unfreeze": (("pattern",), ("lr", "force")),
+    "set-lr": (("group", "lr"), ("force",)),
     "pause": ((), ()),
     "resume": ((), ()),
     "stop": ((), ()),
@@ -50,10 +50,17 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "validate": ((), ()),
 }
 
+#: Options that are switches (``--force``), not ``--name value``.
+FLAGS = frozenset({"force"})
+
+#: A learning rate above this many times the run's largest base lr is applied only with ``force``:
+#: that far above what the run was tuned for, the loss usually diverges within a few steps.
+LR_FORCE_FACTOR = 10.0
+
 USAGE = {
     "freeze": "freeze PATTERN",
-    "unfreeze": "unfreeze PATTERN [--lr X]",
-    "set-lr": "set-lr GROUP|all X",
+    "unfreeze": "unfreeze PATTERN [--lr X [--force]]",
+    "set-lr": "set-lr GROUP|all X [--force]",
     "pause": "pause",
     "resume": "resume",
     "stop": "stop",
@@ -112,6 +119,11 @@ def validate_command(command: str, args: dict[str, Any]) -> dict[str, Any]:
     out = dict(args)
     if "lr" in out and out["lr"] is not None:
         out["lr"] = _positive_float("lr", out["lr"])
+    if "force" in out:
+        if not isinstance(out["force"], bool):
+            raise ControlError(f"{command}: force must be true or false, got {out['force']!r}.")
+        if not out["force"]:
+            del out["force"]
     for key in ("pattern", "group", "reason"):
         if key not in out:
             continue
@@ -140,8 +152,20 @@ def bounded(args: Any) -> Any:
     return args if len(text) <= MAX_ANSWER_CHARS else {"truncated": clip(text)}
 
 
+def lr_needs_force(lr: float, largest_base_lr: float | None) -> bool:
+    """True when ``lr`` is more than :data:`LR_FORCE_FACTOR` times the run's largest base lr."""
+    return bool(largest_base_lr) and lr > LR_FORCE_FACTOR * float(largest_base_lr)  # type: ignore[arg-type]
+
+
+def lr_force_reason(lr: float, largest_base_lr: float) -> str:
+    """Why a learning rate needs ``force``, in the words the app and ``ftui ctl`` both show."""
+    return (f"lr {lr:g} is {lr / largest_base_lr:,.0f}x the run's largest base learning rate ({largest_base_lr:g}); "
+            f"more than {LR_FORCE_FACTOR:g}x usually makes the loss diverge")
+
+
 def parse_cli_args(command: str, argv: list[str]) -> dict[str, Any]:
-    """Arguments of ``ftui ctl RUN COMMAND ARGS...`` as a dict (``--lr X`` or ``--lr=X`` options)."""
+    """Arguments of ``ftui ctl RUN COMMAND ARGS...`` as a dict (``--lr X`` or ``--lr=X`` options, and
+    switches such as ``--force``)."""
     if command not in COMMANDS:
         validate_command(command, {})
     positional, options = COMMANDS[command]
@@ -154,12 +178,17 @@ def parse_cli_args(command: str, argv: list[str]) -> dict[str, Any]:
             key, eq, value = token[2:].partition("=")
             if key not in options:
                 raise ControlError(f"{command}: unknown option --{key}; usage: {USAGE[command]}.")
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise ControlError(f"{command}: --{key} needs a value; usage: {USAGE[command]}.")
-                i += 1
-                value = argv[i]
-            args[key] = value
+            if key in FLAGS:
+                if eq:
+                    raise ControlError(f"{command}: --{key} takes no value; usage: {USAGE[command]}.")
+                args[key] = True
+            else:
+                if not eq:
+                    if i + 1 >= len(argv):
+                        raise ControlError(f"{command}: --{key} needs a value; usage: {USAGE[command]}.")
+                    i += 1
+                    value = argv[i]
+                args[key] = value
         else:
             rest.append(token)
         i += 1

@@ -364,6 +364,10 @@ class FineTuner:
         """Base lr of every parameter, by name (for ``model_tree(lrs=...)``)."""
         return {name: g["base_lr"] for g in self._groups for name in g["params"]}
 
+    def param_groups(self) -> dict[str, str]:
+        """The group of every parameter, by name (for ``model_tree(groups=...)``)."""
+        return {name: g["name"] for g in self._groups for name in g["params"]}
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-like state for ``checkpoint["finetune"]``: frozen set, group layout and lrs, schedule."""
         return {

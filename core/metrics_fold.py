@@ -9,15 +9,18 @@ holds something other than ints and floats.
 The rules are those of a row-by-row reading: a row's split is ``str(row.get("split", "train"))``;
 ``step``, ``epoch`` and ``time`` are its coordinates (not-a-number when missing or not a number);
 every other key whose value is a number (an int or a float, not a bool) or one of the strings
-"nan", "inf", "-inf" is a point of that metric in that split.
+"nan", "inf", "-inf" is a point of that metric in that split. The learning rate of every optimizer
+group, which train rows carry as ``lrs: {group: lr}``, is read the same way as metric ``lr/<group>``
+(the name TensorBoard's events give it), so each group has a series of its own; a ``<group>/no_decay``
+twin, whose rate is always its group's, is read only when its group is not in the same block.
 """
 
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import itemgetter
+from itertools import chain, compress
+from operator import itemgetter, methodcaller
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,6 +29,11 @@ from core.gc_pause import gc_paused
 
 #: Keys of a metrics row that are coordinates, not metrics.
 COORDINATES = ("step", "epoch", "time", "split")
+#: The key of a train row's ``{group: lr}``, and the prefix of the metrics read from it.
+GROUP_LRS = "lrs"
+GROUP_LR_PREFIX = "lr/"
+#: The suffix of an optimizer group's weight-decay-free twin (``core.finetune.NO_DECAY``; torch-free here).
+NO_DECAY = "/no_decay"
 #: Types that can hold a point: int and float, and str for "nan"/"inf"/"-inf" (bool is not an int here).
 _MAYBE_NUMBER = {int, float, str}
 
@@ -104,11 +112,39 @@ def fold_rows(rows: list[dict[str, Any]]) -> Block:
     return block
 
 
-def _key_rank(row: dict[str, Any], key: str) -> int:
+def _key_rank(row: dict[str, Any], key: str) -> float:
     for rank, name in enumerate(row):
         if name == key:
             return rank
+    groups = row.get(GROUP_LRS)
+    if key.startswith(GROUP_LR_PREFIX) and isinstance(groups, dict):
+        # a group's lr sits where `lrs` sits in the row, in the order of the groups
+        names = list(groups)
+        group = key[len(GROUP_LR_PREFIX):]
+        if group in names:
+            return _key_rank(row, GROUP_LRS) + (names.index(group) + 1) / (len(names) + 1)
     return len(row)
+
+
+def group_lr_columns(column: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
+    """``(lr/<group>, its raw values)`` for every group named in a column of ``lrs`` values, in the
+    order the groups first appear; a value that is no dict has no group's lr. A group's
+    ``<group>/no_decay`` twin (its biases and norm weights, which always share its rate) is left out
+    when the group is there: it would only double the work and the sidecar."""
+    if set(map(type, column)) != {dict}:
+        column = [value if type(value) is dict else {} for value in column]
+    names = [name for name in dict.fromkeys(chain.from_iterable(column)) if type(name) is str]
+    present = set(names)
+    out = []
+    for name in names:
+        if name.endswith(NO_DECAY) and name[: -len(NO_DECAY)] in present:
+            continue
+        try:
+            values = list(map(itemgetter(name), column))
+        except KeyError:  # a group that is not in every row (added at run time)
+            values = list(map(methodcaller("get", name), column))
+        out.append((f"{GROUP_LR_PREFIX}{name}", values))
+    return out
 
 
 def _groups(rows: list[dict[str, Any]]) -> list[tuple[np.ndarray, list[dict[str, Any]], tuple[str, ...], list[Sequence[Any]]]]:
@@ -221,10 +257,17 @@ def _read_group(
     splits, codes = _split_names(raw.get("split"), n)
     metrics = []
     for key, column in raw.items():
-        if key not in COORDINATES:
-            found = numbers(column)
-            if found is not None:
-                metrics.append((key, found))
+        if key in COORDINATES:
+            continue
+        if key == GROUP_LRS:
+            for name, values in group_lr_columns(column):
+                found = numbers(values)
+                if found is not None:
+                    metrics.append((name, found))
+            continue
+        found = numbers(column)
+        if found is not None:
+            metrics.append((key, found))
     matrices = raw.get("confusion")
     for s, split in enumerate(splits):
         # Positions (in this group) of this split's rows.

@@ -300,3 +300,33 @@ async def test_leaving_the_dashboard_of_an_active_run_says_how_to_come_back(tmp_
     assert app.exit_note() == f"going keeps running in the background. Come back with: ftui watch {run}"
     rewrite_info(run, status="finished", ended=1.0)
     assert app.exit_note() is None
+
+
+@pytest.mark.asyncio
+async def test_the_lr_plot_draws_every_group_with_a_legend(tmp_path: Path) -> None:
+    # a stage unfrozen half-way at a tenth of the rate: its own line, not hidden in the max over groups
+    run = copy_run(tmp_path)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        if "lrs" in row and row["step"] >= 40:
+            lr = row["lrs"]["default"] / 10
+            row["lrs"].update({"unfrozen:stage3": lr, "unfrozen:stage3/no_decay": lr})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        plot = app.query_one("#plot-lr", MetricPlot)
+        text = screen_text(app)
+        assert list(plot.drawn) == ["default", "head", "unfrozen:stage3"]  # a twin /no_decay group is not drawn
+        assert plot.drawn["unfrozen:stage3"][1] == 72 and "unfrozen:stage3" in text and "⢕⢕ head" in text
+        await pilot.press("2")
+        text = screen_text(app)
+        assert "lr/unfrozen:stage3" in text and "4.000e-09" in text and "/no_decay" not in text
+    # a run recorded without group rates: its `lr` (the max over the groups), labelled as such
+    for row in rows:
+        row.pop("lrs", None)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        assert list(app.query_one("#plot-lr", MetricPlot).drawn) == ["max over groups"]

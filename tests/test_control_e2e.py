@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -105,6 +106,18 @@ def test_freeze_then_unfreeze_through_ftui_ctl_on_a_real_run(tmp_path: Path) -> 
         # refused without harm, while paused
         code, out = ctl(run, "freeze", "stage9")
         assert code == 1 and "refused" in out and "matches no module" in out
+        # 500x the run's lr is refused without --force, and the command ftui prints for it runs as printed
+        code, out = ctl(run, "set-lr", "head", "5")
+        assert code == 1 and "500x the run's largest base learning rate (0.01)" in out
+        suggested = next(line for line in out.splitlines() if line.startswith("If you mean it: "))
+        assert suggested == f"If you mean it: ftui ctl {run} set-lr head 5 --force"
+        assert json.loads((run / "model.json").read_text())["groups"]["head"] == 0.01  # nothing changed
+        argv = shlex.split(suggested.removeprefix("If you mean it: "))
+        done = subprocess.run([sys.executable, "-m", "tui.cli", *argv[1:]], cwd=ROOT, env=_env(),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "lr of head set to 5" in done.stdout
+        assert json.loads((run / "model.json").read_text())["groups"]["head"] == 5.0
+        assert ctl(run, "set-lr", "head", "0.01")[0] == 0
         assert ctl(run, "resume")[0] == 0
         assert (read_json(run / "run.json") or {}).get("paused") is False
 
@@ -155,9 +168,10 @@ def test_freeze_then_unfreeze_through_ftui_ctl_on_a_real_run(tmp_path: Path) -> 
         else:
             assert group["lr"] == pytest.approx(0.01)
     kinds = [(a["command"], a["status"]) for a in answers(run)]
-    assert kinds == [("pause", "ok"), ("freeze", "ok"), ("checkpoint", "ok"), ("freeze", "error"), ("resume", "ok"),
+    assert kinds == [("pause", "ok"), ("freeze", "ok"), ("checkpoint", "ok"), ("freeze", "error"),
+                     ("set-lr", "error"), ("set-lr", "ok"), ("set-lr", "ok"), ("resume", "ok"),
                      ("pause", "ok"), ("checkpoint", "ok"), ("unfreeze", "ok"), ("resume", "ok"), ("stop", "ok")]
-    assert sorted(os.listdir(run / "control")) == ["done"] and len(os.listdir(run / "control" / "done")) == 10
+    assert sorted(os.listdir(run / "control")) == ["done"] and len(os.listdir(run / "control" / "done")) == 13
 
 
 def test_sigterm_while_paused_interrupts_with_a_checkpoint(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ def test_cli_arguments_are_parsed_and_checked() -> None:
     assert control.parse_cli_args("unfreeze", ["layer4", "--lr=0.01"]) == {"pattern": "layer4", "lr": 0.01}
     assert control.parse_cli_args("set-lr", ["head", "0.5"]) == {"group": "head", "lr": 0.5}
     assert control.parse_cli_args("pause", []) == {}
+    assert control.parse_cli_args("set-lr", ["head", "50", "--force"]) == {"group": "head", "lr": 50.0, "force": True}
+    assert control.parse_cli_args("unfreeze", ["--force", "x", "--lr", "1"]) == {"pattern": "x", "lr": 1.0, "force": True}
     for command, argv, needle in [
         ("frezee", [], "Did you mean 'freeze'"),
         ("freeze", [], "missing pattern"),
@@ -39,6 +41,8 @@ def test_cli_arguments_are_parsed_and_checked() -> None:
         ("set-lr", ["head", "fast"], "must be a number"),
         ("unfreeze", ["x", "--momentum", "1"], "unknown option --momentum"),
         ("pause", ["now"], "too many arguments"),
+        ("set-lr", ["head", "1", "--force=yes"], "--force takes no value"),
+        ("freeze", ["x", "--force"], "unknown option --force"),
     ]:
         with pytest.raises(control.ControlError, match=needle):
             control.parse_cli_args(command, argv)

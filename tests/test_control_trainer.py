@@ -94,6 +94,7 @@ def test_validate_while_paused_and_bad_commands_leave_the_run_unharmed(tmp_path:
         raw_command(run, "nomatch", json.dumps({"id": "u2", "command": "freeze", "args": {"pattern": "stage9"}}))
         raw_command(run, "neglr", json.dumps({"id": "u3", "command": "set-lr", "args": {"group": "head", "lr": -1}}))
         raw_command(run, "listargs", json.dumps({"id": "u4", "command": "freeze", "args": ["stage2"]}))
+        raw_command(run, "huge", json.dumps({"id": "u5", "command": "set-lr", "args": {"group": "head", "lr": 50}}))
         raw_command(run, "garbage", "{half a comm", age=5)
         answer = ask(run, "resume")
         assert answer["status"] == "ok"
@@ -108,10 +109,13 @@ def test_validate_while_paused_and_bad_commands_leave_the_run_unharmed(tmp_path:
     assert "'stage9' matches no module" in refusals["u2"] and "stage2" in refusals["u2"]  # lists real modules
     assert "lr must be a finite number > 0" in refusals["u3"]
     assert "'args' must be an object" in refusals["u4"]
+    assert refusals["u5"] == ("lr 50 is 5,000x the run's largest base learning rate (0.01); more than 10x usually "
+                              "makes the loss diverge; send it with --force if you mean it.")
+    assert next(e for e in events if e.get("id") == "u5")["needs_force"] is True
     garbage = next(m for i, m in refusals.items() if i.endswith("-garbage"))
     assert "is not valid JSON" in garbage and "moved to control/rejected/" in garbage
     assert [p.name.endswith("-garbage.json") for p in (run / "control" / "rejected").iterdir()] == [True]
-    assert len(refusals) == 5
+    assert len(refusals) == 6
     assert trainer.finetuner.frozen_modules() == ["stage1"]  # nothing else frozen by the bad commands
     assert {g["base_lr"] for g in trainer.finetuner.groups_summary()} == {0.01}
 

@@ -224,3 +224,25 @@ def test_model_tree_shapes_params_and_mode() -> None:
     model.eval()
     model_tree(model, (3, 12, 10), "head")
     assert not model.training and not model.head.training
+
+
+def test_model_tree_names_each_modules_groups_and_the_lr_a_frozen_part_would_get() -> None:
+    from core.config import FinetuneConfig, OptimConfig
+    from core.finetune import FineTuner
+
+    model = build_model(ModelConfig(name="simple_cnn", channels=[4, 6]), 5, (3, 12, 10)).model
+    tuner = FineTuner(model, FinetuneConfig(freeze=["stage1"], head_lr=0.05), OptimConfig(lr=0.01, weight_decay=0.01), "head")
+    tuner.setup()
+    tuner.build_optimizer()
+    tuner.unfreeze("stage1.0", lr=0.001)
+    tree = model_tree(model, (3, 12, 10), "head", lrs=tuner.param_lrs(), groups=tuner.param_groups())
+    json.dumps(tree)
+    rows = {m["path"]: m for m in tree["modules"]}
+    assert tree["groups"] == {"default": 0.01, "default/no_decay": 0.01, "head": 0.05, "head/no_decay": 0.05,
+                              "unfrozen:stage1.0": 0.001}
+    assert rows["head"]["groups"] == ["head", "head/no_decay"] and rows["head"]["frozen_groups"] == []
+    assert rows["head"]["frozen_lr"] is None
+    # stage1: its conv trains in the new group, the rest is frozen and would train at the default rate
+    assert rows["stage1"]["groups"] == ["unfrozen:stage1.0"] and rows["stage1"]["lr"] == 0.001
+    assert rows["stage1"]["frozen_groups"] == ["default/no_decay", "default"] and rows["stage1"]["frozen_lr"] == 0.01
+    assert rows["stage1.1"]["frozen"] and rows["stage1.1"]["groups"] == [] and rows["stage1.1"]["lr"] is None

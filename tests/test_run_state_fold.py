@@ -42,7 +42,7 @@ class Reference:
             split = str(row.get("split", "train"))
             coords = [_number(row.get(name)) for name in COORDS[:3]]
             coords = [math.nan if c is None else c for c in coords]
-            for key, raw in row.items():
+            for key, raw in _points_of(row):
                 value = None if key in COORDS else _number(raw)
                 if value is None:
                     continue
@@ -57,6 +57,19 @@ class Reference:
             matrix = row.get("confusion")
             if isinstance(matrix, list) and matrix and all(isinstance(r, list) for r in matrix):
                 self.confusion[split] = matrix
+
+
+def _points_of(row: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A row's keys and values in order, each group of ``lrs`` standing in its place as ``lr/<group>``."""
+    out: list[tuple[str, Any]] = []
+    for key, raw in row.items():
+        if key == "lrs":
+            if isinstance(raw, dict):  # a /no_decay twin stands for its group only when the group is absent
+                out.extend((f"lr/{group}", lr) for group, lr in raw.items()
+                           if not (group.endswith("/no_decay") and group.removesuffix("/no_decay") in raw))
+        else:
+            out.append((key, raw))
+    return out
 
 
 def _value(rng: random.Random) -> Any:
@@ -103,7 +116,12 @@ def _varied_rows(n: int, seed: int) -> list[dict[str, Any]]:
         if rng.random() < 0.1:
             row[rng.choice(names)] = _value(rng)  # one odd value in a known column
         if rng.random() < 0.05:
-            row["lrs"] = {"default": 0.1, "head": 0.01}
+            # groups appear at run time (an unfreeze with an lr), with odd values now and then
+            row["lrs"] = {"default": 0.1, "head": 0.01, "head/no_decay": 0.01, "other/no_decay": 0.2}
+            if i > n // 2:
+                row["lrs"]["unfrozen:stage3"] = rng.choice([0.001, "nan", None, True])
+            if rng.random() < 0.1:
+                row["lrs"] = rng.choice([{"head": 0.02, "default": 0.2}, {}, 0.5, ["default"]])
         if split == "val" or rng.random() < 0.02:
             row["per_class"] = {"precision": [rng.random() for _ in range(3)], "support": [10, 10, 10]}
             row["confusion"] = rng.choice(
@@ -170,6 +188,8 @@ def test_recorder_shaped_rows_with_per_class_and_confusion() -> None:
     assert state.best[("train", "loss")] == min(r["loss"] for r in rows if r["split"] == "train" and r["loss"] != "nan")
     assert state.confusion["val"] is rows[-1]["confusion"]
     assert ("train", "lrs") not in state.series and ("val", "per_class") not in state.series
+    # every group's learning rate is a series of its own, named as in TensorBoard
+    assert state.series[("train", "lr/default")].values.tolist() == [0.003] * len(state.series[("train", "loss")])
 
 
 def test_series_fed_by_columns_equals_series_fed_by_tuples() -> None:

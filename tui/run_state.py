@@ -20,7 +20,7 @@ import numpy as np
 from core.metrics_fold import Block
 from core.runs import ACTIVE_STATUSES, RunDelta, live_status
 from tui.downsample import Series
-from core.metrics_fold import COORDINATES, fold_rows, to_float
+from core.metrics_fold import COORDINATES, GROUP_LR_PREFIX, fold_rows, to_float
 from tui.run_text import display_epoch, format_best, format_duration, format_value
 
 __all__ = ["COORDINATES", "RunDelta", "RunState", "display_epoch", "format_best", "format_duration", "format_value",
@@ -30,6 +30,9 @@ __all__ = ["COORDINATES", "RunDelta", "RunState", "display_epoch", "format_best"
 LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae")
 HIGHER_IS_BETTER = ("acc", "top5", "precision", "recall", "f1", "auc")
 MAX_EVENTS = 2000
+#: The suffix of an optimizer group's weight-decay-free twin (``core.finetune.NO_DECAY``, kept here
+#: because the app never imports torch): it always has its group's learning rate.
+NO_DECAY = "/no_decay"
 #: layers.jsonl records kept (the layer tree draws the last few as sparklines).
 MAX_LAYER_RECORDS = 64
 
@@ -37,6 +40,8 @@ MAX_LAYER_RECORDS = 64
 def better_direction(metric: str) -> str | None:
     """"min", "max", or None when "best" means nothing for this metric (lr, samples/s...)."""
     name = metric.lower()
+    if name == "lr" or name.startswith(GROUP_LR_PREFIX):
+        return None  # a group's name ("lr/top5_head") says nothing about which way is better
     if any(part in name for part in LOWER_IS_BETTER):
         return "min"
     if any(part in name for part in HIGHER_IS_BETTER):
@@ -220,10 +225,21 @@ class RunState:
             error=str(info["error"]) if info.get("error") else None,
         )
 
+    def lr_groups(self) -> dict[str, Series]:
+        """The learning-rate series of each optimizer group (``train`` ``lr/<group>``), by group name, in
+        the order the groups appeared; a ``/no_decay`` twin only when its group has no series of its own."""
+        groups = {metric[len(GROUP_LR_PREFIX):]: s for (split, metric), s in self.series.items()
+                  if split == "train" and metric.startswith(GROUP_LR_PREFIX) and len(s)}
+        return {name: s for name, s in groups.items()
+                if not (name.endswith(NO_DECAY) and name[: -len(NO_DECAY)] in groups)}
+
     def metric_rows(self) -> list[tuple[str, str, float | None, float | None]]:
-        """(split, metric, latest, best) for the metrics table, grouped by split in a stable order."""
+        """(split, metric, latest, best) for the metrics table, grouped by split in a stable order
+        (a group's ``/no_decay`` twin left out: it repeats its group's learning rate)."""
         order = {"train": 0, "val": 1, "test": 2}
-        keys = sorted(self.latest, key=lambda k: (order.get(k[0], 9), k[0], k[1]))
+        twins = {f"{GROUP_LR_PREFIX}{name}{NO_DECAY}" for name in self.lr_groups()}
+        keys = sorted((k for k in self.latest if not (k[0] == "train" and k[1] in twins)),
+                      key=lambda k: (order.get(k[0], 9), k[0], k[1]))
         return [(split, metric, self.latest[(split, metric)], self.best.get((split, metric))) for split, metric in keys]
 
     def class_names(self, n: int) -> list[str]:

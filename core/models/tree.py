@@ -89,6 +89,7 @@ def model_tree(
     lrs: Mapping[str, float] | None = None,
     name: str | None = None,
     example: Any = None,
+    groups: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Describe ``model`` as JSON-serialisable data (the content of ``model.json``).
 
@@ -104,20 +105,27 @@ def model_tree(
         head_path: module path of the classifier head.
         lrs: base learning rates keyed by parameter name or module path (e.g.
             ``FineTuner.param_lrs()``); a module's ``lr`` is the one rate shared by its trainable
-            parameters, or null when they differ or none is trainable.
+            parameters, or null when they differ or none is trainable; its ``frozen_lr`` the one
+            rate its frozen parameters would train at if unfrozen without a new rate.
         name: the model's name (default: its class name).
         example: a real batch of inputs (a tensor, tuple or dict, on the model's device) to trace
             instead of zeros; its first sample is used. Needed for inputs that zeros cannot stand
             for (token ids, several tensors).
+        groups: the optimizer group of every parameter, by name (``FineTuner.param_groups()``): a
+            module's ``groups`` and ``frozen_groups`` name those of its trainable and of its frozen
+            parameters, so a viewer finds the rates they train at now (or would train at if
+            unfrozen) among a train row's ``lrs``; the tree's ``groups`` maps each group to its
+            base lr.
 
     Returns:
         ``{"name", "head", "total_params", "trainable_params", "input_shape", "forward_error",
-        "modules": [{"path", "type", "depth", "params", "own_params", "trainable", "frozen",
-        "output_shape", "is_head", "lr", "order"}]}``; ``order`` is the module's position in the
-        forward pass (null if it was not called).
+        "groups", "modules": [{"path", "type", "depth", "params", "own_params", "trainable", "frozen",
+        "output_shape", "is_head", "lr", "frozen_lr", "groups", "frozen_groups", "order"}]}``;
+        ``order`` is the module's position in the forward pass (null if it was not called).
     """
     shapes, order, error = _trace(model, input_shape, example)
     lrs = dict(lrs or {})
+    param_groups = dict(groups or {})
     modules = []
     for path, module in model.named_modules():
         if not path:
@@ -138,6 +146,9 @@ def model_tree(
                 "output_shape": shapes.get(path),
                 "is_head": path == head_path,
                 "lr": _module_lr(path, params, lrs),
+                "frozen_lr": _module_lr(path, params, lrs, trainable=False) if trainable < total else None,
+                "groups": _module_groups(path, params, param_groups, trainable=True),
+                "frozen_groups": _module_groups(path, params, param_groups, trainable=False),
                 "order": order.get(path),
             }
         )
@@ -149,13 +160,23 @@ def model_tree(
         "trainable_params": sum(p.numel() for p in unique if p.requires_grad),
         "input_shape": _shape_json(input_shape),
         "forward_error": error,
+        "groups": {g: lrs[p] for p, g in param_groups.items() if p in lrs},
         "modules": modules,
     }
 
 
-def _module_lr(path: str, params: list[tuple[str, nn.Parameter]], lrs: dict[str, float]) -> float | None:
+def _module_lr(path: str, params: list[tuple[str, nn.Parameter]], lrs: dict[str, float], *,
+               trainable: bool = True) -> float | None:
+    """The one base lr of the module's trainable (or frozen) parameters; None when they differ or are none."""
     if path in lrs:
         return float(lrs[path])
-    found = {lrs.get(f"{path}.{name}") for name, p in params if p.requires_grad}
+    found = {lrs.get(f"{path}.{name}") for name, p in params if p.requires_grad == trainable}
     found.discard(None)
     return float(found.pop()) if len(found) == 1 else None
+
+
+def _module_groups(path: str, params: list[tuple[str, nn.Parameter]], groups: dict[str, str], *,
+                   trainable: bool) -> list[str]:
+    """The optimizer groups of the module's trainable (or frozen) parameters, in the order met."""
+    found = (groups.get(f"{path}.{name}") for name, p in params if p.requires_grad == trainable)
+    return [str(g) for g in dict.fromkeys(found) if g is not None]

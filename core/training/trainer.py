@@ -524,9 +524,11 @@ class Trainer:
         from core.models import model_tree
 
         try:
-            lrs = self.finetuner.param_lrs() if self.finetuner is not None else None
+            tuner = self.finetuner
             self.model_tree = model_tree(
-                unwrap_model(self.model), self.data.input_shape, self.built.head_path, lrs=lrs,
+                unwrap_model(self.model), self.data.input_shape, self.built.head_path,
+                lrs=tuner.param_lrs() if tuner is not None else None,
+                groups=tuner.param_groups() if tuner is not None else None,
                 name=self.built.name, example=self.example_input,
             )
         except Exception as exc:  # noqa: BLE001 - the tree is informative; training must not fail on it

@@ -7,6 +7,7 @@ an unknown command or a bad argument) — raised as a :class:`~core.errors.UserE
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -46,6 +47,11 @@ def ctl_command(run_spec: str, command: str, args: list[str], *, timeout: float,
         typer.echo(f"{run_dir.name}: {shown}: ok" + (f" — {message}" if message else ""))
         return 0
     typer.echo(f"{run_dir.name}: {shown}: refused — {message}", err=True)
+    if answer.get("needs_force"):
+        again = ["ftui", "ctl", run_spec, command, *args, "--force"]
+        if root != Path("runs"):
+            again[2:2] = ["--root", str(root)]
+        typer.echo(f"If you mean it: {shlex.join(again)}", err=True)
     return 1
 
 

@@ -35,7 +35,7 @@ def describe(config: Path, overrides: list[str]) -> tuple[dict[str, Any], list[s
     tuner = FineTuner(built.model, cfg.finetune, cfg.optim, built.head_path)
     tuner.setup()
     tree = model_tree(built.model, data.input_shape, built.head_path, lrs=tuner.param_lrs(), name=built.name,
-                      example=example)
+                      example=example, groups=tuner.param_groups())
     notes = list(built.notes)
     if built.load_report is not None:
         notes.append(built.load_report.summary())

@@ -29,7 +29,7 @@ from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.confusion_matrix import ConfusionMatrix
 from tui.widgets.event_log import EventLog
 from tui.widgets.layer_tree import LayerTreeView
-from tui.widgets.metric_plot import X_AXES, MetricPlot, PlotOptions, cycle
+from tui.widgets.metric_plot import X_AXES, LearningRatePlot, MetricPlot, PlotOptions, cycle
 from tui.widgets.metrics_table import MetricsTable
 from tui.widgets.run_header import RunHeader
 from tui.widgets.stdout_view import StdoutView
@@ -101,7 +101,7 @@ class DashboardScreen(Screen):
                 with Grid(id="plot-grid"):
                     yield MetricPlot("loss", "loss", id="plot-loss")
                     yield MetricPlot("acc", "accuracy", id="plot-acc")
-                    yield MetricPlot("lr", "learning rate", splits=("train",), id="plot-lr")
+                    yield LearningRatePlot(id="plot-lr")
             with TabPane("2 Metrics", id="metrics"):
                 yield MetricsTable(id="metrics-table")
             with TabPane("3 Confusion", id="confusion"):

@@ -20,6 +20,8 @@ from tui.run_state import RunState
 X_AXES = ("step", "epoch", "time")
 #: Colours per split, the same in every plot.
 SPLIT_COLORS = {"train": "cyan", "val": "orange", "test": "magenta"}
+#: Colours of the learning-rate plot's groups, in the order the groups appear.
+GROUP_COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,16 @@ class MetricPlot(PlotextPlot):
         self.state, self.options, self._drawn = state, options, key
         self.refresh()
 
-    def _series(self) -> list[tuple[str, Series]]:
+    def _series(self) -> list[tuple[str, str, Series]]:
+        """(label, colour, series) of each line, in the legend's order."""
         if self.state is None:
             return []
         found = [(split, s) for (split, metric), s in self.state.series.items() if metric == self.metric and len(s)]
         if self.splits:
             found = [(split, s) for split, s in found if split in self.splits]
         order = {"train": 0, "val": 1, "test": 2}
-        return sorted(found, key=lambda item: (order.get(item[0], 9), item[0]))
+        found.sort(key=lambda item: (order.get(item[0], 9), item[0]))
+        return [(split, SPLIT_COLORS.get(split, "white"), s) for split, s in found]
 
     def _x(self, series: Series) -> np.ndarray:
         return x_values(series, self.state.info if self.state is not None else {}, self.options.x_axis)
@@ -93,7 +97,7 @@ class MetricPlot(PlotextPlot):
         self.drawn = {}
         x_lo, x_hi = float("inf"), float("-inf")
         y_lo, y_hi = float("inf"), float("-inf")
-        for split, series in self._series():
+        for label, color, series in self._series():
             x = self._x(series)
             # Points measured once per epoch (val/test) are smoothed only if there are many.
             weight = opts.smoothing if len(series) > 20 else 0.0
@@ -104,16 +108,15 @@ class MetricPlot(PlotextPlot):
             xs, ys = minmax_downsample(x, y, buckets)
             if not xs.size:
                 continue
-            self.drawn[split] = (int(xs.size), float(xs[-1]))
+            self.drawn[label] = (int(xs.size), float(xs[-1]))
             x_lo, x_hi = min(x_lo, float(xs.min())), max(x_hi, float(xs.max()))
             finite = ys[np.isfinite(ys)]
             if finite.size:
                 y_lo, y_hi = min(y_lo, float(finite.min())), max(y_hi, float(finite.max()))
-            color = SPLIT_COLORS.get(split, "white")
             if xs.size == 1:
-                plt.scatter(xs.tolist(), ys.tolist(), label=split, color=color, marker="dot")
+                plt.scatter(xs.tolist(), ys.tolist(), label=label, color=color, marker="dot")
             else:
-                plt.plot(xs.tolist(), ys.tolist(), label=split, color=color, marker="braille")
+                plt.plot(xs.tolist(), ys.tolist(), label=label, color=color, marker="braille")
             drawn += 1
         self.drawn_markers = []
         if opts.markers and drawn and self.state is not None and np.isfinite(y_hi):
@@ -127,6 +130,23 @@ class MetricPlot(PlotextPlot):
             plt.yscale("log")
         if not drawn:
             plt.title(f"{self.title}: no data yet")
+
+
+class LearningRatePlot(MetricPlot):
+    """The learning rate of every optimizer group (:meth:`RunState.lr_groups`), one line each, with a
+    legend. A run recorded without group rates shows its ``lr`` (the largest over the groups) as one line.
+    """
+
+    def __init__(self, title: str = "learning rate", *, id: str | None = None) -> None:
+        super().__init__("lr", title, splits=("train",), id=id)
+
+    def _series(self) -> list[tuple[str, str, Series]]:
+        if self.state is None:
+            return []
+        groups = self.state.lr_groups()
+        if not groups:
+            return [("max over groups", color, s) for _, color, s in super()._series()]
+        return [(name, GROUP_COLORS[i % len(GROUP_COLORS)], s) for i, (name, s) in enumerate(groups.items())]
 
 
 def x_values(series: Series, info: dict, axis: str) -> np.ndarray:

@@ -37,7 +37,11 @@ UNREADABLE_GRACE_S = 1.0
 
 
 class CommandRefused(Exception):
-    """A command that cannot be applied; its message is the answer."""
+    """A command that cannot be applied; its message is the answer, ``fields`` go with it."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class ControlCallback(Callback):
@@ -200,7 +204,9 @@ class ControlCallback(Callback):
             answer["args"] = args
             message = self._handlers[name](trainer, {**args, "_id": command_id})
             answer.update(status="ok", message=message)
-        except (CommandRefused, UserError) as exc:
+        except CommandRefused as exc:
+            answer.update(status="error", message=str(exc), **exc.fields)
+        except UserError as exc:
             answer.update(status="error", message=str(exc))
         except Exception as exc:  # noqa: BLE001 - a failing command is answered; training goes on
             answer.update(status="error", message=f"{name} failed: {type(exc).__name__}: {exc}")
@@ -256,6 +262,8 @@ class ControlCallback(Callback):
 
     def _unfreeze(self, trainer: Trainer, args: dict[str, Any]) -> str:
         lr = args.get("lr")
+        if lr is not None:
+            _check_lr_bound(trainer, lr, args)
         modules = trainer.finetuner.unfreeze(args["pattern"], lr, where=f"unfreeze {args['pattern']!r}")
         text = f"unfroze {', '.join(modules)}" + (f" at lr {lr:g}" if lr is not None else "")
         self._tree_changed(trainer, "unfreeze", text, modules=modules, pattern=args["pattern"], lr=lr,
@@ -264,6 +272,7 @@ class ControlCallback(Callback):
 
     def _set_lr(self, trainer: Trainer, args: dict[str, Any]) -> str:
         group, lr = args["group"], args["lr"]
+        _check_lr_bound(trainer, lr, args)
         trainer.finetuner.set_lr(group, lr)
         text = f"lr of {group} set to {lr:g}"
         self._tree_changed(trainer, "lr", text, group=group, lr=lr, groups=trainer.finetuner.groups_summary(),
@@ -325,6 +334,14 @@ class ControlCallback(Callback):
             trainer.run.update(paused=paused, paused_since=time.time() if paused else None, step=trainer.global_step)
         word = "paused" if paused else "resumed"
         trainer.log_event(word, f"{word} at step {trainer.global_step}")
+
+
+def _check_lr_bound(trainer: Trainer, lr: float, args: dict[str, Any]) -> None:
+    """Refuse an lr far above the run's largest base lr unless the command says ``force``."""
+    largest = max((float(g["base_lr"]) for g in trainer.finetuner.groups_summary()), default=None)
+    if not args.get("force") and control.lr_needs_force(lr, largest):
+        raise CommandRefused(f"{control.lr_force_reason(lr, largest)}; send it with --force if you mean it.",
+                             needs_force=True)
 
 
 def _younger_than(path: Path, seconds: float) -> bool:
