@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -13,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from tui.app import FtuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.widgets.metric_plot import MetricPlot
+from support.app import screen_text, wait_loaded
 
 FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
 REPO = Path(__file__).resolve().parent.parent
@@ -31,21 +30,8 @@ def synthetic_run(tmp_path: Path) -> Path:
     return module.make(tmp_path / "synthetic")
 
 
-def screen_text(app: FtuiApp) -> str:
-    """What the terminal shows, as plain text."""
-    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), force_terminal=True, record=True)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
-async def wait_loaded(pilot, screen: DashboardScreen) -> None:
-    for _ in range(200):
-        if screen.loaded:
-            break
-        await pilot.pause(0.02)
-    assert screen.loaded, "the reader never delivered the run"
-    screen.redraw()
-    await pilot.pause()
 
 
 def copy_run(tmp_path: Path, name: str = "run") -> Path:
@@ -330,3 +316,42 @@ async def test_the_lr_plot_draws_every_group_with_a_legend(tmp_path: Path) -> No
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot, app.screen)
         assert list(app.query_one("#plot-lr", MetricPlot).drawn) == ["max over groups"]
+
+
+@pytest.mark.asyncio
+async def test_pause_and_stop_are_one_path_in_every_tab(tmp_path: Path) -> None:
+    from core import control
+
+    run = copy_run(tmp_path)
+    rewrite_info(run, status="running", ended=None, pid=os.getpid(), host=socket.gethostname())
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(140, 40), notifications=True) as pilot:
+        screen = app.screen
+        await wait_loaded(pilot, screen)
+        for tab in "1234567":
+            await pilot.press(tab)
+            await pilot.pause()
+            footer = screen_text(app).splitlines()[-1]
+            assert "Pause/resume" in footer and "Stop" in footer, f"tab {tab}: {footer}"
+            await pilot.press("p")
+            await pilot.pause()
+            (path, sent), = control.pending_commands(run)  # nobody trains here: it stays queued
+            assert (sent["command"], sent["sender"]) == ("pause", "ftui app"), f"tab {tab}"
+            path.unlink()
+        assert [p.command for p in screen.control.pending.values()] == ["pause"] * 7
+        for tab in "17":  # the plots tab sent SIGTERM and the layers tab `stop` before: one path now
+            await pilot.press(tab, "s")
+            await pilot.pause()
+            assert "Stop recorded_run?" in screen_text(app) and "ends as stopped" in screen_text(app)
+            await pilot.press("y")
+            await pilot.pause()
+            (path, sent), = control.pending_commands(run)
+            assert sent["command"] == "stop", f"tab {tab}"
+            path.unlink()
+        rewrite_info(run, status="finished", ended=2e9)  # once the run has ended, nothing is offered
+        await pilot.pause(1.0)
+        screen.redraw()
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "Pause/resume" not in footer and "Stop" not in footer
+        assert not screen.control.pending and "no answer to: pause" in screen_text(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import socket
@@ -11,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from tui.app import FtuiApp
 from tui.screens.dashboard import DashboardScreen
@@ -20,15 +18,11 @@ from tui.screens.open_checkpoint import OpenCheckpointScreen
 from tui.screens.start_run import StartRunScreen
 from tui.widgets.config_list import ConfigList
 from tui.widgets.runs_table import RunsTable
+from support.app import screen_text
 
 FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
 
 
-def screen_text(app: FtuiApp) -> str:
-    """What the terminal shows, as plain text."""
-    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), force_terminal=True, record=True)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
 async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
@@ -119,7 +113,9 @@ async def test_a_config_that_fails_validation_shows_its_message_in_the_form(tmp_
 
 
 @pytest.mark.asyncio
-async def test_stop_sends_sigterm_to_the_runs_process_after_confirmation(tmp_path: Path) -> None:
+async def test_stop_asks_the_run_through_its_control_channel_after_confirmation(tmp_path: Path) -> None:
+    from core import control
+
     root, configs = make_root(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -129,7 +125,7 @@ async def test_stop_sends_sigterm_to_the_runs_process_after_confirmation(tmp_pat
         info.update(name="live", status="running", ended=None, pid=proc.pid, host=socket.gethostname(), created=2e9)
         (run / "run.json").write_text(json.dumps(info))
         app = app_for(root, configs)
-        async with app.run_test(size=(120, 30)) as pilot:
+        async with app.run_test(size=(120, 30), notifications=True) as pilot:
             home = app.screen
             await wait_for(pilot, lambda: home.scanned)
             table = app.query_one(RunsTable)
@@ -138,14 +134,21 @@ async def test_stop_sends_sigterm_to_the_runs_process_after_confirmation(tmp_pat
             table.focus()
             await pilot.press("s")
             await pilot.pause()
-            assert "Stop live?" in screen_text(app)
+            assert "Stop live?" in screen_text(app) and "ends as stopped" in screen_text(app)
             await pilot.press("n")
             await pilot.pause()
-            assert proc.poll() is None
+            assert control.pending_commands(run) == []
             await pilot.press("s")
             await pilot.pause()
             await pilot.press("y")
-            assert proc.wait(timeout=10) == -15
+            await pilot.pause()
+            # the same stop as the dashboard's: a `stop` command the trainer applies after its step
+            (_, sent), = control.pending_commands(run)
+            assert sent["command"] == "stop" and sent["sender"] == "ftui app"
+            assert "Asked live to stop" in screen_text(app)
+            assert proc.poll() is None  # no signal: the trainer ends itself, as `stopped`
+            proc.kill()
+            proc.wait()
             # run.json still says running, but its pid is gone: the run reads as lost, not active
             assert app.exit_note() is None
             await pilot.press("s")  # a lost run is not offered a stop

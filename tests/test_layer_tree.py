@@ -17,10 +17,11 @@ import yaml
 
 from core import control
 from core.runs import read_json
-from test_app_dashboard import screen_text, wait_loaded
-from test_trainer_support import tiny_raw
+from support.app import screen_text, wait_loaded
+from support.training import tiny_raw
 from tui.app import FtuiApp
-from tui.widgets.layer_tree import LayerTreeView, aggregate_grad_norms, format_count, sparkline
+from tui.format import format_count, sparkline
+from tui.widgets.layer_tree import LayerTreeView, aggregate_grad_norms
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
@@ -33,10 +34,15 @@ def test_grad_norms_of_parents_combine_their_units() -> None:
     norms = aggregate_grad_norms(record)
     assert norms["a"] == 5.0 and norms["a.0"] == 3.0 and norms["b"] == 1.0 and norms["c"] == float("inf")
     assert "d" not in norms
-    assert sparkline([1.0, 10.0, 100.0]) == "▁▄█"  # log scale: norms span decades
-    assert sparkline([0.0, 0.0]) == ""  # frozen: nothing to draw
-    assert sparkline([2.0, float("nan"), 2.0]) == "▄ ▄"
-    assert [format_count(n) for n in (268, 45_300, 11_200_000, None)] == ["268", "45.3K", "11.2M", "—"]
+
+
+def test_one_count_and_sparkline_form_for_the_tree_and_the_inspector() -> None:
+    assert [format_count(n) for n in (268, 45_300, 11_200_000, 1.5e9, None)] == ["268", "45.3K", "11.2M", "1.5B", "—"]
+    assert format_count(None, missing="-") == "-" and format_count(float("nan")) == "—"
+    assert sparkline([1.0, 10.0, 100.0], log=True) == "▁▅█"  # log scale: norms span decades
+    assert sparkline([0.0, 0.0], log=True) == ""  # frozen: nothing to draw
+    assert sparkline([2.0, float("nan"), 2.0], log=True) == "▄ ▄"  # a flat line in the middle, gaps kept
+    assert sparkline([0, 1, 2, None, 3]) == "▁▃▆ █"  # linear (metric histories in the inspector)
 
 
 @pytest.mark.asyncio
@@ -134,7 +140,8 @@ async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_
                 assert "⧗ freeze…" in _line(app, "stage1") and "● trains" in _line(app, "stage1")
             finally:
                 os.kill(proc.pid, signal.SIGCONT)
-            await _until(pilot, lambda: "❄ frozen" in _line(app, "stage1"))
+            # model.json is rewritten just before the answer is written: a poll may see one, then the other
+            await _until(pilot, lambda: "❄ frozen" in _line(app, "stage1") and tree.answers)
             assert "⧗" not in _line(app, "stage1")
             assert [(a["command"], a["status"]) for a in tree.answers] == [("freeze", "ok")]
             model = json.loads((run / "model.json").read_text())
@@ -146,7 +153,7 @@ async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_
             await pilot.press("l")  # learning rate of the selected module
             await pilot.pause()
             await pilot.press("home", "ctrl+k", *"0.02", "enter")  # replace the current lr
-            await _until(pilot, lambda: "lr 0.02" in _line(app, "stage1"))
+            await _until(pilot, lambda: "lr 0.02" in _line(app, "stage1") and len(tree.answers) == 3)
             assert tree.answers[-1]["command"] == "set-lr"
             assert tree.answers[-1]["args"] == {"group": "stage1", "lr": 0.02}
 

@@ -2,14 +2,12 @@
 
 The app never imports torch: it reads runs through ``core.runs`` and starts them with
 ``core.launch.launch_detached`` (a separate process in its own session), so closing the app or
-losing the SSH connection never stops training.
+losing the SSH connection never stops training. It stops them through their control channel
+(:meth:`FtuiApp.request_stop`), from every screen the same way.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,7 +16,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from core.runs import ACTIVE_STATUSES, iter_runs, live_status, pid_alive
+from core.errors import UserError
+from core.runs import ACTIVE_STATUSES, iter_runs, live_status
+from tui.run_control import RunControl
 from tui.screens.home import HomeScreen
 
 #: Where the bundled sample configs live when running from a checkout.
@@ -93,8 +93,11 @@ class FtuiApp(App[None]):
 
     # ---- stopping runs ------------------------------------------------------------------------
 
-    def request_stop(self, path: Path, info: dict[str, Any]) -> None:
-        """Ask for confirmation, then SIGTERM the run's process (it saves last.pt and ends interrupted)."""
+    def request_stop(self, path: Path, info: dict[str, Any], *, control: RunControl | None = None) -> None:
+        """The one way the app stops a run, from any screen or tab: confirm, then the control command
+        ``stop``. The trainer finishes its current step, saves ``last.pt`` and ends ``stopped`` (exit 0);
+        through the run directory, so a run on another host that shares it stops too. ``control``: the
+        dashboard's, which then follows the answer."""
         from tui.screens.confirm import ConfirmScreen
 
         name = str(info.get("name") or path.name)
@@ -102,28 +105,21 @@ class FtuiApp(App[None]):
         if status not in ACTIVE_STATUSES:
             self.notify(f"{name} is not running ({status}).", severity="warning", markup=False)
             return
-        host, pid = info.get("host"), info.get("pid")
-        if host != socket.gethostname():
-            self.notify(f"{name} runs on {host}; stop it there (`ftui ctl {name} stop`).", severity="error",
-                        markup=False)
-            return
+        sender = control if control is not None else RunControl(path)
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            if not pid_alive(pid):
-                self.notify(f"{name}: its process {pid} is already gone.", severity="warning", markup=False)
-                return
             try:
-                os.kill(int(pid), signal.SIGTERM)
-            except OSError as exc:
+                sender.send("stop")
+            except (UserError, OSError) as exc:
                 self.notify(f"Could not stop {name}: {exc}", severity="error", markup=False)
                 return
-            self.notify(f"Sent SIGTERM to {name} (pid {pid}): it saves last.pt and ends interrupted.", markup=False)
+            self.notify(f"Asked {name} to stop: it finishes its step, saves last.pt and ends stopped.", markup=False)
 
         self.push_screen(
-            ConfirmScreen(f"Stop {name}?", f"Send SIGTERM to pid {pid}. The run saves checkpoints/last.pt and ends "
-                          "as interrupted; it can be resumed with --resume."),
+            ConfirmScreen(f"Stop {name}?", "The trainer finishes its current step, saves checkpoints/last.pt and "
+                          "ends as stopped; it can be resumed with `ftui run --resume`."),
             answered,
         )
 

@@ -4,6 +4,11 @@ A thread worker follows the run directory with :class:`core.runs.RunReader` (onl
 run's backlog from ``metrics.columns``) and posts :class:`RunUpdated` messages; the screen folds them
 into a :class:`tui.run_state.RunState` and a timer redraws what changed a few times a second. A
 finished or failed run is shown the same way.
+
+The run-wide control keys work in every tab of a live run: ``p`` pauses or resumes, ``c`` saves
+``last.pt``, ``V`` validates, ``s`` stops (``FtuiApp.request_stop``, the app's one stop path). They and
+the layer tree's commands go through one :class:`tui.run_control.RunControl`, whose answers the
+screen turns into notifications.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from textual.worker import get_current_worker
 
 from core.errors import RunError
 from core.runs import CHECKPOINT_DIR, RunDelta, RunReader
+from tui.run_control import RunControl
 from tui.run_state import RunState
 from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.confusion_matrix import ConfusionMatrix
@@ -43,6 +49,8 @@ POLL_BYTES = 4 << 20
 #: Only the end of layers.jsonl matters (the tree shows recent gradient norms): skip the rest of a backlog.
 LAYERS_TAIL_BYTES = 256 << 10
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.98)
+#: Keys that steer the run: offered only while it is active.
+RUN_ACTIONS = ("stop", "toggle_pause", "checkpoint", "validate")
 TABS = ("plots", "metrics", "confusion", "events", "output", "system", "layers")
 
 
@@ -66,8 +74,12 @@ class DashboardScreen(Screen):
         Binding("k", "toggle_markers", "Markers", show=False,
                 tooltip="Show or hide event markers (U unfreeze, F freeze, L lr, P pause, G go on, R resume, C checkpoint)."),
         Binding("v", "cycle_split", "Split", tooltip="Show the confusion matrix of the next split (val, test)."),
-        Binding("s", "stop", "Stop", tooltip="Stop the run (SIGTERM: it saves last.pt and ends interrupted)."),
-        # not in the footer (full at 80 columns); ? and the command palette list it
+        Binding("p", "toggle_pause", "Pause/resume", tooltip="Hold the run at its next step boundary, or let it go on."),
+        Binding("s", "stop", "Stop",
+                tooltip="Stop the run after its current step: it saves last.pt and ends stopped (resume with --resume)."),
+        # not in the footer (full at 80 columns); ? and the command palette list them
+        Binding("c", "checkpoint", "Checkpoint", show=False, tooltip="Save checkpoints/last.pt now."),
+        Binding("V", "validate", "Validate", show=False, tooltip="Run validation now."),
         Binding("E", "explain", "Explain", show=False,
                 tooltip="Explain the run's best checkpoint: Grad-CAM on its worst mistakes."),
         *(Binding(str(i + 1), f"show_tab('{tab}')", tab.title(), show=False) for i, tab in enumerate(TABS)),
@@ -85,6 +97,8 @@ class DashboardScreen(Screen):
         self.path = Path(path)
         self.standalone = standalone
         self.state = RunState()
+        self.control = RunControl(self.path)
+        """Commands sent to the run from this screen (its keys and the layer tree)."""
         self.loaded = False
         """True once the backlog has been read (tests wait for it)."""
         self._drawn_version = -1
@@ -115,7 +129,7 @@ class DashboardScreen(Screen):
                 with VerticalScroll():
                     yield SystemPanel(id="system-panel")
             with TabPane("7 Layers", id="layers"):
-                yield LayerTreeView(self.path, id="layer-tree")
+                yield LayerTreeView(self.control, id="layer-tree")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -183,7 +197,26 @@ class DashboardScreen(Screen):
         self.query_one(EventLog).show(list(state.events), state.events_total, _started(state))
         self.query_one(StdoutView).show(state.stdout)
         self.query_one(SystemPanel).update_samples(list(state.system), list(state.recent_metrics))
-        self.query_one(LayerTreeView).show(state)
+        self.query_one(LayerTreeView).show(state, answered=self._take_answers())
+
+    def _take_answers(self) -> bool:
+        """Notify the answers to commands sent from here; give up on them once the run has ended."""
+        answered = False
+        for sent, event in self.control.take_answers(self.state):
+            answered = True
+            message = str(event.get("message") or "")
+            if event.get("status") == "ok":
+                self.notify(f"{sent.text}: {message}", title="ok", timeout=4, markup=False)
+            else:
+                self.notify(f"{sent.text} refused: {message}", title="control", severity="error", timeout=10,
+                            markup=False)
+        if self.control.pending and not self.state.active:
+            # a trainer that was killed answers nothing; one that ended normally answered already
+            unanswered = ", ".join(p.text for p in self.control.abandon())
+            self.notify(f"The run is {self.state.info.get('status', 'gone')}; no answer to: {unanswered}.",
+                        severity="warning", timeout=10, markup=False)
+            answered = True
+        return answered
 
     def on_system_panel_findings_changed(self, message: SystemPanel.FindingsChanged) -> None:
         self._findings = [f.message for f in message.findings if f.level == "warning"]
@@ -231,8 +264,8 @@ class DashboardScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "back":
             return not self.standalone
-        if action == "stop":
-            return self.state.active
+        if action in RUN_ACTIONS:
+            return self.state.active  # offered only while the run trains
         return True
 
     def action_back(self) -> None:
@@ -269,7 +302,29 @@ class DashboardScreen(Screen):
         self.notify("No checkpoint yet: it appears after the first validation.", severity="warning")
 
     def action_stop(self) -> None:
-        self.app.request_stop(self.path, self.state.info)  # type: ignore[attr-defined]
+        self.app.request_stop(self.path, self.state.info, control=self.control)  # type: ignore[attr-defined]
+
+    def action_toggle_pause(self) -> None:
+        self.send("resume" if self.state.info.get("paused") else "pause")
+
+    def action_checkpoint(self) -> None:
+        self.send("checkpoint")
+
+    def action_validate(self) -> None:
+        self.send("validate")
+
+    def send(self, command: str, args: dict | None = None, *, path: str = "") -> None:
+        """Send a command to the run through :attr:`control` (pending until answered)."""
+        self.query_one(LayerTreeView).send(command, args, path=path)
+
+    def on_layer_tree_view_learning_rate_wanted(self, message: LayerTreeView.LearningRateWanted) -> None:
+        from tui.screens.learning_rate import LearningRateDialog
+
+        def chosen(lr: float | None) -> None:
+            if lr is not None:
+                message.tree.send("set-lr", {"group": message.target, "lr": lr}, path=message.path)
+
+        self.app.push_screen(LearningRateDialog(message.target, message.current), chosen)
 
 
 def _started(state: RunState) -> float | None:

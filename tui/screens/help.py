@@ -31,9 +31,11 @@ ABOUT = {
         "dashboard, where it can be steered like any run."
     ),
     "DashboardScreen": (
-        "The live view of one run, read from its directory. Tabs: plots (loss, accuracy, learning rate), "
-        "metrics (latest and best), the confusion matrix with per-class precision/recall/F1, the event log "
-        "and the run's output. Closing the dashboard leaves the run going."
+        "The live view of one run, read from its directory. Tabs (keys 1-7): plots (loss, accuracy, learning "
+        "rate), metrics (latest and best), the confusion matrix with per-class precision/recall/F1, the event "
+        "log, the run's output, the machine (GPU/CPU telemetry and diagnostics) and the layers (the model's "
+        "tree: freeze, unfreeze and set learning rates while it trains). While the run is live, pause, "
+        "checkpoint, validate and stop work in every tab. Closing the dashboard leaves the run going."
     ),
     "ExplainScreen": (
         "Why the model predicts what it does: each tile is a sample of the split and, beside it, the map of "

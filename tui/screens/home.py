@@ -46,7 +46,7 @@ class HomeScreen(Screen):
     BINDINGS = [
         Binding("w", "open_run", "Watch", tooltip="Open the selected run's dashboard (enter on a run does too)."),
         Binding("n", "new_run", "New run", tooltip="Start a run from the selected config (a form asks for overrides)."),
-        Binding("s", "stop_run", "Stop", tooltip="Stop the selected run (it saves last.pt and ends interrupted)."),
+        Binding("s", "stop_run", "Stop", tooltip="Stop the selected run after its current step (it saves last.pt and ends stopped)."),
         Binding("e", "explain", "Explain", tooltip="Explain the selected run's best checkpoint: Grad-CAM on its worst mistakes."),
         Binding("slash", "filter", "Filter", key_display="/",
                 tooltip="Filter the runs as you type: words (name, status, tag), key=value, key>value (optim.lr<1e-3)."),

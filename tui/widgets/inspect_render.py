@@ -8,7 +8,7 @@ Shared by ``ftui inspect --plain`` / ``ftui diff`` (printed) and the inspector's
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -16,19 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.richtext import PlainTable
-
-_SPARK = "▁▂▃▄▅▆▇█"
-
-
-def fmt_count(n: int | float | None) -> str:
-    """``11187671`` -> ``11.2M``."""
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{int(n)}"
+from tui.format import format_count, sparkline
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -63,16 +51,6 @@ def fmt_frozen(flag: Any) -> Text:
     if flag is False:
         return Text("trainable", style="green")
     return Text("-", style="dim")
-
-
-def sparkline(values: Iterable[float | None]) -> str:
-    """Unicode sparkline of the finite values."""
-    vals = [v for v in values if isinstance(v, (int, float))]
-    if not vals:
-        return ""
-    lo, hi = min(vals), max(vals)
-    span = hi - lo or 1.0
-    return "".join(_SPARK[min(len(_SPARK) - 1, int((v - lo) / span * (len(_SPARK) - 1) + 0.5))] for v in vals)
 
 
 def _table(title: str) -> Table:
@@ -145,7 +123,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_row("best", best_text(best))
     dtypes = ", ".join(f"{k}×{v}" for k, v in (weights.get("dtypes") or {}).items())
     table.add_row("tensors", f"{weights.get('count', 0)} ({dtypes})")
-    table.add_row("parameters", f"{fmt_count(weights.get('params'))} ({weights.get('params', 0):,}); "
+    table.add_row("parameters", f"{format_count(weights.get('params'), '-')} ({weights.get('params', 0):,}); "
                   f"{fmt_bytes(weights.get('bytes'))} of weights")
     frozen = [m for m in summary.get("modules") or [] if m.get("depth") == 1 and m.get("frozen") is True]
     if frozen:
@@ -168,7 +146,7 @@ def modules_table(summary: dict[str, Any], max_depth: int = 2) -> Table:
         if row["depth"] > max_depth:
             continue
         table.add_row("  " * (row["depth"] - 1) + row["path"].rsplit(".", 1)[-1] if row["depth"] > 1 else row["path"],
-                      row.get("type") or "", fmt_count(row["params"]), str(row["tensors"]), fmt_bytes(row["bytes"]),
+                      row.get("type") or "", format_count(row["params"], "-"), str(row["tensors"]), fmt_bytes(row["bytes"]),
                       fmt_frozen(row.get("frozen")))
     return table
 
@@ -182,7 +160,7 @@ def tensors_table(summary: dict[str, Any]) -> Table:
     table.add_column("numel", justify="right", no_wrap=True)
     table.add_column("frozen", no_wrap=True)
     for t in summary.get("tensors") or []:
-        table.add_row(t["name"], "×".join(map(str, t["shape"])) or "scalar", t["dtype"], fmt_count(t["numel"]),
+        table.add_row(t["name"], "×".join(map(str, t["shape"])) or "scalar", t["dtype"], format_count(t["numel"], "-"),
                       fmt_frozen(t.get("frozen")))
     return table
 

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import Tree
 
-from tui.widgets.inspect_render import fmt_count
+from tui.format import format_count
 
 
 def _frozen_mark(flag: Any) -> Text:
@@ -50,7 +50,7 @@ class LayerTree(Tree[dict]):
         """Build the tree from a checkpoint summary (replaces any previous content)."""
         self.clear()
         weights = summary.get("weights") or {}
-        self.root.set_label(Text.assemble(("weights ", "bold"), (f"{fmt_count(weights.get('params'))} params, "
+        self.root.set_label(Text.assemble(("weights ", "bold"), (f"{format_count(weights.get('params'), '-')} params, "
                                                                   f"{weights.get('count', 0)} tensors", "dim")))
         self.root.data = None
         modules = {m["path"]: m for m in summary.get("modules") or []}
@@ -64,7 +64,7 @@ class LayerTree(Tree[dict]):
                     label = Text.assemble(
                         (parts[depth - 1], "bold"),
                         (f"  {info.get('type')}" if info.get("type") else "", "italic"),
-                        (f"  {fmt_count(info.get('params'))}", "dim"),
+                        (f"  {format_count(info.get('params'), '-')}", "dim"),
                         _frozen_mark(info.get("frozen")),
                     )
                     parent = nodes[".".join(parts[: depth - 1])]
