@@ -21,7 +21,7 @@ from core.training.callback import Callback
 from core.training.callbacks import ControlCallback, default_callbacks
 from core.training.checkpoint import load_file
 from core.training.trainer import Trainer
-from test_trainer_support import tiny_cfg
+from support.training import tiny_cfg
 
 
 class Background:
@@ -270,3 +270,34 @@ def test_prune_ends_the_run_pruned_with_its_reason_and_last_pt(tmp_path: Path) -
     kinds = [json.loads(line)["kind"] for line in (run / "events.jsonl").read_text().splitlines()]
     assert kinds[-1] == "pruned" and (run / "checkpoints" / "last.pt").is_file()
     assert control.parse_cli_args("prune", ["--reason", "hopeless"]) == {"reason": "hopeless"}
+
+
+def test_lr_events_have_one_writer_and_pause_events_one_meaning(tmp_path: Path) -> None:
+    # a plateau that reduces after every validation (patience 0, a monitor that never improves), and a
+    # set-lr command queued before the start: both recorded by the learning-rate monitor, alike
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 2},
+                   schedule={"name": "plateau", "patience": 0, "monitor": "val/loss", "mode": "max", "factor": 0.5},
+                   logging={"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False,
+                            "layer_stats": False})
+    run = new_run(tmp_path, "lr")
+    control.send(run, "set-lr", {"group": "head", "lr": 0.05})
+    control.send(run, "pause")
+    trainer = Trainer(cfg, run_dir=run)
+    bg = Background(trainer)
+    try:
+        _wait(lambda: (json.loads((run / "run.json").read_text())).get("paused") is True)
+        assert ask(run, "resume")["status"] == "ok"
+        bg.join()
+    finally:
+        if bg.thread.is_alive():
+            control.send(run, "stop")
+    events = read_jsonl(run / "events.jsonl")
+    lr = [e for e in events if e["kind"] == "lr"]
+    assert all(set(e) >= {"groups", "factor"} for e in lr) and all("command_id" not in e for e in lr)
+    head = [e for e in lr if any(g["name"] == "head" and g["base_lr"] == 0.05 for g in e["groups"])]
+    assert head and head[0]["message"].startswith("learning rates:") and head[0]["factor"] == 1.0
+    plateaus = [e for e in lr if e["message"].startswith("plateau")]
+    assert [e["factor"] for e in plateaus] == [0.5]  # the first validation sets the best; the second reduces
+    assert len(lr) == 1 + len(plateaus)  # the command's change written once, by the monitor
+    kinds = [e["kind"] for e in events]
+    assert "paused" in kinds and "unpaused" in kinds and "resumed" not in kinds  # resumed: from a checkpoint

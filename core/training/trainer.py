@@ -453,7 +453,7 @@ class Trainer:
         return out
 
     def checkpoint_dict(self) -> dict[str, Any]:
-        """Everything a checkpoint holds (the DESIGN.md contract), as weights_only-loadable values."""
+        """Everything a checkpoint holds (docs/run-format.md, "checkpoints/"), as weights_only-loadable values."""
         epoch, batch = self.position
         assert self.model is not None and self.optimizer is not None
         return {
@@ -503,17 +503,20 @@ class Trainer:
             self.history.setdefault("train/loss", []).append(self.callback_metrics["train/loss"])
         self._call("on_log", split, metrics)
 
-    def finetune_changed(self, event: dict[str, Any]) -> None:
+    def finetune_changed(self, event: dict[str, Any] | None = None) -> None:
         """Apply a change made through :attr:`finetuner` (freeze, unfreeze, set_lr) to the run.
 
-        ``event`` describes the change (``kind``, ``message``, fields). Logs it, re-wraps the model
-        for DDP if the trainable set changed, and rewrites the layer tree (``model.json``) — before
-        a control command is answered, so a client that sees the answer finds the new tree.
+        ``event`` describes a freeze or unfreeze (``kind``, ``message``, fields) and is logged; a
+        change of learning rates is recorded by the ``LearningRateMonitor`` (the one writer of ``lr``
+        events). Then the model is re-wrapped for DDP if the trainable set changed, and the layer tree
+        (``model.json``) rewritten — before a control command is answered, so a client that sees the
+        answer finds the new tree.
         """
-        kind = str(event.get("kind", "finetune"))
-        fields = {k: v for k, v in event.items() if k not in ("kind", "message")}
-        message = str(event.get("message") or f"{kind}: {', '.join(map(str, event.get('modules', [])))}")
-        self.log_event(kind, message, **fields)
+        if event is not None:
+            kind = str(event.get("kind", "finetune"))
+            fields = {k: v for k, v in event.items() if k not in ("kind", "message")}
+            message = str(event.get("message") or f"{kind}: {', '.join(map(str, event.get('modules', [])))}")
+            self.log_event(kind, message, **fields)
         self.strategy.rewrap_if_trainable_changed(self)
         self.refresh_model_tree()
         if self.run is not None and self.model_tree is not None:
@@ -653,8 +656,8 @@ class Trainer:
                 if metrics is None:  # interrupted during validation
                     break
                 self.record_evaluation("val", metrics)
-                if self.schedule is not None and self.schedule.observe(self.callback_metrics):
-                    self.log_event("lr", f"plateau: lr factor now {self.schedule.plateau_factor:g}", factor=self.schedule.plateau_factor)
+                if self.schedule is not None:
+                    self.schedule.observe(self.callback_metrics)  # a plateau: the lr monitor records it
                 self.epoch_closed = self.batches_done >= len(self.train_loader)
                 self._call("on_validation_epoch_end")
                 self._call("on_validation_end")

@@ -274,10 +274,8 @@ class ControlCallback(Callback):
         group, lr = args["group"], args["lr"]
         _check_lr_bound(trainer, lr, args)
         trainer.finetuner.set_lr(group, lr)
-        text = f"lr of {group} set to {lr:g}"
-        self._tree_changed(trainer, "lr", text, group=group, lr=lr, groups=trainer.finetuner.groups_summary(),
-                           command_id=args["_id"])
-        return text
+        trainer.finetune_changed()  # no event of its own: the answer says it, the lr monitor records the groups
+        return f"lr of {group} set to {lr:g}"
 
     def _pause(self, trainer: Trainer, args: dict[str, Any]) -> str:
         if self.paused:
@@ -332,7 +330,8 @@ class ControlCallback(Callback):
     def _mark_paused(self, trainer: Trainer, paused: bool) -> None:
         if trainer.run is not None:
             trainer.run.update(paused=paused, paused_since=time.time() if paused else None, step=trainer.global_step)
-        word = "paused" if paused else "resumed"
+        # "unpaused", not "resumed": that event is a run continuing from a checkpoint
+        word = "paused" if paused else "unpaused"
         trainer.log_event(word, f"{word} at step {trainer.global_step}")
 
 
