@@ -39,15 +39,6 @@ Probability = float
 Range = tuple[float, float]
 
 
-def _check_range(value: Range | None, lo: float, hi: float, name: str) -> Range | None:
-    if value is None:
-        return value
-    a, b = value
-    if not (lo <= a <= b <= hi):
-        raise ValueError(f"{name} must be two numbers [low, high] with {lo} <= low <= high <= {hi}")
-    return value
-
-
 def _area_range(v: Range, name: str) -> Range:
     if not (0 < v[0] <= v[1] <= 1):
         raise ValueError(f"{name} must be [low, high] with 0 < low <= high <= 1")

@@ -60,7 +60,7 @@ LOCK_FILE = "run.lock"
 class RunStatus(str, Enum):
     """A run's ``status`` in ``run.json``, with the exit code ``ftui run`` ends with in it.
 
-    The one table of exit codes (docs/run-format.md, DESIGN.md): 0 finished, stopped or pruned, 1 failed,
+    The one table of exit codes (the README's "Exit codes"): 0 finished, stopped or pruned, 1 failed,
     130 interrupted (SIGINT), 143 when SIGTERM interrupted it. Active statuses have none.
     """
 

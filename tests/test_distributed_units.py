@@ -15,7 +15,7 @@ from core.errors import ConfigError
 from core.runs import RunWriter, read_json
 from core.training import distributed
 from core.training.distributed import DistEnv
-from test_trainer_support import tiny_cfg
+from support.training import tiny_cfg
 
 
 @pytest.mark.parametrize("length,world", [(61, 2), (5, 2), (10, 3), (2, 3)])
@@ -106,16 +106,16 @@ def _run(tmp_path: Path, status: str) -> Path:
 
 
 def test_launcher_verdict_from_the_run_and_torchrun(tmp_path: Path) -> None:
-    from tui.commands.run_cmd import _launcher_outcome
+    from core.launch import launcher_outcome
 
-    assert _launcher_outcome(_run(tmp_path / "a", "finished"), None, None) == 0
-    assert _launcher_outcome(_run(tmp_path / "b", "stopped"), None, None) == 0
-    assert _launcher_outcome(_run(tmp_path / "c", "interrupted"), 2, None) == 130
-    assert _launcher_outcome(_run(tmp_path / "d", "interrupted"), 15, None) == 143
+    assert launcher_outcome(_run(tmp_path / "a", "finished"), None, None).exit_code == 0
+    assert launcher_outcome(_run(tmp_path / "b", "stopped"), None, None).exit_code == 0
+    assert launcher_outcome(_run(tmp_path / "c", "interrupted"), 2, None).exit_code == 130
+    assert launcher_outcome(_run(tmp_path / "d", "interrupted"), 15, None).exit_code == 143
 
     # a worker killed before anything was recorded: torchrun's first failure names it
     killed = _run(tmp_path / "e", "running")
-    assert _launcher_outcome(killed, None, (1, "killed by SIGKILL")) == 1
+    assert launcher_outcome(killed, None, (1, "killed by SIGKILL")).exit_code == 1
     info = read_json(killed / "run.json")
     assert info["status"] == "failed" and info["error"] == "rank 1 failed (killed by SIGKILL)"
     last = json.loads((killed / "events.jsonl").read_text().splitlines()[-1])
@@ -126,7 +126,7 @@ def test_launcher_verdict_from_the_run_and_torchrun(tmp_path: Path) -> None:
     vague.set_status("failed", error=f"rank 0: {distributed.PEER_FAILURE} (training failed: RuntimeError: reset)")
     vague.close()
     distributed.write_rank_error(vague.path, 1, "training failed: ValueError: boom")
-    assert _launcher_outcome(vague.path, None, (1, "exit code 1")) == 1
+    assert launcher_outcome(vague.path, None, (1, "exit code 1")).exit_code == 1
     error = read_json(vague.path / "run.json")["error"]
     assert error == ("rank 1 failed: training failed: ValueError: boom; rank 0 saw: "
                      f"{distributed.PEER_FAILURE} (training failed: RuntimeError: reset)")

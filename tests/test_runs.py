@@ -186,3 +186,17 @@ def test_buffered_line_is_flushed_once_due_without_another_write(tmp_path: Path)
     w.flush_if_due()
     rows = [json.loads(line) for line in (w.path / METRICS).read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
+
+
+def test_the_one_status_to_exit_code_table() -> None:
+    import signal
+
+    from core.runs import ACTIVE_STATUSES, STATUSES, RunStatus
+
+    assert {s.value: s.exit_code for s in RunStatus} == {
+        "created": None, "running": None, "finished": 0, "failed": 1, "interrupted": 130, "stopped": 0}
+    assert STATUSES == tuple(s.value for s in RunStatus) and ACTIVE_STATUSES == ("created", "running")
+    assert RunStatus.exit_code_of("interrupted", signal.SIGTERM) == 143
+    assert RunStatus.exit_code_of("interrupted", signal.SIGINT) == RunStatus.exit_code_of("interrupted") == 130
+    assert RunStatus.exit_code_of("running") == RunStatus.exit_code_of("lost") == RunStatus.exit_code_of(None) == 1
+    assert RunStatus("stopped") == "stopped"  # a str: compares with run.json's text

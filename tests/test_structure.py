@@ -1,5 +1,6 @@
 """The code's shape, checked: callbacks use the trainer's public API only, the trainer creates its
-state in ``__init__``.
+state in ``__init__``, no import cycles between modules or packages of ``core/`` and ``tui/``, widgets
+never import screens and ``core`` never imports ``tui``.
 
 These read the source (``ast``), so they fail on the line that breaks a rule, before any behaviour
 does. docs/architecture.md describes the shape they keep.
@@ -113,3 +114,132 @@ def test_the_trainer_creates_every_attribute_in_init() -> None:
     late = [f"trainer.py:{line}: self.{name} (in {m.name})" for m in methods if m.name != "__init__"
             for name, line in assigned(m).items() if name not in init and name not in properties]
     assert not late, "attributes created outside Trainer.__init__:\n" + "\n".join(late)
+
+
+def import_graph(*packages: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports (at any depth of the code, lazily or not; imports
+    under ``if TYPE_CHECKING`` and of a module's own parent packages left out)."""
+    modules: dict[str, Path] = {}
+    for package in packages:
+        for f in (REPO / package).rglob("*.py"):
+            parts = list(f.relative_to(REPO).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = f
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, f in modules.items():
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        skipped = {id(sub) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for sub in ast.walk(node)}
+        package = module if f.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            else:
+                continue
+            for target in targets:
+                found = resolve(target)
+                if found and found != module and not module.startswith(found + "."):
+                    graph[module].add(found)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycles_between_modules_of_core_and_tui() -> None:
+    found = cycles(import_graph("core", "tui"))
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_no_import_cycles_between_packages_either() -> None:
+    # core.system is the telemetry library core.training uses, never the other way; screens use widgets
+    def package(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    graph: dict[str, set[str]] = {}
+    for module, targets in import_graph("core", "tui").items():
+        graph.setdefault(package(module), set()).update(package(t) for t in targets if package(t) != package(module))
+    for targets in list(graph.values()):
+        for target in targets:
+            graph.setdefault(target, set())
+    found = cycles(graph)
+    assert not found, "package cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_finds_one() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_widgets_never_import_screens_and_core_never_imports_tui() -> None:
+    graph = import_graph("core", "tui")
+    bad = [f"{m} imports {t}" for m, targets in graph.items() for t in sorted(targets)
+           if (m.startswith("tui.widgets") and t.startswith("tui.screens")) or (m.startswith("core") and t.startswith("tui"))]
+    assert not bad, "\n".join(bad)
+
+
+def test_test_modules_share_helpers_through_support_only() -> None:
+    found = []
+    for f in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{f.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not found, "shared helpers belong in tests/support/:\n" + "\n".join(found)

@@ -12,12 +12,12 @@ import pytest
 
 from core.config import config_from_dict
 from core.runs import RunReader, RunWriter
-from core.system.callback import NO_GPU_MESSAGE, NO_NVML_MESSAGE, TelemetryCallback
-from test_system_fakes import FakeNvml
+from core.training.callbacks.telemetry import NO_GPU_MESSAGE, NO_NVML_MESSAGE, TelemetryCallback
+from support.nvml_fakes import FakeNvml
 
 
 def _stand_in(tmp_path: Path, workers: int = 0) -> SimpleNamespace:
-    """What TelemetryCallback reads from the trainer: run, device, cfg and the train loader."""
+    """What TelemetryCallback reads from the trainer: run, device, world_size, cfg and the train loader."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -27,6 +27,7 @@ def _stand_in(tmp_path: Path, workers: int = 0) -> SimpleNamespace:
     return SimpleNamespace(
         run=RunWriter.create(tmp_path, "tele", flush_seconds=0.05),
         device=torch.device("cpu"),
+        world_size=1,
         cfg=cfg,
         train_loader=DataLoader(data, batch_size=16, num_workers=workers),
     )
@@ -132,7 +133,7 @@ def test_cuda_run_records_its_gpu_from_nvml(tmp_path: Path, monkeypatch: pytest.
     """The device-to-NVML mapping, with a fake NVML (this machine has no GPU; torch figures stay null)."""
     import torch
 
-    from test_system_fakes import FakeGpu
+    from support.nvml_fakes import FakeGpu
 
     if torch.cuda.is_available():  # pragma: no cover - real CUDA maps by UUID, which the fake lacks
         pytest.skip("real CUDA here: see test_system_gpu.py")

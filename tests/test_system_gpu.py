@@ -22,7 +22,7 @@ def test_resnet18_steps_record_gpu_figures(tmp_path: Path) -> None:
 
     from core.config import config_from_dict
     from core.runs import RunWriter
-    from core.system.callback import TelemetryCallback
+    from core.training.callbacks.telemetry import TelemetryCallback
     from core.system.diagnostics import diagnose
 
     torch.manual_seed(0)

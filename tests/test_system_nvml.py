@@ -6,7 +6,7 @@ import pynvml
 import pytest
 
 from core.system.nvml import Nvml
-from test_system_fakes import FakeGpu, FakeNvml
+from support.nvml_fakes import FakeGpu, FakeNvml
 
 GIB = 1024**3
 
@@ -147,3 +147,16 @@ def test_temperature_falls_back_to_the_v_api() -> None:
     with Nvml(backend) as nvml:
         (row,) = nvml.sample()
     assert row["temp"] == 71
+
+
+def test_fake_matches_the_real_pynvml_api() -> None:
+    import inspect
+
+    faked = [n for n, _ in inspect.getmembers(FakeNvml, inspect.isfunction) if n.startswith("nvml")]
+    assert len(faked) >= 12
+    for name in faked:
+        real = getattr(pynvml, name)
+        fake_params = list(inspect.signature(getattr(FakeNvml, name)).parameters)[1:]
+        real_params = [p for p in inspect.signature(real).parameters.values() if p.default is p.empty]
+        assert len(fake_params) == len(real_params), name
+    assert issubclass(pynvml.NVMLError_NotSupported, FakeNvml.NVMLError)

@@ -15,7 +15,7 @@ from core.system.host import HostSampler, process_owner
 from core.system.nvml import Nvml
 from core.system.sampler import GPU_FIELDS, GpuRef, SystemSampler
 from core.system.torch_memory import cuda_memory, visible_to_nvml_index
-from test_system_fakes import FakeGpu, FakeNvml
+from support.nvml_fakes import FakeGpu, FakeNvml
 
 HOST_KEYS = {"time", "cpu_percent", "proc_cpu_percent", "proc_rss", "mem_used", "mem_total", "workers", "gpus"}
 

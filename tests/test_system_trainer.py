@@ -10,7 +10,7 @@ import pytest
 
 from core.config import config_from_dict
 from core.runs import RunReader
-from core.system.callback import NO_GPU_MESSAGE, TelemetryCallback
+from core.training.callbacks.telemetry import NO_GPU_MESSAGE, TelemetryCallback
 from core.system.diagnostics import diagnose
 
 # The trainer lands in parallel (issue 7); until it is in the tree there is nothing to fit.

@@ -16,10 +16,10 @@ from textual.app import App, ComposeResult
 from textual.widgets import Label, Sparkline, Static
 
 from core.runs import JsonlTail, RunWriter
-from core.system.callback import TelemetryCallback
+from core.training.callbacks.telemetry import TelemetryCallback
 from tui.widgets.machine_panel import MachinePanel
 from tui.widgets.system_panel import SystemPanel
-from test_system_fakes import FakeGpu, FakeNvml
+from support.nvml_fakes import FakeGpu, FakeNvml
 
 GIB = 1024**3
 pytestmark = pytest.mark.asyncio

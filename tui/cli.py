@@ -17,6 +17,7 @@ import typer
 
 from core import __version__
 from core.errors import FtuiError
+from tui.console import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,13 +49,6 @@ runs_app = typer.Typer(help="List and manage runs: ls, rm, restore, mv, tag, not
 app.add_typer(runs_app, name="runs")
 
 
-def print_error(message: str) -> None:
-    """Print a user-facing error to stderr (no traceback)."""
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
-
-
 def handles_errors(fn: F) -> F:
     """Turn ftui's errors into a message and an exit code; ``--debug`` re-raises for the traceback."""
 
@@ -70,8 +64,10 @@ def handles_errors(fn: F) -> F:
         except KeyboardInterrupt:
             if _STATE["debug"]:
                 raise
+            from core.runs import RunStatus
+
             print_error("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(RunStatus.INTERRUPTED.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from core.config import DataConfig
 from core.data.bundle import DataBundle
 from core.data.datasets import SplitDataset
 from core.data.sources import load_source
-from core.data.splits import stratified_split
+from core.data.splits import class_counts, stratified_split
 from core.data.stats import channel_stats
 from core.data.transforms import (
     build_image_transform,
@@ -120,8 +119,3 @@ def build_data(cfg: DataConfig, seed: int, *, fitted: dict | None = None, data: 
         info=info,
     )
 
-
-def class_counts(targets: list[int], num_classes: int) -> list[int]:
-    """Samples per class, index = label."""
-    counts = Counter(targets)
-    return [int(counts.get(c, 0)) for c in range(num_classes)]

@@ -1,7 +1,8 @@
-"""Seeded, stratified index splits."""
+"""Seeded, stratified index splits, and the class counts of a split."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -39,3 +40,9 @@ def stratified_split(
             start += take
         parts[0].extend(idx[start:].tolist())
     return [sorted(p) for p in parts]
+
+
+def class_counts(targets: Sequence[int], num_classes: int) -> list[int]:
+    """Samples per class, index = label."""
+    counts = Counter(targets)
+    return [int(counts.get(c, 0)) for c in range(num_classes)]

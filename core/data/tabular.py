@@ -29,7 +29,7 @@ import pandas as pd
 
 from core.config import BoxCoxSpec, CsvConfig, DataConfig
 from core.data.bundle import DataBundle
-from core.data.splits import stratified_split
+from core.data.splits import class_counts, stratified_split
 from core.errors import DataError
 
 MISSING_CATEGORY = "<missing>"
@@ -386,7 +386,6 @@ def build_tabular(cfg: DataConfig, seed: int, *, fitted: dict | None = None) -> 
     """The ``csv`` source: read, clean (fitted on training rows), split, tensors."""
     import torch
 
-    from core.data.build import class_counts
     from core.data.datasets import TensorPairs
 
     c = cfg.csv

@@ -93,12 +93,6 @@ class HostSampler:
             return []
 
 
-def memory_figures() -> dict[str, int]:
-    """System memory used (total - available) and total, in bytes."""
-    vm = psutil.virtual_memory()
-    return {"mem_used": vm.total - vm.available, "mem_total": vm.total}
-
-
 def process_owner(pid: int) -> dict[str, Any]:
     """Name, user and command line of a process (None for what cannot be read)."""
     try:

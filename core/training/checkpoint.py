@@ -1,7 +1,7 @@
 """Checkpoint files: atomic writes, safe loads, and RNG states that ``weights_only`` can read.
 
 A checkpoint is one ``.pt`` file holding only tensors, numbers, strings, lists and dicts, so
-``torch.load(path, weights_only=True)`` reads it (see the checkpoint contract in DESIGN.md). The
+``torch.load(path, weights_only=True)`` reads it (see "checkpoints/" in docs/run-format.md). The
 Python and NumPy RNG states are tuples with NumPy arrays, which ``weights_only`` refuses, so they are
 stored as lists/tensors here and rebuilt on load.
 """

@@ -11,6 +11,7 @@ from core.training.callbacks.layer_stats import LayerStatsCallback
 from core.training.callbacks.lr_monitor import LearningRateMonitor
 from core.training.callbacks.progress import ProgressCallback
 from core.training.callbacks.recorder import RecorderCallback
+from core.training.callbacks.telemetry import TelemetryCallback
 from core.training.callbacks.tensorboard import TensorBoardCallback
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "LearningRateMonitor",
     "ProgressCallback",
     "RecorderCallback",
+    "TelemetryCallback",
     "TensorBoardCallback",
     "default_callbacks",
 ]
@@ -53,8 +55,6 @@ def default_callbacks(cfg: Config, *, record: bool = True, rank: int = 0) -> lis
         if cfg.logging.tensorboard:
             out.append(TensorBoardCallback(graph=cfg.logging.tensorboard_graph))
         if cfg.logging.system:
-            from core.system.callback import TelemetryCallback
-
             out.append(TelemetryCallback(cfg.logging.system_interval))
         if cfg.logging.layer_stats:
             out.append(LayerStatsCallback(cfg.logging.layer_stats_depth, cfg.logging.every_n_steps))

@@ -1,4 +1,4 @@
-"""The trainer callback that records telemetry to the run's ``system.jsonl``.
+"""The trainer callback that records telemetry (``core.system``) to the run's ``system.jsonl``.
 
 It starts a :class:`~core.system.sampler.SystemSampler` in ``on_fit_start`` and stops it in
 ``on_fit_end``, ``on_exception`` and ``teardown`` (whichever comes first). The sampler thread writes
@@ -42,17 +42,17 @@ class TelemetryCallback(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self._stop()
-        run = getattr(trainer, "run", None)
+        run = trainer.run
         if run is None:  # nothing records this run (notebook use, or a non-zero rank)
             return
         nvml = Nvml(self.nvml_backend)
         nvml.start()
         gpus = self._gpus(trainer, nvml)
         if not nvml.available:
-            cuda = _device_type(trainer) == "cuda"
+            cuda = trainer.device.type == "cuda"
             run.log_event("warning", NO_NVML_MESSAGE if cuda else NO_GPU_MESSAGE, reason=nvml.reason)
         self._nvml = nvml
-        self._writer = JsonlWriter(run.path / SYSTEM, getattr(run, "flush_seconds", 1.0))
+        self._writer = JsonlWriter(run.path / SYSTEM, run.flush_seconds)
         self.sampler = SystemSampler(
             self._writer.write,
             interval=self.interval,
@@ -83,15 +83,15 @@ class TelemetryCallback(Callback):
 
     def _gpus(self, trainer: Trainer, nvml: Nvml) -> list[GpuRef]:
         """The GPUs this run uses: its own CUDA device, plus its peers' in a one-node DDP run."""
-        if _device_type(trainer) != "cuda":
+        if trainer.device.type != "cuda":
             return []
         from core.system.torch_memory import cuda_device_refs, visible_to_nvml_index
 
         import torch
 
-        index = getattr(trainer.device, "index", None)
+        index = trainer.device.index
         own = index if index is not None else torch.cuda.current_device()
-        world = int(getattr(trainer, "world_size", 1) or 1)
+        world = trainer.world_size
         indices = list(range(world)) if world > 1 and world <= torch.cuda.device_count() else [own]
         refs: list[int | str | None] = [None] * len(indices)
         if nvml.available:
@@ -106,11 +106,6 @@ class TelemetryCallback(Callback):
         return out
 
 
-def _device_type(trainer: Any) -> str:
-    device = getattr(trainer, "device", None)
-    return str(getattr(device, "type", device or "cpu")).split(":")[0]
-
-
 def _cuda_name(index: int) -> str | None:
     import torch
 
@@ -120,13 +115,12 @@ def _cuda_name(index: int) -> str | None:
         return None
 
 
-def _loader_workers(trainer: Any) -> int | None:
+def _loader_workers(trainer: Trainer) -> int | None:
     """DataLoader workers of the training loader (an EpochLoader wraps a DataLoader), else the config's."""
-    loader = getattr(trainer, "train_loader", None)
+    loader = trainer.train_loader
     for obj in (loader, getattr(loader, "loader", None), getattr(loader, "dataloader", None)):
         value = getattr(obj, "num_workers", None)
         if isinstance(value, int):
             return value
-    cfg = getattr(trainer, "cfg", None)
-    value = getattr(getattr(cfg, "data", None), "num_workers", None)
+    value = trainer.cfg.data.num_workers
     return value if isinstance(value, int) else None
