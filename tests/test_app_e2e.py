@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import select
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from core.runs import RUN_JSON, STDOUT_LOG, pid_alive, read_json
 from tui.app import FtuiApp
@@ -21,6 +19,7 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.home import HomeScreen
 from tui.screens.start_run import StartRunScreen
 from tui.widgets.runs_table import RunsTable
+from support.app import screen_text
 
 REPO = Path(__file__).resolve().parent.parent
 #: A run of a few seconds: tiny images, a tiny CNN, no loader workers.
@@ -50,10 +49,6 @@ RUN_TIMEOUT = 240.0
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def screen_text(app: FtuiApp) -> str:
-    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), force_terminal=True, record=True)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
 def write_config(tmp_path: Path) -> Path:

@@ -22,7 +22,7 @@ from core.training.checkpoint import load_file
 from core.training.evaluate import evaluate_checkpoint
 from core.training.rebuild import CodeNotTrusted
 from core.training.trainer import Trainer
-from test_trainer_support import StopAt, params_of
+from support.training import StopAt, params_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_configs" / "byo"

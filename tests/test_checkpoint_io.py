@@ -18,7 +18,7 @@ import torch
 from core.errors import CheckpointError
 from core.training.checkpoint import capture_rng, load_file, remove_stale_temps, restore_rng, save_file
 from core.training.trainer import Trainer
-from test_trainer_support import tiny_cfg
+from support.training import tiny_cfg
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_KEYS = {"format", "ftui_version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",

@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from core.runs import read_json
-from test_trainer_support import tiny_raw
+from support.training import tiny_raw
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 
 from core.training.callbacks.layer_stats import unit_of
 from core.training.trainer import Trainer
-from test_trainer_support import tiny_cfg
+from support.training import tiny_cfg
 
 
 def test_units_are_modules_cut_at_the_depth() -> None:

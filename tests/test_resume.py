@@ -16,7 +16,7 @@ import torch
 from core.training.callback import Callback
 from core.training.checkpoint import load_file
 from core.training.trainer import Trainer
-from test_trainer_support import StopAt, params_of, tiny_cfg
+from support.training import StopAt, params_of, tiny_cfg
 
 EPOCHS = {"epochs": 4}
 SMALL = {"shapes": {"image_size": 16, "train_size": 64, "val_size": 32, "test_size": 0,  # 4 batches per epoch

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from core.runs import pid_alive, read_json
 from core.training.checkpoint import load_file
-from test_trainer_support import tiny_raw
+from support.training import tiny_raw
 from tui.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +140,7 @@ def test_resume_refuses_a_run_that_is_still_training(tmp_path: Path) -> None:
 
 def test_eval_without_a_test_split_exits_2_with_the_fix(tmp_path: Path) -> None:
     from core.training.trainer import Trainer
-    from test_trainer_support import tiny_cfg
+    from support.training import tiny_cfg
 
     shapes = {"image_size": 16, "train_size": 32, "val_size": 16, "test_size": 0, "classes": ["circle", "square"]}
     trainer = Trainer(tiny_cfg(tmp_path, "notest", data={"shapes": shapes}, trainer={"epochs": 1}))

@@ -146,7 +146,7 @@ def test_a_sidecar_ahead_of_its_jsonl_is_not_believed(tmp_path: Path) -> None:
 def test_a_real_training_run_records_columns_that_read_as_its_json(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from core.training.trainer import Trainer
-    from test_trainer_support import tiny_cfg
+    from support.training import tiny_cfg
 
     monkeypatch.setattr(run_columns, "BLOCK_ROWS", 3)
     trainer = Trainer(tiny_cfg(tmp_path, logging={"every_n_steps": 1, "progress": "none", "system": False,

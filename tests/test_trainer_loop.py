@@ -16,7 +16,7 @@ from core.errors import TrainingFailed
 from core.training.callback import Callback
 from core.training.checkpoint import load_file
 from core.training.trainer import Trainer
-from test_trainer_support import HookRecorder, tiny_cfg
+from support.training import HookRecorder, tiny_cfg
 
 TWO_BATCHES = {"shapes": {"image_size": 16, "train_size": 32, "val_size": 32, "test_size": 20,
                           "classes": ["circle", "square", "triangle"]}}

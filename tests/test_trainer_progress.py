@@ -9,7 +9,7 @@ from rich.console import Console
 
 from core.training.callbacks.progress import ProgressCallback
 from core.training.trainer import Trainer
-from test_trainer_support import tiny_cfg
+from support.training import tiny_cfg
 
 
 def test_rich_progress_keeps_bars_and_counts_at_80_columns(tmp_path: Path) -> None:

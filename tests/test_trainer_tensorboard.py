@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from core.training.trainer import Trainer
-from test_trainer_support import tiny_cfg
+from support.training import tiny_cfg
 
 
 def test_scalars_graph_and_hparams_read_back(tmp_path: Path) -> None:

@@ -1,7 +1,4 @@
-"""Shared helpers for the trainer tests: a tiny shapes config and small recording callbacks.
-
-(No tests here; the name keeps it inside the trainer's test files.)
-"""
+"""Helpers for the tests that train: a tiny shapes config and small recording callbacks."""
 
 from __future__ import annotations
 
