@@ -18,19 +18,13 @@ from tui.screens.open_checkpoint import OpenCheckpointScreen
 from tui.screens.start_run import StartRunScreen
 from tui.widgets.config_list import ConfigList
 from tui.widgets.runs_table import RunsTable
-from support.app import screen_text
+from support.app import screen_text, wait_for
 
 FIXTURE = Path(__file__).parent / "fixtures" / "recorded_run"
 
 
 
 
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    assert predicate(), "condition not reached in time"
 
 
 def make_root(tmp_path: Path) -> tuple[Path, Path]:

@@ -21,7 +21,7 @@ from core.errors import CompressionError
 from core.training.evaluate import evaluate_checkpoint
 from core.training.rebuild import rebuild
 from core.training.trainer import Trainer
-from test_trainer_support import tiny_cfg
+from support.training import tiny_cfg
 from tui.cli import app
 
 runner = CliRunner()
@@ -275,7 +275,7 @@ def test_finetune_after_pruning_is_a_normal_run(trained: Path, tmp_path: Path) -
 
 @pytest.mark.asyncio
 async def test_inspector_shows_the_trade_off_tab(compressed: dict) -> None:
-    from test_inspect_app import text_of, wait_for
+    from support.app import text_of, wait_for
     from textual.widgets import Static, TabbedContent
 
     from tui.inspect_app import InspectApp

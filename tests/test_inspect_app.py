@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
-from rich.console import Console
 from textual.app import App
 from textual.widgets import Static, TabbedContent
 from textual_plotext import PlotextPlot
@@ -21,22 +18,13 @@ from tui.widgets.inspect_panel import InspectPanel
 from tui.widgets.inspect_render import fmt_num
 from tui.widgets.inspect_stats import TensorStatsView
 from tui.widgets.inspect_tree import LayerTree
+from support.app import text_of, wait_for
 
 pytestmark = pytest.mark.asyncio
 
 
-def text_of(widget: Static) -> str:
-    console = Console(file=io.StringIO(), width=120, color_system=None)
-    console.print(widget.content)
-    return console.file.getvalue()
 
 
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached")
 
 
 def walk(node):

@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tui.widgets.inspect_render import fmt_count
+from tui.format import format_count
 
 
 def _ms(value: Any) -> str:
@@ -23,8 +23,13 @@ def _ms(value: Any) -> str:
 
 
 def _size(n: Any) -> str:
-    """Bytes in decimal units, short: ``297.4kB``."""
-    return f"{fmt_count(n)}B" if isinstance(n, (int, float)) else "-"
+    """Bytes in decimal units, short: ``297.4kB``, ``1.2GB`` (a size, not a count: kB, and GB not BB)."""
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{int(n)}B"
 
 
 def _latency(row: dict[str, Any], runtime: str, batch: int) -> Any:
@@ -73,10 +78,10 @@ def tradeoff_table(table: dict[str, Any], *, compact: bool = False) -> Table:
         sparsity = row.get("sparsity")
         cells: list[Any] = [Text(str(row.get("name")), style="bold" + (" cyan" if row.get("dtype") == "int8" else ""))]
         if not compact:
-            cells.append(fmt_count(row.get("params")))
+            cells.append(format_count(row.get("params"), "-"))
         cells += [
             _size(row.get("size_bytes")),
-            fmt_count(row.get("flops")) if isinstance(row.get("flops"), (int, float)) else "-",
+            format_count(row.get("flops"), "-") if isinstance(row.get("flops"), (int, float)) else "-",
         ]
         if sparse:
             cells.append(f"{sparsity:.0%}" if isinstance(sparsity, (int, float)) else "-")
