@@ -10,7 +10,7 @@ import pytest
 
 from core.runs import TRASH_DIR, read_meta
 from runs_helpers import make_run, make_running
-from test_app_home import screen_text, wait_for
+from support.app import screen_text, wait_for
 from tui.app import FtuiApp
 from tui.markers import event_kind, legend, markers
 from tui.screens.compare import CompareScreen

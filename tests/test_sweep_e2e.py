@@ -101,7 +101,7 @@ async def test_a_four_trial_sweep_reports_to_optuna_and_prunes_a_hopeless_trial(
     assert comparison.runs[1].final["val/acc"] == last_val["acc"] and comparison.runs[1].confusion["val"]
 
     # ... and the app shows it as pruned: in the runs table and in the sweep view
-    from test_app_home import screen_text, wait_for
+    from support.app import screen_text, wait_for
     from tui.app import FtuiApp
     from tui.screens.sweep import SweepScreen
 

@@ -45,7 +45,8 @@ def event_kind(event: dict[str, Any]) -> str | None:
     """The marker kind of an event, or None when it is not marked."""
     kind = event.get("kind")
     if kind == "resumed":
-        # `resumed` is both "continued from a checkpoint" (it names the checkpoint) and "un-paused"
+        # runs of format 1 wrote `resumed` for an un-pause too (format 2 writes `unpaused`); only a
+        # resume from a checkpoint names the checkpoint
         return "resumed" if event.get("checkpoint") else "unpaused"
     return kind if kind in KINDS else None
 
