@@ -194,7 +194,7 @@ def test_the_one_status_to_exit_code_table() -> None:
     from core.runs import ACTIVE_STATUSES, STATUSES, RunStatus
 
     assert {s.value: s.exit_code for s in RunStatus} == {
-        "created": None, "running": None, "finished": 0, "failed": 1, "interrupted": 130, "stopped": 0}
+        "created": None, "running": None, "finished": 0, "failed": 1, "interrupted": 130, "stopped": 0, "pruned": 0}
     assert STATUSES == tuple(s.value for s in RunStatus) and ACTIVE_STATUSES == ("created", "running")
     assert RunStatus.exit_code_of("interrupted", signal.SIGTERM) == 143
     assert RunStatus.exit_code_of("interrupted", signal.SIGINT) == RunStatus.exit_code_of("interrupted") == 130
