@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from core import control
 from core.config import Config, config_from_dict, load_config
 from core.errors import ConfigError
-from test_trainer_support import tiny_raw
+from support.training import tiny_raw
 from tui.cli import app
 
 FUZZ = settings(derandomize=True, database=None, deadline=None,

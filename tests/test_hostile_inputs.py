@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from core.config import config_from_dict
 from core.inspect import diff_checkpoints, export_weights, load_checkpoint, summarize, tensor_stats
 from core.inspect.torchzip import StorageRef, read_torch_zip
-from test_trainer_support import tiny_raw
+from support.training import tiny_raw
 from tui.cli import app
 
 runner = CliRunner()
