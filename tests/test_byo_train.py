@@ -157,7 +157,7 @@ def test_a_head_of_another_class_count_is_replaced_or_named(tmp_path: Path) -> N
     trainer = Trainer(cfg, record=False, default_callbacks=False)
     trainer.setup()
     assert trainer.built.head_path == "classifier" and trainer.model.classifier.out_features == 3
-    assert "head classifier replaced: 10 -> 3 classes" in trainer.built.notes
+    assert "head 'classifier' replaced: 10 -> 3 classes" in trainer.built.notes
     named = load_config(byo_config(tmp_path, "named", write=False, model={"head": "body.0"}))
     built = build_model(named.model, 3, (3, 8, 8))
     assert built.head_path == "body.0" and built.model.body[0].out_features == 3

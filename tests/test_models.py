@@ -121,6 +121,14 @@ def test_weights_from_safetensors_ftui_checkpoint_and_lightning(tmp_path: Path) 
     assert report.stripped_prefix == "model."
 
 
+def test_a_head_called_head_is_named_once_in_the_load_report(tmp_path: Path) -> None:
+    cfg = ModelConfig(name="simple_cnn", channels=[4, 8])
+    torch.save(build_model(cfg, 6, (3, 16, 16)).model.state_dict(), tmp_path / "six.pt")
+    report = load_weights(build_model(cfg, 4, (3, 16, 16)).model, tmp_path / "six.pt", head_path="head")
+    assert "; the head 'head' was not loaded, as expected after a change of classes" in report.summary()
+    assert "head head" not in report.summary()
+
+
 class _Payload:
     """A class the weights-only unpickler must refuse."""
 

@@ -188,7 +188,7 @@ def _size_head(model: nn.Module, head_path: str, num_classes: int, notes: list[s
         return  # another kind of head: the forward check says whether the logits fit
     old = heads.head_classes(head)
     if heads.replace_head(model, head_path, num_classes):
-        notes.append(f"head {head_path} replaced: {old} -> {num_classes} classes")
+        notes.append(f"head '{head_path}' replaced: {old} -> {num_classes} classes")
 
 
 def _swallowed_kwargs(name: str, model: nn.Module, kwargs: dict[str, Any]) -> list[str]:
@@ -255,7 +255,7 @@ def _torchvision(
     head_path = heads.find_head(model)
     old_classes = heads.head_classes(model.get_submodule(head_path))
     if heads.replace_head(model, head_path, num_classes):
-        notes.append(f"head {head_path} replaced: {old_classes} -> {num_classes} classes")
+        notes.append(f"head '{head_path}' replaced: {old_classes} -> {num_classes} classes")
     stem = heads.adapt_input_channels(model, input_shape[0])
     if stem:
         notes.append(stem)

@@ -66,7 +66,7 @@ class LoadReport:
         if self.stripped_prefix:
             text += f" (stripped prefix '{self.stripped_prefix}')"
         if self.head_only:
-            text += f"; the head {self.head_path} was not loaded, as expected after a change of classes"
+            text += f"; the head '{self.head_path}' was not loaded, as expected after a change of classes"
         elif self.mismatched or self.missing:
             shown = [k for k, _, _ in self.mismatched][:3] + self.missing[:3]
             more = " ..." if len(shown) < len(self.missing) + len(self.mismatched) else ""
