@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from typer.testing import CliRunner
 
 from core.config import config_from_dict
@@ -48,6 +50,27 @@ def test_diff_of_real_fine_tune_start_and_end(tmp_path: Path) -> None:
     modules = {m["module"]: m for m in json.loads(result.stdout)["modules"]}
     assert modules["stage1"]["status"] == "unchanged" and modules["stage1"]["frozen"] is True
     assert modules["head"]["status"] == "changed" and modules["head"]["frozen"] is False
+    # parameters and buffers apart: stage2's weights moved less than its BatchNorm statistics
+    import torch
+
+    a, b = (torch.load(p, weights_only=True)["model"] for p in (start, end))
+    params = {n for g in torch.load(end, weights_only=True)["finetune"]["groups"] for n in g["params"]}
+
+    def rel(names):
+        return float(sum((b[n].double() - a[n].double()).pow(2).sum() for n in names)
+                     / sum(a[n].double().pow(2).sum() for n in names)) ** 0.5
+
+    stage2 = [n for n in a if n.startswith("stage2.")]
+    assert modules["stage2"]["rel_change"] == pytest.approx(rel([n for n in stage2 if n in params]))
+    floats = [n for n in stage2 if n not in params and b[n].is_floating_point()]
+    assert floats and modules["stage2"]["buffer_rel_change"] == pytest.approx(rel(floats))
+    kinds = {t["name"]: t["kind"] for t in json.loads(result.stdout)["tensors"]}
+    assert kinds["stage2.1.num_batches_tracked"] == kinds["stage2.1.running_var"] == "buffer"
+    assert kinds["stage2.1.weight"] == kinds["stage2.0.weight"] == "parameter"
+    plain = runner.invoke(app, ["diff", str(start), str(end)], env={"COLUMNS": "80"}).stdout
+    parameters, buffers = plain.split("Buffers (running statistics, counters)")
+    assert "stage2.1.weight" in parameters and "running_var" not in parameters
+    assert "stage2.1.num_batches_tracked" in buffers  # whole, not broken mid-word at 80 columns
     inspected = json.loads(runner.invoke(app, ["inspect", str(end), "--json"]).stdout)
     assert inspected["format"] == "ftui" and inspected["architecture"]["name"] == "simple_cnn"
     assert inspected["data"]["class_names"] == ["circle", "square", "star"]

@@ -1,4 +1,11 @@
-"""Compare the weights of two checkpoints tensor by tensor, and per top-level module."""
+"""Compare the weights of two checkpoints tensor by tensor, and per top-level module.
+
+Parameters and buffers are kept apart: BatchNorm's running statistics move with every batch a model
+sees in train mode (a frozen layer's too, unless ``bn: freeze``), and ``num_batches_tracked`` is a
+counter, so mixed into a module's change they would hide how far its weights moved. A tensor is a
+buffer when the checkpoint's fine-tuning record does not list it among the parameters (ftui
+checkpoints), else when its name is a known buffer's or it holds integers.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import torch
 from core.inspect.loading import LoadedCheckpoint
 
 STATUSES = ("unchanged", "changed", "shape_changed", "added", "removed")
+KINDS = ("parameter", "buffer")
 
 
 @dataclass
@@ -25,6 +33,7 @@ class TensorDiff:
     dtype_b: str | None
     rel_change: float | None = None
     max_abs_change: float | None = None
+    kind: str = "parameter"  # "parameter" or "buffer" (running statistics, counters)
 
     @property
     def module(self) -> str:
@@ -34,12 +43,14 @@ class TensorDiff:
 
 @dataclass
 class ModuleDiff:
-    """Counts per status for one top-level module, and its overall relative change."""
+    """Counts per status for one top-level module, and the relative change of its parameters and,
+    apart, of its floating-point buffers."""
 
     module: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
-    rel_change: float | None = None  # sqrt(sum ||a-b||^2) / sqrt(sum ||a||^2) over compared tensors
-    max_rel_change: float | None = None
+    rel_change: float | None = None  # sqrt(sum ||a-b||^2) / sqrt(sum ||a||^2) over compared parameters
+    max_rel_change: float | None = None  # the largest parameter's rel_change
+    buffer_rel_change: float | None = None  # the same over floating-point buffers (running statistics)
     frozen: bool | str | None = None  # the module's frozen flag in B (else A), when the checkpoint says
 
     @property
@@ -80,7 +91,8 @@ class DiffReport:
             "counts": self.counts(),
             "modules": [
                 {"module": m.module, "status": m.status, "frozen": m.frozen, "counts": m.counts,
-                 "rel_change": m.rel_change, "max_rel_change": m.max_rel_change}
+                 "rel_change": m.rel_change, "max_rel_change": m.max_rel_change,
+                 "buffer_rel_change": m.buffer_rel_change}
                 for m in self.modules
             ],
             "tensors": [
@@ -132,8 +144,10 @@ def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> DiffReport:
     in_b = set(names_b)
     in_a = set(names_a)
     order = names_a + [n for n in names_b if n not in in_a]
+    params = _parameter_names(a) | _parameter_names(b)
     tensors: list[TensorDiff] = []
-    sums: dict[str, list[float]] = {}
+    # per module and kind: [sum ||a-b||^2, sum ||a||^2]; counters (integer buffers) add nothing
+    sums: dict[tuple[str, str], list[float]] = {}
     for name in order:
         if name not in in_b:
             i = a.weights.info(name)
@@ -145,26 +159,57 @@ def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> DiffReport:
             sq = (0.0, 0.0)
         else:
             result, *sq = compare_tensors(name, a.weights.get(name), b.weights.get(name))
+        result.kind = _kind(name, result.dtype_a or result.dtype_b, params)
         tensors.append(result)
-        acc = sums.setdefault(result.module, [0.0, 0.0])
+        if result.kind == "buffer" and _is_integer(result.dtype_a or result.dtype_b):
+            continue
+        acc = sums.setdefault((result.module, result.kind), [0.0, 0.0])
         acc[0] += sq[0]
         acc[1] += sq[1]
     modules: dict[str, ModuleDiff] = {}
     for t in tensors:
         m = modules.setdefault(t.module, ModuleDiff(t.module))
         m.counts[t.status] += 1
-        if t.rel_change is not None:
+        if t.rel_change is not None and t.kind == "parameter":
             m.max_rel_change = max(m.max_rel_change or 0.0, t.rel_change)
     for key, m in modules.items():
-        diff_sq, base_sq = sums[key]
         if m.counts["changed"] or m.counts["unchanged"]:
-            m.rel_change = _finite(math.sqrt(diff_sq / base_sq)) if base_sq > 0 else (0.0 if diff_sq == 0 else None)
+            m.rel_change = _relative(sums.get((key, "parameter")))
+            m.buffer_rel_change = _relative(sums.get((key, "buffer")))
     frozen = _top_level_frozen(a)
     frozen.update({k: v for k, v in _top_level_frozen(b).items() if v is not None})
     for key, m in modules.items():
         m.frozen = frozen.get(key)
     return DiffReport(str(a.path), str(b.path), tensors, list(modules.values()),
                       compression=compression_between(a.raw or {}, b.raw or {}))
+
+
+def _relative(sums: list[float] | None) -> float | None:
+    """sqrt(sum ||a-b||^2 / sum ||a||^2); None when nothing of the kind was compared."""
+    if sums is None:
+        return None
+    diff_sq, base_sq = sums
+    return _finite(math.sqrt(diff_sq / base_sq)) if base_sq > 0 else (0.0 if diff_sq == 0 else None)
+
+
+def _parameter_names(ckpt: LoadedCheckpoint) -> set[str]:
+    """The parameters an ftui checkpoint's fine-tuning record lists (every parameter is in a group)."""
+    groups = ((ckpt.raw or {}).get("finetune") or {}).get("groups") if isinstance(ckpt.raw, dict) else None
+    if not isinstance(groups, list):
+        return set()
+    return {str(n) for g in groups if isinstance(g, dict) for n in g.get("params") or []}
+
+
+def _kind(name: str, dtype: str | None, params: set[str]) -> str:
+    if params:
+        return "parameter" if name in params else "buffer"
+    from core.inspect.summary import is_buffer
+
+    return "buffer" if is_buffer(name) or _is_integer(dtype) else "parameter"
+
+
+def _is_integer(dtype: str | None) -> bool:
+    return bool(dtype) and not any(word in str(dtype) for word in ("float", "bfloat", "complex"))
 
 
 def compression_between(a: dict, b: dict) -> dict[str, Any] | None:

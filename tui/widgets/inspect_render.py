@@ -258,11 +258,15 @@ _STATUS_STYLE = {"unchanged": "dim", "changed": "yellow", "shape_changed": "mage
 
 
 def diff_view(report: dict[str, Any], *, show_unchanged: bool = False) -> RenderableType:
-    """Per-module summary of a diff, then every tensor that is not unchanged."""
+    """Per-module summary of a diff, then every parameter and every buffer that is not unchanged.
+
+    Parameters and buffers stay apart: running statistics and counters say nothing of how far the
+    weights moved.
+    """
     counts = report["counts"]
     head = Text(f"A: {report['a']}\nB: {report['b']}\n" + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
-    modules = _table("Per module")
-    for col in ("module", "status", "frozen", "same", "changed", "other", "rel. Δ", "max rel. Δ"):
+    modules = _table("Per module (Δ = ‖a−b‖/‖a‖, parameters and buffers apart)")
+    for col in ("module", "status", "frozen", "same", "changed", "other", "params Δ", "buffers Δ"):
         # Only the module name may wrap: statuses and numbers stay whole on narrow terminals.
         modules.add_column(col, justify="left" if col in ("module", "status", "frozen") else "right",
                            overflow="fold", no_wrap=col != "module")
@@ -271,17 +275,15 @@ def diff_view(report: dict[str, Any], *, show_unchanged: bool = False) -> Render
         other = c["added"] + c["removed"] + c["shape_changed"]
         modules.add_row(m["module"] or "(root)", Text(m["status"], style=_STATUS_STYLE.get(m["status"], "")),
                         fmt_frozen(m.get("frozen")), str(c["unchanged"]), str(c["changed"]), str(other),
-                        fmt_num(m["rel_change"]), fmt_num(m["max_rel_change"]))
-    tensors = _table("Tensors" + ("" if show_unchanged else " (unchanged ones left out)"))
-    for col in ("tensor", "status", "shape A", "shape B", "rel. change", "max |Δ|"):
-        tensors.add_column(col, justify="right" if col in ("rel. change", "max |Δ|") else "left",
-                           overflow="fold", no_wrap=col != "tensor")
-    for t in report["tensors"]:
-        if t["status"] == "unchanged" and not show_unchanged:
-            continue
-        shape = lambda s: "×".join(map(str, s)) if s is not None else "-"  # noqa: E731
-        tensors.add_row(t["name"], Text(t["status"], style=_STATUS_STYLE.get(t["status"], "")), shape(t["shape_a"]),
-                        shape(t["shape_b"]), fmt_num(t["rel_change"]), fmt_num(t["max_abs_change"]))
+                        fmt_num(m["rel_change"]), fmt_num(m.get("buffer_rel_change")))
+    left_out = "" if show_unchanged else " (unchanged ones left out)"
+    tables = []
+    for kind, title in (("parameter", "Parameters"), ("buffer", "Buffers (running statistics, counters)")):
+        rows = [t for t in report["tensors"] if t.get("kind", "parameter") == kind
+                and (show_unchanged or t["status"] != "unchanged")]
+        if rows:
+            tables.append(_tensor_diff_table(title + left_out, rows))
+    tensors = Group(*tables)
     parts: list[RenderableType] = [head, modules, tensors]
     compression = report.get("compression")
     if compression:
@@ -291,6 +293,23 @@ def diff_view(report: dict[str, Any], *, show_unchanged: bool = False) -> Render
         if compression.get("channels"):
             parts.append(channels_table(compression["channels"], title=f"Channels removed ({arrow}; indices of the larger model)"))
     return Group(*parts)
+
+
+def _tensor_diff_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """One row per tensor: status, shape (``A → B`` when it changed), relative and largest change.
+
+    Names never break: a shape may wrap instead (tensor names are what a reader searches for).
+    """
+    table = _table(title)
+    for col in ("tensor", "status", "shape", "rel. Δ", "max |Δ|"):
+        table.add_column(col, justify="right" if col in ("rel. Δ", "max |Δ|") else "left",
+                         overflow="fold", no_wrap=col != "shape")
+    shape = lambda s: "×".join(map(str, s)) if s is not None else "-"  # noqa: E731
+    for t in rows:
+        shown = shape(t["shape_a"]) if t["shape_a"] == t["shape_b"] else f"{shape(t['shape_a'])} → {shape(t['shape_b'])}"
+        table.add_row(t["name"], Text(t["status"], style=_STATUS_STYLE.get(t["status"], "")), shown,
+                      fmt_num(t["rel_change"]), fmt_num(t["max_abs_change"]))
+    return table
 
 
 def plain_report(summary: dict[str, Any]) -> RenderableType:
