@@ -101,9 +101,27 @@ async def test_a_config_that_fails_validation_shows_its_message_in_the_form(tmp_
         await pilot.pause()
         assert "run.name" in screen_text(app)
         await pilot.press("escape")
-        await pilot.pause()
-        assert app.screen is home
+        await wait_for(pilot, lambda: any(n.message == "No run was started." for n in app._notifications))
+        assert app.screen is home  # a cancel is never silent
     assert sorted(p.name for p in root.iterdir()) == ["recorded_run"]
+
+
+@pytest.mark.asyncio
+async def test_the_start_form_opens_on_its_first_open_field_and_tab_runs_down_it(tmp_path: Path) -> None:
+    root, configs = make_root(tmp_path)
+    app = app_for(root, configs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        home = app.screen
+        await wait_for(pilot, lambda: home.scanned)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, StartRunScreen))
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "start-name"  # the config was picked in the list
+        seen = []
+        for _ in range(4):
+            await pilot.press("tab")
+            seen.append(app.focused.id)
+        assert seen == ["start-overrides", "start-ok", "start-cancel", "start-config"]
 
 
 @pytest.mark.asyncio

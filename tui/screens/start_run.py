@@ -77,7 +77,9 @@ class StartRunScreen(ModalScreen[Path | None]):
         self.query_one("#start-config").border_title = "config"
         self.query_one("#start-name").border_title = "name"
         self.query_one("#start-overrides").border_title = "overrides (--set style, space-separated)"
-        self.query_one("#start-overrides" if self.selected else "#start-config").focus()
+        # The first field that needs an answer: the config when none was picked in the list, else the
+        # name; Tab then runs down the form (name, overrides, Start, Cancel) and Enter in a field starts.
+        self.query_one("#start-name" if self.selected else "#start-config").focus()
 
     @on(Button.Pressed, "#start-ok")
     @on(Input.Submitted)
@@ -110,4 +112,5 @@ class StartRunScreen(ModalScreen[Path | None]):
 
     @on(Button.Pressed, "#start-cancel")
     def action_cancel(self) -> None:
+        self.notify("No run was started.", timeout=3)
         self.dismiss(None)
