@@ -355,3 +355,21 @@ async def test_pause_and_stop_are_one_path_in_every_tab(tmp_path: Path) -> None:
         footer = screen_text(app).splitlines()[-1]
         assert "Pause/resume" not in footer and "Stop" not in footer
         assert not screen.control.pending and "no answer to: pause" in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_smoothing_shows_on_a_short_run_and_says_which_lines_it_leaves_raw() -> None:
+    # the recorded run has 6 train rows and 3 validations: an EMA used to need more than 20 points
+    app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        loss = app.query_one("#plot-loss", MetricPlot)
+        screen_text(app)
+        raw = loss.drawn_y["train"]
+        await pilot.press("e")
+        text = screen_text(app)
+        assert loss.smoothed == {"train": True, "val": False}
+        smoothed = loss.drawn_y["train"]
+        assert smoothed[0] == raw[0] and (smoothed[1:] != raw[1:]).all()  # the line moved
+        assert "loss EMA 0.6" in text and "val (raw)" in text
+        assert "learning rate EMA" not in text and app.query_one("#plot-lr", MetricPlot).smoothed == {}

@@ -56,6 +56,10 @@ class MetricPlot(PlotextPlot):
         self._drawn: tuple | None = None
         self.drawn: dict[str, tuple[int, float]] = {}
         """Per split, the points handed to plotext at the last draw and the largest x (for tests)."""
+        self.drawn_y: dict[str, np.ndarray] = {}
+        """Per split, the y values handed to plotext at the last draw."""
+        self.smoothed: dict[str, bool] = {}
+        """With smoothing on: per split, whether its line was smoothed at the last draw."""
         self.drawn_markers: list[event_markers.Marker] = []
 
     def show(self, state: RunState, options: PlotOptions) -> None:
@@ -77,6 +81,14 @@ class MetricPlot(PlotextPlot):
         found.sort(key=lambda item: (order.get(item[0], 9), item[0]))
         return [(split, SPLIT_COLORS.get(split, "white"), s) for split, s in found]
 
+    #: Whether the EMA applies to this plot's lines at all (a learning rate is exact, not noisy).
+    smoothable = True
+
+    def _smooths(self, label: str, points: int) -> bool:
+        """Train lines are smoothed from 3 points on, however short the run; lines measured once per
+        epoch (val, test) only when there are many: an EMA over a handful of epochs would mostly lag."""
+        return self.smoothable and (points >= 3 if label == "train" else points > 20)
+
     def _x(self, series: Series) -> np.ndarray:
         return x_values(series, self.state.info if self.state is not None else {}, self.options.x_axis)
 
@@ -89,18 +101,24 @@ class MetricPlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         opts = self.options
-        title = self.title + (" (log)" if opts.log_y else "") + (f" EMA {opts.smoothing:g}" if opts.smoothing else "")
+        title = self.title + (" (log)" if opts.log_y else "") + (f" EMA {opts.smoothing:g}" if opts.smoothing and self.smoothable else "")
         plt.title(title)
         plt.xlabel({"step": "step", "epoch": "epoch", "time": "minutes"}[opts.x_axis])
         buckets = max(8, self.size.width - 10)
         drawn = 0
         self.drawn = {}
+        self.drawn_y = {}
         x_lo, x_hi = float("inf"), float("-inf")
         y_lo, y_hi = float("inf"), float("-inf")
+        self.smoothed = {}
         for label, color, series in self._series():
             x = self._x(series)
-            # Points measured once per epoch (val/test) are smoothed only if there are many.
-            weight = opts.smoothing if len(series) > 20 else 0.0
+            weight = opts.smoothing if self._smooths(label, len(series)) else 0.0
+            shown = label
+            if opts.smoothing and self.smoothable:
+                self.smoothed[label] = bool(weight)
+                if not weight:
+                    shown = f"{label} (raw)"  # the title says EMA: say which line it does not apply to
             y = series.smoothed(weight)
             if opts.log_y:
                 keep = y > 0
@@ -109,14 +127,15 @@ class MetricPlot(PlotextPlot):
             if not xs.size:
                 continue
             self.drawn[label] = (int(xs.size), float(xs[-1]))
+            self.drawn_y[label] = ys
             x_lo, x_hi = min(x_lo, float(xs.min())), max(x_hi, float(xs.max()))
             finite = ys[np.isfinite(ys)]
             if finite.size:
                 y_lo, y_hi = min(y_lo, float(finite.min())), max(y_hi, float(finite.max()))
             if xs.size == 1:
-                plt.scatter(xs.tolist(), ys.tolist(), label=label, color=color, marker="dot")
+                plt.scatter(xs.tolist(), ys.tolist(), label=shown, color=color, marker="dot")
             else:
-                plt.plot(xs.tolist(), ys.tolist(), label=label, color=color, marker="braille")
+                plt.plot(xs.tolist(), ys.tolist(), label=shown, color=color, marker="braille")
             drawn += 1
         self.drawn_markers = []
         if opts.markers and drawn and self.state is not None and np.isfinite(y_hi):
@@ -136,6 +155,8 @@ class LearningRatePlot(MetricPlot):
     """The learning rate of every optimizer group (:meth:`RunState.lr_groups`), one line each, with a
     legend. A run recorded without group rates shows its ``lr`` (the largest over the groups) as one line.
     """
+
+    smoothable = False
 
     def __init__(self, title: str = "learning rate", *, id: str | None = None) -> None:
         super().__init__("lr", title, splits=("train",), id=id)
