@@ -119,6 +119,27 @@ def test_formatting_helpers() -> None:
     assert display_epoch({"epoch": 5, "epochs": 5, "status": "running", "started": 1.0}) == "5/5"
     assert display_epoch({"epoch": 3, "epochs": 3, "status": "finished"}) == "3/3"
     assert display_epoch({"epoch": 0, "epochs": 5, "status": "created"}) == "0/5"
+    # stopped 60 batches into its third epoch: still 3/6, as while it ran (not back to 2/6)
+    assert display_epoch({"epoch": 2, "batch": 60, "epochs": 6, "status": "running", "started": 1.0}) == "3/6"
+    assert display_epoch({"epoch": 2, "batch": 60, "epochs": 6, "status": "stopped", "started": 1.0}) == "3/6"
+    assert display_epoch({"epoch": 2, "batch": 0, "epochs": 6, "status": "stopped", "started": 1.0}) == "2/6"
+
+
+def test_eta_leaves_out_pauses_and_the_time_a_run_lay_stopped_and_a_pause_says_so() -> None:
+    import os
+    import socket
+
+    state = RunState()
+    live = {"status": "running", "pid": os.getpid(), "host": socket.gethostname(), "epoch": 0, "epochs": 3}
+    # started at t=0, stopped, resumed at t=10000 at step 50; 50 steps since, 20 s of them paused
+    state.info = {**live, "started": 0.0, "step": 100, "total_steps": 300, "session_started": 10000.0,
+                  "session_step": 50, "paused_seconds": 20.0}
+    state.apply(RunDelta(metrics=[{"step": 100, "split": "train", "loss": 1.0, "samples_per_s": 640.0}]))
+    facts = state.header(clock=10070.0)
+    assert state.eta(clock=10070.0) == pytest.approx(200.0) and facts.eta == "3:20" and facts.samples_per_s == "640"
+    state.info = {**state.info, "paused": True, "paused_since": 10070.0}
+    facts = state.header(clock=10500.0)
+    assert (facts.status, facts.eta, facts.samples_per_s) == ("paused", "paused", "paused")
 
 
 def _synthetic(tmp_path: Path) -> Path:

@@ -246,6 +246,9 @@ def test_held_time_is_not_training_time_in_an_epoch_or_at_its_start(tmp_path: Pa
     assert trainer.status == "finished" and info["train_seconds"] == round(trainer.train_seconds, 3)
     # neither the pause at the epoch start nor the 0.6 s held mid-epoch counts as training
     assert 0 < trainer.train_seconds <= wall - 1.2
+    # what a viewer's ETA leaves out: the pause, from this session's start at step 0
+    assert info["session_step"] == 0 and 0.6 <= info["paused_seconds"] <= wall
+    assert info["paused"] is False and info["paused_since"] is None
 
 
 def test_prune_ends_the_run_pruned_with_its_reason_and_last_pt(tmp_path: Path) -> None:

@@ -196,13 +196,30 @@ class RunState:
         return max(times) if times else None
 
     def eta(self, clock: float | None = None) -> float | None:
-        """Seconds left, from the average step rate so far; None when unknown or not active."""
-        if not self.active:
+        """Seconds left at this session's pace; None when unknown, paused or not active.
+
+        The pace is steps per second since the process now training took over (``session_started``,
+        ``session_step``), without the time pauses held it (``paused_seconds``): a resumed run's ETA
+        does not count the hours it lay stopped, nor a pause that just ended. Runs recorded before
+        those fields use the average since ``started``.
+        """
+        info = self.info
+        if not self.active or info.get("paused"):
             return None
-        step = to_float(self.info.get("step"))
-        total = to_float(self.info.get("total_steps"))
+        step = to_float(info.get("step"))
+        total = to_float(info.get("total_steps"))
+        if not step or not total or step <= 0:
+            return None
+        since = to_float(info.get("session_started"))
+        if since is not None:
+            now = clock if clock is not None else time.time()
+            done = step - (to_float(info.get("session_step")) or 0.0)
+            spent = now - since - (to_float(info.get("paused_seconds")) or 0.0)
+            if done <= 0 or spent <= 0:
+                return None
+            return max(0.0, spent / done * (total - step))
         elapsed = self.elapsed(clock)
-        if not step or not total or elapsed is None or step <= 0:
+        if elapsed is None:
             return None
         return max(0.0, elapsed / step * (total - step))
 
@@ -213,15 +230,17 @@ class RunState:
         sps = self.latest.get(("train", "samples_per_s"))
         status = self.status
         eta = self.eta(clock)
+        paused = status == "running" and bool(info.get("paused"))
         return HeaderFacts(
             name=str(info.get("name", "?")),
             # held by a `pause` control command: still `running` in run.json, but say so
-            status="paused" if status == "running" and info.get("paused") else status,
+            status="paused" if paused else status,
             epoch=display_epoch(info),
             step=f"{step if step is not None else '—'}/{total if total is not None else '—'}",
             elapsed=format_duration(self.elapsed(clock)),
-            eta=format_duration(eta) if eta is not None else ("done" if status == "finished" else "—"),
-            samples_per_s=f"{sps:,.0f}" if sps is not None and math.isfinite(sps) else "—",
+            # a pause holds the clock, not the run's pace: neither a growing ETA nor a stale throughput
+            eta="paused" if paused else (format_duration(eta) if eta is not None else ("done" if status == "finished" else "—")),
+            samples_per_s="paused" if paused else (f"{sps:,.0f}" if sps is not None and math.isfinite(sps) else "—"),
             error=str(info["error"]) if info.get("error") else None,
         )
 

@@ -35,16 +35,20 @@ def format_value(value: float | None) -> str:
 
 
 def display_epoch(info: dict[str, Any]) -> str:
-    """``E/N`` as a person counts: the epoch in progress (1-based) while active, completed ones after.
+    """``E/N`` as a person counts: the epoch in progress (1-based) while active, and after the end the
+    epoch the run was in — the last completed one, or the one it stopped in part-way.
 
-    ``run.json`` stores completed epochs (docs/run-format.md); the headless progress line shows the
-    epoch in progress, and so does this while the run trains.
+    ``run.json`` stores completed epochs and the batches done in the next one (docs/run-format.md); the
+    headless progress line shows the epoch in progress, and so does this, so the epoch shown never goes
+    back when a run stops mid-epoch.
     """
     epoch, epochs = info.get("epoch"), info.get("epochs")
     if not isinstance(epoch, int):
         return f"—/{epochs if epochs is not None else '—'}"
     shown = epoch
-    if info.get("status") in ACTIVE_STATUSES and info.get("started"):
+    batch = info.get("batch")
+    in_progress = info.get("status") in ACTIVE_STATUSES and info.get("started")
+    if in_progress or (isinstance(batch, int) and not isinstance(batch, bool) and batch > 0):
         shown = epoch + 1 if not isinstance(epochs, int) else min(epoch + 1, epochs)
     return f"{shown}/{epochs if epochs is not None else '—'}"
 

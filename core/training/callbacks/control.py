@@ -329,7 +329,13 @@ class ControlCallback(Callback):
 
     def _mark_paused(self, trainer: Trainer, paused: bool) -> None:
         if trainer.run is not None:
-            trainer.run.update(paused=paused, paused_since=time.time() if paused else None, step=trainer.global_step)
+            info, now = trainer.run.info, time.time()
+            held = info.get("paused_seconds") or 0.0
+            since = info.get("paused_since")
+            if not paused and isinstance(since, (int, float)):
+                held += max(0.0, now - since)  # a viewer's ETA leaves the pause out
+            trainer.run.update(paused=paused, paused_since=now if paused else None, paused_seconds=round(held, 3),
+                               step=trainer.global_step)
         # "unpaused", not "resumed": that event is a run continuing from a checkpoint
         word = "paused" if paused else "unpaused"
         trainer.log_event(word, f"{word} at step {trainer.global_step}")

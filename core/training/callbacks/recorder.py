@@ -69,6 +69,11 @@ class RecorderCallback(Callback):
             best=trainer.best,
             resumed_from=str(trainer.resumed_from) if trainer.resumed_from else None,
             resumes=int(run.info.get("resumes", 0)) + (1 if trainer.resumed_from else 0),
+            # where this process took over, so a viewer's ETA counts neither the time a run lay stopped
+            # before a resume nor (with paused_seconds) the time a pause held it
+            session_started=time.time(),
+            session_step=trainer.global_step,
+            paused_seconds=0.0,
         )
         if trainer.resumed_from is not None:
             run.log_event(
