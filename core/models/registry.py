@@ -26,6 +26,16 @@ BUILTIN_OPTIONS = {
 }
 # Models whose auxiliary classifiers would change the train-mode output to a tuple.
 _AUX_LOGITS = ("googlenet", "inception_v3")
+# torchvision's ViT builders fix these arguments; given in model.kwargs, they size a ViT of that family
+# (e.g. vit_b_16 with patch_size 4 and 4 layers for small images) built from torchvision's VisionTransformer.
+_VIT_ARCH_KEYS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
+_VIT_SHAPES = {
+    "vit_b_16": (16, 12, 12, 768, 3072),
+    "vit_b_32": (32, 12, 12, 768, 3072),
+    "vit_l_16": (16, 24, 16, 1024, 4096),
+    "vit_l_32": (32, 24, 16, 1024, 4096),
+    "vit_h_14": (14, 32, 16, 1280, 5120),
+}
 
 
 @dataclass
@@ -234,8 +244,19 @@ def _torchvision(
     if cfg.name.startswith("vit_") and weights_name is None and "image_size" not in kwargs:
         # ViT's position embeddings are sized for one input side; build them for the data's.
         kwargs["image_size"] = input_shape[-1]
+    resized = _VIT_SHAPES.get(cfg.name) if set(kwargs) & set(_VIT_ARCH_KEYS) else None
+    if resized is not None and weights_name:
+        raise ModelError(
+            f"model.kwargs: {', '.join(sorted(set(kwargs) & set(_VIT_ARCH_KEYS)))} change the shape of {cfg.name}, so "
+            f"its pretrained weights ({weights_name}) no longer fit. Fix: remove them, or model.weights."
+        )
     try:
-        if weights_name:
+        if resized is not None:
+            from torchvision.models import VisionTransformer
+
+            # torchvision's vit_* builders pin these; a smaller ViT of the same family is the class itself
+            model = VisionTransformer(**{**dict(zip(_VIT_ARCH_KEYS, resized)), **kwargs}, num_classes=num_classes)
+        elif weights_name:
             model = get_model(cfg.name, weights=torchvision_weights(cfg.name, weights_name), **kwargs)
         else:
             model = get_model(cfg.name, weights=None, num_classes=num_classes, **kwargs)
