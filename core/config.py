@@ -394,8 +394,36 @@ class UnfreezeStep(Section):
     )
 
 
+class LoraConfig(Section):
+    """LoRA adapters (Hugging Face PEFT, ``pip install 'ftui[lora]'``): a trainable low-rank update
+    beside each targeted layer, whose own weights are frozen. See docs/lora.md."""
+
+    target: list[Pattern] = Field(
+        min_length=1,
+        description="Patterns of the layers to adapt, in the language of finetune.freeze: module paths or globs "
+        "('encoder', 'layer4.*', '*.mlp.*'), 'backbone', {last: N}. Every Linear, Conv1d/2d/3d (groups=1), "
+        "Embedding and MultiheadAttention inside what a pattern selects gets an adapter; the head and "
+        "modules_to_save never do. A pattern that matches nothing, or nothing adaptable, is an error.",
+    )
+    rank: int = Field(8, ge=1, description="Rank r of each adapter (its update is B @ A, with A r x in and B out x r); "
+                      "at most min(in, out) of the smallest targeted layer.")
+    alpha: float | None = Field(
+        None, gt=0, description="Scale numerator: the update is multiplied by alpha / rank (default: alpha = rank, "
+        "a scale of 1)."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input during training.")
+    modules_to_save: list[Pattern] = Field(
+        default_factory=lambda: ["head"],
+        description="Modules that train fully beside the adapters and are saved with them (PEFT's "
+        "modules_to_save): 'head' (default) keeps a new classifier trainable; [] trains adapters only.",
+    )
+    lr: float | None = Field(
+        None, gt=0, description="Learning rate of the adapters (parameter group 'lora'; default: optim.lr)."
+    )
+
+
 class FinetuneConfig(Section):
-    """Freezing, BatchNorm policy, per-layer learning rates and the unfreezing schedule."""
+    """Freezing, BatchNorm policy, per-layer learning rates, the unfreezing schedule and LoRA adapters."""
 
     freeze: list[Pattern] = Field(
         default_factory=list,
@@ -418,6 +446,12 @@ class FinetuneConfig(Section):
     no_decay_bias_norm: bool = Field(True, description="No weight decay on biases and norm parameters.")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout inserted before the head.")
     schedule: list[UnfreezeStep] = Field(default_factory=list, description="Gradual unfreezing schedule.")
+    lora: LoraConfig | None = Field(
+        None,
+        description="LoRA adapters: freeze the model, train a low-rank update beside each targeted layer (and the "
+        "modules_to_save). freeze/unfreeze apply after it; the pattern 'lora' selects every adapter and "
+        "'lora:PATTERN' those inside PATTERN. Needs pip install 'ftui[lora]'. See docs/lora.md.",
+    )
 
 
 class ModelConfig(Section):

@@ -14,9 +14,15 @@ The layout (group names, base lrs, weight decays and parameter names in order) i
 :meth:`FineTuner.build_optimizer` has exactly the groups of the saved optimizer and the trainer can
 load the saved optimizer state into it.
 
-Group names: ``default``, ``head``, an explicit group's ``match``, a block path under
-``layer_decay`` (``other`` for parameters outside every block), ``unfrozen:<pattern>`` and
-``lr:<pattern>`` for moved parameters; parameters exempt from weight decay go to ``<name>/no_decay``.
+Group names: ``default``, ``head``, ``lora`` (the LoRA adapters), an explicit group's ``match``, a
+block path under ``layer_decay`` (``other`` for parameters outside every block), ``unfrozen:<pattern>``
+and ``lr:<pattern>`` for moved parameters; parameters exempt from weight decay go to
+``<name>/no_decay``.
+
+With LoRA (``core.lora``), PEFT has frozen the base layers before the fine-tuner sees the model; the
+frozen originals PEFT keeps beside each ``modules_to_save`` copy are never made trainable (they are not
+in the forward pass). :attr:`FineTuner.touched` — every parameter that was trainable at any time —
+tells checkpoints which parameters may differ from the base weights file.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from torch import nn
 
 from core.config import FinetuneConfig, OptimConfig
 from core.errors import CheckpointError, ConfigError, ModelError
+from core.lora.names import LORA, inert_params, is_adapter
 from core.models.patterns import blocks, pattern_label, select
 
 STATE_VERSION = 1
@@ -53,8 +60,11 @@ class FineTuner:
         self.optimizer: torch.optim.Optimizer | None = None
         self._params: dict[str, nn.Parameter] = dict(model.named_parameters())
         self._no_decay = self._no_decay_params() if cfg.no_decay_bias_norm else set()
+        self._inert = inert_params(self._params)
         self._groups: list[dict[str, Any]] = self._initial_groups()
         self._applied: set[int] = set()
+        self.touched: set[str] = {n for n, p in self._params.items() if p.requires_grad}
+        """Every parameter that was trainable at some time (so may differ from the weights it started from)."""
 
     # ------------------------------------------------------------------ layout
 
@@ -76,6 +86,10 @@ class FineTuner:
             g_wd = wd if group.weight_decay is None else group.weight_decay
             for name in sel.params:
                 assigned.setdefault(name, (group.match, group.lr, g_wd))
+        if cfg.lora is not None:
+            for name in self._params:
+                if is_adapter(name):
+                    assigned.setdefault(name, (LORA, cfg.lora.lr or lr, wd))
         for name in select(self.model, "head", self.head_path).params:
             assigned.setdefault(name, ("head", cfg.head_lr or lr, wd))
         if cfg.layer_decay is not None:
@@ -242,9 +256,10 @@ class FineTuner:
         if lr is not None and not lr > 0:
             raise ModelError(f"{where}: the learning rate must be > 0, got {lr}.")
         sel = select(self.model, pattern, self.head_path, where=where)
-        newly = [n for n in sel.params if not self._params[n].requires_grad]
+        newly = [n for n in sel.params if not self._params[n].requires_grad and n not in self._inert]
         for name in newly:
             self._params[name].requires_grad_(True)
+        self.touched.update(newly)
         if lr is not None and newly:
             # Only newly trainable parameters take the new lr: a head that was training keeps its own.
             self._move(newly, f"unfrozen:{sel.label}", lr)
@@ -384,6 +399,7 @@ class FineTuner:
                 for g in self._groups
             ],
             "schedule_applied": sorted(self._applied),
+            "touched": sorted(self.touched),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -406,6 +422,7 @@ class FineTuner:
             ]
             frozen = {str(n) for n in state["frozen_params"]}
             applied = {int(i) for i in state.get("schedule_applied", [])}
+            touched = {str(n) for n in state["touched"]} if "touched" in state else None
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint 'finetune' state is malformed ({exc!r}); resume without it.") from None
         listed = [n for g in groups for n in g["params"]]
@@ -422,6 +439,8 @@ class FineTuner:
                 param.grad = None
         self._groups = groups
         self._applied = applied
+        # a checkpoint from before this record: what trains now is what may have trained
+        self.touched = (touched if touched is not None else set()) | {n for n in self._params if n not in frozen}
         if self.model.training:
             self.apply_bn_policy()
         self.optimizer = None  # the old optimizer's groups no longer match; build a new one

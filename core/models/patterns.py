@@ -7,6 +7,8 @@ A pattern is one of:
 - ``backbone`` or ``all_but_head``: every parameter outside the head; ``head``: the head; ``all``;
 - ``{last: N}``: the last N blocks counted from the head backwards, the head included (see
   :func:`blocks`);
+- ``lora``: every LoRA adapter; ``lora:PATTERN``: the adapters inside what PATTERN selects (a run with
+  ``finetune.lora``; the layer tree names the adapter of layer ``X`` ``X.lora``);
 - a list of patterns: their union.
 """
 
@@ -22,6 +24,7 @@ from torch import nn
 
 from core.config import LayerPattern
 from core.errors import ModelError
+from core.lora import names as lora_names
 
 # Trunk containers whose children count as blocks for {last: N}: torchvision's layouts, and the usual
 # names of a stack of repeated blocks in timm (blocks, layers) and in Hugging Face encoders (encoder.layer).
@@ -139,6 +142,9 @@ def select(model: nn.Module, pattern: Any, head_path: str, *, where: str = "fine
                 f"{where}: pattern {dict(pattern)} is not understood; use a module path, a glob, 'backbone', "
                 f"or {{last: N}} with N >= 1."
             ) from None
+    is_lora, inner = lora_names.split_pattern(pattern)
+    if is_lora:
+        return _select_adapters(model, inner, head_path, where, label, param_names)
     if isinstance(pattern, LayerPattern):
         modules = blocks(model, head_path)[-pattern.last :]
     elif not isinstance(pattern, str) or not pattern:
@@ -159,6 +165,33 @@ def select(model: nn.Module, pattern: Any, head_path: str, *, where: str = "fine
         raise ModelError(_no_match_message(model, label, where, bool(modules)))
     shown = [m or "(all)" for m in modules]
     return Selection(label, shown, params)
+
+
+def _select_adapters(
+    model: nn.Module, inner: str | None, head_path: str, where: str, label: str, param_names: list[str]
+) -> Selection:
+    """``lora`` / ``lora:INNER``: the adapter parameters (of the layers inside what INNER selects)."""
+    owners = {n: lora_names.adapter_layer(n) for n in param_names}
+    layers = list(dict.fromkeys(o for o in owners.values() if o is not None))
+    if not layers:
+        raise ModelError(
+            f"{where}: pattern '{label}' selects LoRA adapters, but this model has none. Fix: configure "
+            "finetune.lora (docs/lora.md), or use a module pattern."
+        )
+    if inner is not None:
+        roots = select(model, inner, head_path, where=where).modules
+        kept = [layer for layer in layers if any(root == "(all)" or _under(layer, root) for root in roots)]
+        if not kept:
+            close = difflib.get_close_matches(inner, layers, n=4, cutoff=0.4) or layers[:4]
+            raise ModelError(
+                f"{where}: pattern '{label}': {', '.join(roots[:3])} holds no LoRA adapter. Adapted layers: "
+                f"{', '.join(close)}{' ...' if len(layers) > len(close) else ''}. Fix: name an adapted layer or a "
+                "block that holds some, or 'lora' for every adapter."
+            )
+        layers = kept
+    wanted = set(layers)
+    params = [n for n, owner in owners.items() if owner in wanted]
+    return Selection(label, [lora_names.node_path(layer) for layer in layers], params)
 
 
 def _no_match_message(model: nn.Module, label: str, where: str, matched_empty_modules: bool) -> str:

@@ -1,4 +1,8 @@
-"""The layer tree of a model (``model.json``): paths, types, parameter counts, output shapes, head."""
+"""The layer tree of a model (``model.json``): paths, types, parameter counts, output shapes, head.
+
+A model with LoRA adapters (``core.lora``) shows each adapter as one node ``X.lora`` under its layer
+``X`` (type ``LoRA``, with rank and alpha) instead of PEFT's containers (``lora_A.default``...).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.lora import names as lora_names
 from core.models.forward import call_model
 
 
@@ -153,7 +158,8 @@ def model_tree(
             }
         )
     unique = {id(p): p for p in model.parameters()}.values()
-    return {
+    modules, lora = _fold_adapters(model, modules, lrs)
+    tree = {
         "name": name or type(model).__name__,
         "head": head_path,
         "total_params": sum(p.numel() for p in unique),
@@ -163,6 +169,81 @@ def model_tree(
         "groups": {g: lrs[p] for p, g in param_groups.items() if p in lrs},
         "modules": modules,
     }
+    if lora is not None:
+        tree["lora"] = lora
+    return tree
+
+
+def _fold_adapters(
+    model: nn.Module, modules: list[dict[str, Any]], lrs: dict[str, float]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Replace PEFT's adapter containers by one ``X.lora`` node per adapted layer ``X``.
+
+    The adapted layer's entry gains ``"lora": {"rank", "alpha", "params"}``; the node has type
+    ``LoRA``, the adapter's parameter counts, frozen flag and lr, ``"adapter": {"layer", "rank",
+    "alpha", "scale"}`` and ``"pattern": "lora:X"`` (what a control command names to address it).
+    """
+    params = dict(model.named_parameters())
+    owners = {n: lora_names.adapter_layer(n) for n in params}
+    layers = list(dict.fromkeys(o for o in owners.values() if o is not None))
+    if not layers:
+        return modules, None
+    found = dict(model.named_modules())
+    out: list[dict[str, Any]] = []
+    totals = {"params": 0, "trainable": 0}
+    ranks: set[Any] = set()
+    alphas: set[Any] = set()
+    for entry in modules:
+        path = entry["path"]
+        if lora_names.is_adapter(path):
+            continue
+        out.append(entry)
+        if path not in layers:
+            continue
+        module = found[path]
+        rank = _adapter_value(getattr(module, "r", None))
+        alpha = _adapter_value(getattr(module, "lora_alpha", None))
+        mine = [(n, p) for n, p in params.items() if owners[n] == path]
+        count = sum(p.numel() for _, p in mine)
+        trainable = sum(p.numel() for _, p in mine if p.requires_grad)
+        totals["params"] += count
+        totals["trainable"] += trainable
+        ranks.add(rank)
+        alphas.add(alpha)
+        entry["lora"] = {"rank": rank, "alpha": alpha, "params": count}
+        rates = {lrs.get(n) for n, p in mine if p.requires_grad} - {None}
+        out.append({
+            "path": lora_names.node_path(path),
+            "type": "LoRA",
+            "depth": entry["depth"] + 1,
+            "params": count,
+            "own_params": count,
+            "trainable": trainable,
+            "frozen": count > 0 and trainable == 0,
+            "output_shape": None,
+            "is_head": False,
+            "lr": float(rates.pop()) if len(rates) == 1 else None,
+            "order": None,
+            "adapter": {"layer": path, "rank": rank, "alpha": alpha,
+                        "scale": alpha / rank if isinstance(rank, int) and rank and isinstance(alpha, (int, float)) else None},
+            "pattern": lora_names.layer_pattern(path),
+        })
+    summary = {
+        "layers": len(layers),
+        "params": totals["params"],
+        "trainable": totals["trainable"],
+        "rank": ranks.pop() if len(ranks) == 1 else None,
+        "alpha": alphas.pop() if len(alphas) == 1 else None,
+    }
+    return out, summary
+
+
+def _adapter_value(values: Any) -> Any:
+    """PEFT keeps per-adapter settings in dicts keyed by adapter name."""
+    if isinstance(values, dict):
+        value = values.get(lora_names.ADAPTER_NAME)
+        return float(value) if isinstance(value, float) else value
+    return None
 
 
 def _module_lr(path: str, params: list[tuple[str, nn.Parameter]], lrs: dict[str, float], *,

@@ -135,6 +135,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise ModelError(f"model.weights: {path} is not a readable PyTorch file ({_first_line(exc)}).") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise ModelError(f"model.weights: {path} is not a readable PyTorch file ({_first_line(exc)}).") from None
+    _refuse_adapters(obj, path)
     state = _extract_state_dict(obj)
     if not state:
         raise ModelError(
@@ -150,6 +151,22 @@ def _raise_missing(path: Path) -> None:
     raise ModelError(
         f"model.weights: {path} does not exist; give the path of a .pt/.pth/.safetensors state dict or an "
         f"ftui checkpoint, or a torchvision weights name such as IMAGENET1K_V1."
+    )
+
+
+def _refuse_adapters(obj: Any, path: Path) -> None:
+    """A LoRA checkpoint names its layers the adapted way (``X.base_layer.weight``) and may hold the
+    adapters only: starting from it means merging it first."""
+    if not (isinstance(obj, Mapping) and "format" in obj and "model" in obj and isinstance(obj.get("lora"), Mapping)):
+        return
+    from core.usercode import named_code
+
+    config = obj.get("config") if isinstance(obj.get("config"), Mapping) else {}
+    trust = " --trust-code" if named_code(dict(config)) else ""
+    stem = path.with_name(path.stem + ".merged.safetensors")
+    raise ModelError(
+        f"model.weights: {path} is a LoRA checkpoint (adapters beside a base model), not plain weights. Fix: merge "
+        f"it first with `ftui export {path} --merge{trust}`, then set model.weights to the file it writes ({stem})."
     )
 
 
@@ -219,6 +236,12 @@ def _align_prefix(state: dict[str, torch.Tensor], model_keys: set[str]) -> tuple
     return {k[len(best_prefix):]: v for k, v in state.items() if k.startswith(best_prefix)}, best_prefix
 
 
+def align_keys(state: dict[str, torch.Tensor], model_keys: set[str]) -> tuple[dict[str, torch.Tensor], str]:
+    """The file's keys as the model names them: wrapper prefixes stripped, a shared first component
+    (Lightning's ``model.``) dropped when that matches more keys; returns the prefix dropped."""
+    return _align_prefix(_strip_wrappers(state), model_keys)
+
+
 def apply_state_dict(
     model: nn.Module, state: dict[str, torch.Tensor], *, source: str, head_path: str | None = None,
     strict: bool = False,
@@ -231,7 +254,7 @@ def apply_state_dict(
             the head would load.
     """
     own = model.state_dict()
-    state, prefix = _align_prefix(_strip_wrappers(state), set(own))
+    state, prefix = align_keys(state, set(own))
     report = LoadReport(source=source, head_path=head_path, stripped_prefix=prefix)
     loadable: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():

@@ -36,6 +36,7 @@ def evaluate_checkpoint(
     model: Any = None,
     data: Any = None,
     announce: Any = None,
+    base: Path | str | None = None,
 ) -> Evaluation:
     """Load ``path`` (weights_only), rebuild its data and model, and evaluate on ``split``.
 
@@ -43,7 +44,8 @@ def evaluate_checkpoint(
     and cleaning statistics fitted when the run trained are reused, never refitted. A checkpoint
     whose config names the user's code is rebuilt only with ``trust_code`` or a ``config``
     (:func:`core.training.rebuild.rebuild`, the one rebuild path); ``announce`` is called with the
-    code names before they are imported.
+    code names before they are imported. ``base`` names the base weights of a LoRA checkpoint that
+    keeps them in a file, when the file is not where the checkpoint says (``--base``).
     """
     from core.training.rebuild import rebuild
 
@@ -51,7 +53,8 @@ def evaluate_checkpoint(
         raise ConfigError(f"--split {split!r}: expected 'val' or 'test'.")
     path = Path(path)
     rebuilt = rebuild(path, config=config, overrides=overrides, trust_code=trust_code, model=model, data=data,
-                      command=f"ftui eval {path}" + (f" --split {split}" if split != "test" else ""), announce=announce)
+                      command=f"ftui eval {path}" + (f" --split {split}" if split != "test" else ""), announce=announce,
+                      base=base)
     trainer, ckpt = rebuilt.trainer, rebuilt.ckpt
     try:
         metrics = trainer.validate(split)

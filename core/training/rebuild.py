@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from core.config import Config, config_from_dict, load_config
 from core.errors import CheckpointError, ConfigError, UserError
+from core.lora.names import needs_base
 from core.usercode import is_object_name, named_code
 
 
@@ -60,6 +61,7 @@ def rebuild(
     command: str | None = None,
     ckpt: dict[str, Any] | None = None,
     announce: Callable[[list[str]], None] | None = None,
+    base: Path | str | None = None,
 ) -> Rebuilt:
     """Load ``path`` (weights_only) and rebuild its model and data with the checkpoint's weights.
 
@@ -74,6 +76,8 @@ def rebuild(
         ckpt: the checkpoint, when the caller has read it already.
         announce: called with the code names about to be imported, before anything is imported
             (the CLI prints them: the user sees which files run).
+        base: the base weights for a LoRA checkpoint that keeps its base in a file (``--base``), instead
+            of the file it records; its SHA-256 may differ (a notice), its shapes may not.
 
     Raises:
         CodeNotTrusted: the checkpoint names code and neither ``config`` nor ``trust_code`` was given.
@@ -98,7 +102,16 @@ def rebuild(
             cfg.trainer.device = "auto"  # the checkpoint may come from another machine
             if cfg.trainer.precision == "16-mixed":
                 cfg.trainer.precision = "32"
-    cfg.model.weights = None  # the checkpoint's weights replace them
+    if base is not None:
+        if not needs_base(ckpt):
+            raise CheckpointError(
+                f"{path}: --base names the base weights of a LoRA checkpoint that keeps them in a file, but this "
+                f"checkpoint {'stores its whole model' if ckpt.get('lora') else 'holds no LoRA adapters'}. "
+                "Fix: leave --base out."
+            )
+        cfg.model.weights = str(base)
+    elif not needs_base(ckpt):
+        cfg.model.weights = None  # the checkpoint's weights replace them
     cfg.logging.progress = "none"
     replaced = ({"model.name"} if model is not None else set()) | ({"data.source", "data.collate"} if data is not None else set())
     imported = [f"{key} {name}" for key, name in named_code(cfg) if not is_object_name(name) and key not in replaced]

@@ -39,6 +39,7 @@ from torch import nn
 from core import __version__
 from core.config import Config
 from core.errors import ConfigError, FtuiError, RunError, TrainingFailed, UserError
+from core.lora.names import needs_base
 from core.runs import DISK_FULL, MODEL_JSON, RUN_JSON, RunStatus, RunWriter
 from core.training import distributed
 from core.training.callback import Callback
@@ -108,6 +109,7 @@ class Trainer:
         self.train_model: nn.Module | None = None  # what trains: DDP-wrapped and/or compiled, or the model
         self.eval_model: nn.Module | None = None  # what evaluates: never DDP (ranks see uneven shards)
         self.finetuner: Any = None
+        self.lora: Any = None  # core.lora.adapters.LoraAdapters with finetune.lora
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: LrSchedule | None = None
         self.scaler: torch.amp.GradScaler | None = None
@@ -219,16 +221,20 @@ class Trainer:
         fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
         self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted, data=self.data_source)
         self.class_names = list(self.data.class_names)
-        model_cfg = cfg.model
-        if ckpt is not None and model_cfg.weights is not None:
-            # the checkpoint's weights replace them anyway; the original file may be gone by now
-            model_cfg = model_cfg.model_copy(update={"weights": None})
+        model_cfg = self._model_config(ckpt)
         self.built = build_model(
             model_cfg, self.data.num_classes, self.data.input_shape, head_dropout=cfg.finetune.head_dropout,
             facts=self.data.facts(), model=self.model_source,
             compression=ckpt.get("compression") if ckpt else None,  # a pruned model's shapes
         )
         self.model = model = self.built.model
+        if cfg.finetune.lora is not None:
+            # before the fine-tuner sees the parameters: PEFT freezes the base and adds the adapters in place
+            from core.lora.adapters import apply_lora
+            from core.lora.base import base_file
+
+            self.lora = apply_lora(model, cfg.finetune.lora, self.built.head_path, base_file=base_file(model_cfg),
+                                   model_cfg=model_cfg)
         model.to(self.device)
         if cfg.trainer.channels_last and self.data.task == "image":
             model.to(memory_format=torch.channels_last)
@@ -261,13 +267,37 @@ class Trainer:
         self.strategy.seed_rank(cfg.run.seed)
         self._setup_done = True
 
+    def _model_config(self, ckpt: dict[str, Any] | None) -> Any:
+        """The model section to build with: a checkpoint's weights replace ``model.weights`` (whose file
+        may be gone by now), except for a LoRA checkpoint that leaves its base to that file."""
+        model_cfg = self.cfg.model
+        if ckpt is None or model_cfg.weights is None and not needs_base(ckpt):
+            return model_cfg
+        if not needs_base(ckpt):
+            return model_cfg.model_copy(update={"weights": None})
+        from core.lora.base import locate
+
+        weights, notices = locate(ckpt["lora"]["base"], model_cfg.weights, checkpoint=self.resumed_from or "checkpoint")
+        for message in notices:
+            self.notices.append(message)
+            self.log_event("warning", message)
+        return model_cfg.model_copy(update={"weights": weights})
+
     def _restore(self, ckpt: dict[str, Any], *, weights_only: bool = False) -> None:
         """Everything a checkpoint brings back, in one place: weights, fine-tuning state, optimizer,
         schedule, scaler, position, metrics, callbacks' states and (when training starts) the RNG."""
         assert self.model is not None and self.optimizer is not None
         self._warn_if_code_changed(ckpt)
+        if self.lora is not None:
+            self.lora.load_state_dict(ckpt["model"], source=self.resumed_from or "checkpoint")
+        elif needs_base(ckpt):
+            raise RunError(
+                f"{self.resumed_from or 'checkpoint'}: holds LoRA adapters, but this config has no finetune.lora. "
+                "Fix: use the config the run was trained with (its config.yaml), or leave --config out."
+            )
         try:
-            unwrap_model(self.model).load_state_dict(ckpt["model"])
+            if self.lora is None:
+                unwrap_model(self.model).load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise RunError(
                 f"{self.resumed_from or 'checkpoint'}: the checkpoint's weights do not fit the model of this "
@@ -459,7 +489,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "ftui_version": __version__,
-            "model": unwrap_model(self.model).state_dict(),
+            "model": self._model_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict() if self.schedule else {},
             "scaler": self.scaler.state_dict() if self.scaler is not None and self.scaler.is_enabled() else {},
@@ -483,7 +513,14 @@ class Trainer:
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
             "run": {"name": self.run.name if self.run else None, "saved": time.time()},
             **({"compression": self.built.compression} if self.built is not None and self.built.compression else {}),
+            **({"lora": self.lora.record(self.finetuner.touched)} if self.lora is not None else {}),
         }
+
+    def _model_state(self) -> dict[str, Any]:
+        """``checkpoint["model"]``: the state dict, without a LoRA base's parameters that are still the file's."""
+        if self.lora is not None:
+            return self.lora.state_dict(self.finetuner.touched)
+        return unwrap_model(self.model).state_dict()
 
     def record_evaluation(self, split: str, metrics: dict[str, Any]) -> None:
         """Make an evaluation's ``metrics`` (from :meth:`validate`) the run's latest for ``split``.

@@ -11,6 +11,9 @@ Linear at depth 1), the callback records:
   around 1e-3 for healthy training and tells a learning rate too small or too large per layer;
 - ``frozen``: every parameter of the unit is frozen.
 
+A LoRA adapter is a unit of its own at any depth: the adapter of layer ``X`` is ``X.lora`` (the name
+the layer tree gives it), so its gradients and updates are not averaged into the frozen base's.
+
 Only on logging steps are the trainable weights copied (to measure the update); every norm is
 computed on the device and read back with one host sync per interval.
 """
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from core.lora.names import adapter_layer, node_path
 from core.runs import LAYERS
 from core.training.callback import Callback
 
@@ -33,7 +37,10 @@ DIGITS = 4
 
 def unit_of(param_name: str, depth: int) -> str:
     """The module path a parameter is counted under at ``depth`` (its owning module, cut at ``depth``;
-    a parameter held directly by the root keeps its own name)."""
+    a parameter held directly by the root keeps its own name; a LoRA adapter's: ``X.lora``)."""
+    layer = adapter_layer(param_name)
+    if layer is not None:
+        return node_path(layer)
     parts = param_name.split(".")
     owner = parts[:-1][:depth]
     return ".".join(owner) if owner else param_name
