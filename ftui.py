@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from core.training.callback import Callback
     from core.training.evaluate import Evaluation
     from core.training.rebuild import Rebuilt, rebuild
+    from core.lora.export import base_model
     from core.training.trainer import Trainer
 
 _HOMES = {
@@ -41,6 +42,7 @@ _HOMES = {
     "Trainer": "core.training.trainer",
     "Evaluation": "core.training.evaluate",
     "rebuild": "core.training.rebuild",
+    "base_model": "core.lora.export",
     "Rebuilt": "core.training.rebuild",
     "FtuiError": "core.errors",
     "UserError": "core.errors",

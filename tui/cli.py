@@ -190,11 +190,12 @@ def eval_(
     split: Annotated[str, typer.Option("--split", help="val or test.")] = "test",
     set_: SetOption = None,
     trust_code: Annotated[bool, typer.Option("--trust-code", help="Import the model/data code the checkpoint names (only for code you trust).")] = False,
+    base: Annotated[Optional[Path], typer.Option("--base", help="LoRA: the base weights file, when not where the checkpoint says.")] = None,
 ) -> None:
     """Evaluate a checkpoint: metrics, per-class report, confusion matrix."""
     from tui.commands.eval_cmd import eval_command
 
-    eval_command(ckpt, config=config, split=split, overrides=list(set_ or []), trust_code=trust_code)
+    eval_command(ckpt, config=config, split=split, overrides=list(set_ or []), trust_code=trust_code, base=base)
 
 
 @app.command()
@@ -264,16 +265,24 @@ def diff(
 @handles_errors
 def export(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint file.")],
-    format_: Annotated[str, typer.Option("--format", help="safetensors, state_dict or onnx.")] = "safetensors",
+    format_: Annotated[str, typer.Option("--format", help="safetensors, state_dict, onnx, or peft (a LoRA checkpoint's adapter directory).")] = "safetensors",
     out: Annotated[Optional[Path], typer.Option("--out", help="Output path (default: beside the checkpoint).")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", min=7, help="onnx: ONNX opset (default: the newest both the exporter and the installed ONNX Runtime support).")] = None,
-    trust_code: Annotated[bool, typer.Option("--trust-code", help="onnx: import the model code this checkpoint names (only for code you trust).")] = False,
+    merge: Annotated[bool, typer.Option("--merge", help="LoRA: merge the adapters into plain weights (checked against the adapted model).")] = False,
+    base: Annotated[Optional[Path], typer.Option("--base", help="LoRA: the base weights file, when not where the checkpoint says.")] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="onnx, LoRA: import the model code this checkpoint names (only for code you trust).")] = False,
 ) -> None:
-    """Export a checkpoint's weights (safetensors, state dict) or its model (ONNX, verified in ONNX Runtime)."""
+    """Export a checkpoint's weights (safetensors, state dict) or its model (ONNX, verified in ONNX Runtime);
+    LoRA checkpoints merged into plain weights (--merge) or as PEFT's adapter directory (--format peft)."""
     if format_ == "onnx":
         from tui.commands.compress_cmd import export_onnx_command
 
         export_onnx_command(ckpt, out=out, opset=opset, trust_code=trust_code)
+        return
+    if merge or format_ == "peft" or base is not None:
+        from tui.commands.lora_cmd import export_lora_command
+
+        export_lora_command(ckpt, format_=format_, out=out, merge=merge, base=base, trust_code=trust_code)
         return
     from tui.commands.inspect_cmd import export_command
 

@@ -1,4 +1,5 @@
-"""Compare the weights of two checkpoints tensor by tensor, and per top-level module.
+"""Compare the weights of two checkpoints tensor by tensor, per top-level module, and (LoRA
+checkpoints) per adapter: the update each adapter makes to its layer (``core.lora.compare``).
 
 Parameters and buffers are kept apart: BatchNorm's running statistics move with every batch a model
 sees in train mode (a frozen layer's too, unless ``bn: freeze``), and ``num_batches_tracked`` is a
@@ -75,6 +76,7 @@ class DiffReport:
     tensors: list[TensorDiff]
     modules: list[ModuleDiff]
     compression: dict[str, Any] | None = None  # what ftui compress did between A and B (see compression_between)
+    adapters: dict[str, Any] | None = None  # LoRA updates ΔW per adapted layer (core.lora.compare)
 
     def counts(self) -> dict[str, int]:
         """Tensors per status."""
@@ -101,6 +103,7 @@ class DiffReport:
                 for t in self.tensors
             ],
             "compression": self.compression,
+            "adapters": self.adapters,
         }
 
 
@@ -181,7 +184,7 @@ def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> DiffReport:
     for key, m in modules.items():
         m.frozen = frozen.get(key)
     return DiffReport(str(a.path), str(b.path), tensors, list(modules.values()),
-                      compression=compression_between(a.raw or {}, b.raw or {}))
+                      compression=compression_between(a.raw or {}, b.raw or {}), adapters=_adapters(a, b))
 
 
 def _relative(sums: list[float] | None) -> float | None:
@@ -236,6 +239,13 @@ def compression_between(a: dict, b: dict) -> dict[str, Any] | None:
         "variant_a": (a.get(rec.RECORD_KEY) or {}).get("variant") if isinstance(a.get(rec.RECORD_KEY), dict) else None,
         "variant_b": (b.get(rec.RECORD_KEY) or {}).get("variant") if isinstance(b.get(rec.RECORD_KEY), dict) else None,
     }
+
+
+def _adapters(a: LoadedCheckpoint, b: LoadedCheckpoint) -> dict[str, Any] | None:
+    from core.lora.compare import compare_adapters
+
+    record = lambda c: (c.raw or {}).get("lora") if isinstance((c.raw or {}).get("lora"), dict) else None  # noqa: E731
+    return compare_adapters(a.weights, record(a), b.weights, record(b))
 
 
 def _top_level_frozen(ckpt: LoadedCheckpoint) -> dict[str, bool | str | None]:

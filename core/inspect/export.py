@@ -1,4 +1,8 @@
-"""Export a checkpoint's model weights as safetensors (with metadata) or as a plain state dict."""
+"""Export a checkpoint's model weights as safetensors (with metadata) or as a plain state dict.
+
+:func:`write_weights` is the one writer of weights files (``ftui export``, and the merged weights of
+``ftui export --merge``, core.lora.export).
+"""
 
 from __future__ import annotations
 
@@ -65,21 +69,26 @@ def wrapper_prefix(ckpt: LoadedCheckpoint) -> str:
 
 
 def _weights(ckpt: LoadedCheckpoint) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors under the bare model's names."""
+    prefix = wrapper_prefix(ckpt)
+    return {name.removeprefix(prefix): ckpt.weights.get(name) for name in ckpt.weights.names()}
+
+
+def _own_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous tensors, each with its own storage (safetensors refuses shared or strided ones)."""
     import torch  # here, not at the top: a mistyped --format is refused without torch's start-up
 
     out: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int]] = set()
-    prefix = wrapper_prefix(ckpt)
-    for name in ckpt.weights.names():
-        t = ckpt.weights.get(name).detach()
+    for name, tensor in tensors.items():
+        t = tensor.detach()
         storage = t.untyped_storage()
         key = (storage.data_ptr(), storage.nbytes())
         shared = key in seen and storage.nbytes() > 0
         seen.add(key)
         if shared or not t.is_contiguous() or t.storage_offset() != 0 or t.nbytes != storage.nbytes():
             t = t.clone(memory_format=torch.contiguous_format)
-        out[name.removeprefix(prefix)] = t
+        out[name] = t
     return out
 
 
@@ -96,12 +105,25 @@ def export_weights(ckpt: LoadedCheckpoint, fmt: str, out: Path | None = None) ->
     if len(ckpt.weights) == 0:
         raise CheckpointError(f"{ckpt.path} holds no model weights to export.")
     out = Path(out) if out is not None else default_export_path(ckpt, fmt)
-    if any(out.resolve() == f.resolve() for f in ckpt.files):
+    return write_weights(_weights(ckpt), fmt, out, source=ckpt, sources=ckpt.files)
+
+
+def write_weights(
+    tensors: dict[str, torch.Tensor], fmt: str, out: Path, *, source: LoadedCheckpoint,
+    sources: list[Path], extra: dict[str, str] | None = None,
+) -> Path:
+    """Write ``tensors`` as safetensors (with the metadata of ``source``, plus ``extra``) or a plain
+    state dict, atomically; ``sources`` are files ``out`` must not be.
+
+    Raises:
+        CheckpointError: ``out`` is a source file or a directory.
+    """
+    if any(out.resolve() == Path(f).resolve() for f in sources):
         raise CheckpointError(f"--out {out} is the checkpoint being exported; choose another output path.")
     if out.is_dir():
         raise CheckpointError(f"--out {out} is a directory; give a file path such as {out / ('model' + _SUFFIX[fmt])}.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tensors = _weights(ckpt)
+    tensors = _own_storage(tensors)
     # Write beside the target and rename, so a crash never leaves a half-written export.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -110,7 +132,7 @@ def export_weights(ckpt: LoadedCheckpoint, fmt: str, out: Path | None = None) ->
         if fmt == "safetensors":
             from safetensors.torch import save_file
 
-            save_file(tensors, str(tmp), metadata=export_metadata(ckpt))
+            save_file(tensors, str(tmp), metadata={**export_metadata(source), **(extra or {})})
         else:
             import torch
 

@@ -21,7 +21,7 @@ SUMMARY_SCHEMA = 1
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 _FTUI_KEYS = {"format", "ftui_version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
               "config", "data", "finetune", "metrics", "model_tree", "batch_idx", "callbacks", "run", "world_size",
-              "code", "compression", "onnx"}
+              "code", "compression", "onnx", "lora"}
 _LIGHTNING_KEYS = {"state_dict", "epoch", "global_step", "pytorch-lightning_version", "optimizer_states",
                    "lr_schedulers", "callbacks", "hyper_parameters", "loops", "hparams_name"}
 
@@ -61,6 +61,7 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         "metrics": _metrics(raw),
         "config": to_jsonable(config) if config is not None else None,
         "code": _code(raw),
+        "lora": lora_summary(raw),
         "lightning": _lightning(raw) if lightning else None,
         "metadata": dict(ckpt.metadata) or None,
         "compression": compression_summary(raw),
@@ -102,6 +103,33 @@ def compression_summary(raw: dict) -> dict[str, Any] | None:
         "channels": to_jsonable(rec.channel_changes(record)),
         "float_layers": to_jsonable(quant.get("float_layers") or []),
         "int8_model_bytes": blob.numel() * blob.element_size() if hasattr(blob, "numel") else None,
+    }
+
+
+def lora_summary(raw: dict) -> dict[str, Any] | None:
+    """The LoRA record of an ftui checkpoint (``checkpoint["lora"]``): the adapter config, the adapted
+    layers, their sizes, and the base weights file the checkpoint leaves out (read as data only)."""
+    record = raw.get("lora")
+    if not isinstance(record, dict):
+        return None
+    layers = record.get("layers") if isinstance(record.get("layers"), dict) else {}
+    base = record.get("base") if isinstance(record.get("base"), dict) else {}
+    types = Counter(str(v.get("type")) for v in layers.values() if isinstance(v, dict))
+    return {
+        "rank": as_number(record.get("rank")),
+        "alpha": as_number(record.get("alpha")),
+        "dropout": as_number(record.get("dropout")),
+        "target": to_jsonable(record.get("target")),
+        "modules_to_save": to_jsonable(record.get("modules_to_save")),
+        "library": to_jsonable(record.get("library")),
+        "layer_count": len(layers),
+        "layer_types": dict(types.most_common()),
+        "layers": [{"path": str(path), **to_jsonable(info)} for path, info in layers.items() if isinstance(info, dict)],
+        "adapter_params": as_number(record.get("adapter_params")),
+        "adapter_bytes": as_number(record.get("adapter_bytes")),
+        "trainable_params": as_number(record.get("trainable_params")),
+        "total_params": as_number(record.get("total_params")),
+        "base": to_jsonable(base),
     }
 
 

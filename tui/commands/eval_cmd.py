@@ -11,7 +11,8 @@ from rich.text import Text
 from core.richtext import PlainTable
 
 
-def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list[str], trust_code: bool = False) -> None:
+def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list[str], trust_code: bool = False,
+                 base: Path | None = None) -> None:
     """Evaluate a checkpoint on a split and print metrics."""
     from core.training.evaluate import evaluate_checkpoint
 
@@ -22,7 +23,7 @@ def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list
             err.print(f"running your code: {name}", markup=False)
 
     result = evaluate_checkpoint(ckpt, config=config, split=split, overrides=overrides, trust_code=trust_code,
-                                 announce=announce)
+                                 announce=announce, base=base)
     for notice in result.notices:
         err.print(f"warning: {notice}", markup=False)
     Console(highlight=False).print(render_evaluation(result))

@@ -1,7 +1,7 @@
 """``ftui model show`` (layer tree with totals, like torchinfo) and ``ftui model graph`` (Mermaid).
 
 Both build the config's model on the CPU exactly as training would (data shape and class count,
-head surgery, fine-tuning freeze and learning rates) and describe it through
+head surgery, LoRA adapters, fine-tuning freeze and learning rates) and describe it through
 ``core.models.model_tree``. torch is imported only inside the functions.
 """
 
@@ -32,6 +32,10 @@ def describe(config: Path, overrides: list[str]) -> tuple[dict[str, Any], list[s
                         facts=data.facts())
     example = data.example("val", 2)
     check_forward(built.model, example, data.num_classes, label=built.name)
+    if cfg.finetune.lora is not None:
+        from core.lora.adapters import apply_lora
+
+        apply_lora(built.model, cfg.finetune.lora, built.head_path)  # the adapters as training has them
     tuner = FineTuner(built.model, cfg.finetune, cfg.optim, built.head_path)
     tuner.setup()
     tree = model_tree(built.model, data.input_shape, built.head_path, lrs=tuner.param_lrs(), name=built.name,
@@ -106,7 +110,11 @@ def render_tree(tree: dict[str, Any], *, depth: int = 2, notes: list[str] | None
             last = i == len(children) - 1
             label = Text(prefix + ("└─ " if last else "├─ "), style="dim")
             label.append(module["path"].rpartition(".")[2], style="bold" if module["depth"] == 1 else "")
-            label.append(f" ({module['type']})", style="cyan")
+            adapter = module.get("adapter")
+            if isinstance(adapter, dict):
+                label.append(f" (LoRA r={adapter.get('rank')} α={adapter.get('alpha')})", style="magenta")
+            else:
+                label.append(f" ({module['type']})", style="cyan")
             if module["is_head"]:
                 label.append("  ◀ head", style="bold yellow")
             style = "dim" if module["frozen"] else ""
@@ -129,6 +137,11 @@ def render_tree(tree: dict[str, Any], *, depth: int = 2, notes: list[str] | None
     footer.append(f"Total params: {total:,}\n", style="bold")
     footer.append(f"Trainable params: {trainable:,}\n")
     footer.append(f"Frozen params: {total - trainable:,}\n")
+    lora = tree.get("lora")
+    if isinstance(lora, dict):
+        footer.append(f"LoRA: {lora.get('layers')} adapters, rank {lora.get('rank')}, alpha {lora.get('alpha')}, "
+                      f"{lora.get('params'):,} params ({100 * trainable / max(total, 1):.2g} % of all params train)\n",
+                      style="magenta")
     footer.append(f"Params size (fp32): {total * 4 / 1e6:.2f} MB\n")
     if head is not None:
         footer.append(f"Head: {head['path']} ({head['type']}, output {_shape_text(head['output_shape'])})\n")

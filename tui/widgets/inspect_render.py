@@ -96,6 +96,44 @@ def code_text(entry: dict[str, Any]) -> str:
     return text + "  [recorded, not imported]"
 
 
+def lora_text(lora: dict[str, Any]) -> str:
+    """``r=8 α=16, 48 layers (Linear ×36, ...), 295K adapter params (1.1 MB); trains 0.9 % of 86M``."""
+    types = ", ".join(f"{t} ×{n}" for t, n in (lora.get("layer_types") or {}).items())
+    text = (f"r={fmt_num(lora.get('rank'))} α={fmt_num(lora.get('alpha'))}"
+            + (f" dropout {fmt_num(lora.get('dropout'))}" if lora.get("dropout") else "")
+            + f", {lora.get('layer_count')} layers ({types}), {format_count(lora.get('adapter_params'))} adapter params "
+            f"({fmt_bytes(lora.get('adapter_bytes'))})")
+    trainable, total = lora.get("trainable_params"), lora.get("total_params")
+    if isinstance(trainable, (int, float)) and isinstance(total, (int, float)) and total:
+        text += f"; {format_count(trainable)} of {format_count(total)} trainable ({100 * trainable / total:.2g} %)"
+    saved = lora.get("modules_to_save") or []
+    if saved:
+        text += f"; trained fully: {', '.join(map(str, saved))}"
+    return text
+
+
+def lora_base_text(base: dict[str, Any]) -> str:
+    """Where a LoRA checkpoint's base weights are: stored in it, or a file it names (never opened here)."""
+    if base.get("stored") is not False:
+        return "stored in this checkpoint (the base came from no weights file)"
+    return (f"not stored: {base.get('source')} (sha256 {str(base.get('sha256'))[:12]}, {fmt_bytes(base.get('bytes'))}); "
+            f"{base.get('omitted_tensors')} tensors, {format_count(base.get('omitted_params'))} params left to it")
+
+
+def lora_table(summary: dict[str, Any]) -> RenderableType:
+    """The adapted layers of a LoRA checkpoint."""
+    lora = summary.get("lora")
+    if not lora:
+        return Text("")
+    table = _table(f"LoRA adapters (target {', '.join(map(str, lora.get('target') or []))})")
+    for col in ("layer", "type", "shape", "max rank", "adapter params"):
+        table.add_column(col, justify="right" if col in ("max rank", "adapter params") else "left", overflow="fold")
+    for layer in lora.get("layers") or []:
+        table.add_row(str(layer.get("path")), str(layer.get("type")), str(layer.get("shape")),
+                      fmt_num(layer.get("max_rank")), format_count(layer.get("params")))
+    return table
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """Format, size, version, epoch/step, best metric, architecture and weight totals."""
     table = _kv_table("Checkpoint")
@@ -125,6 +163,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("tensors", f"{weights.get('count', 0)} ({dtypes})")
     table.add_row("parameters", f"{format_count(weights.get('params'), '-')} ({weights.get('params', 0):,}); "
                   f"{fmt_bytes(weights.get('bytes'))} of weights")
+    lora = summary.get("lora")
+    if lora:
+        table.add_row("LoRA", lora_text(lora))
+        table.add_row("LoRA base", lora_base_text(lora.get("base") or {}))
     frozen = [m for m in summary.get("modules") or [] if m.get("depth") == 1 and m.get("frozen") is True]
     if frozen:
         table.add_row("frozen", ", ".join(m["path"] for m in frozen))
@@ -285,6 +327,8 @@ def diff_view(report: dict[str, Any], *, show_unchanged: bool = False) -> Render
             tables.append(_tensor_diff_table(title + left_out, rows))
     tensors = Group(*tables)
     parts: list[RenderableType] = [head, modules, tensors]
+    if report.get("adapters"):
+        parts.insert(1, adapters_view(report["adapters"]))
     compression = report.get("compression")
     if compression:
         arrow = "A → B" if compression.get("direction") == "a->b" else "B → A"
@@ -312,9 +356,29 @@ def _tensor_diff_table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def adapters_view(adapters: dict[str, Any]) -> RenderableType:
+    """The LoRA comparison of a diff: per adapted layer, the update ΔW = (alpha/rank)·B·A in A and B."""
+    sides = []
+    for key in ("a", "b"):
+        rec = adapters.get(key)
+        sides.append(f"{key.upper()}: " + (f"r={fmt_num(rec.get('rank'))} α={fmt_num(rec.get('alpha'))}" if rec else "no LoRA record"))
+    counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in adapters["counts"].items() if v)
+    table = _table(f"LoRA adapters: update ΔW per layer ({'; '.join(sides)}; {counts})")
+    for col in ("layer", "status", "rank", "‖ΔW‖ A", "‖ΔW‖ B", "rel. Δ"):
+        table.add_column(col, justify="left" if col in ("layer", "status") else "right", overflow="fold",
+                         no_wrap=col != "layer")
+    for e in adapters["layers"]:
+        ranks = e.get("rank_a"), e.get("rank_b")
+        rank = fmt_num(ranks[0] if ranks[0] is not None else ranks[1]) if ranks[0] in (None, ranks[1]) or ranks[1] is None \
+            else f"{ranks[0]}→{ranks[1]}"
+        table.add_row(e["layer"], Text(e["status"], style=_STATUS_STYLE.get(e["status"], "")), rank,
+                      fmt_num(e.get("norm_a")), fmt_num(e.get("norm_b")), fmt_num(e.get("rel_change")))
+    return table
+
+
 def plain_report(summary: dict[str, Any]) -> RenderableType:
     """Everything ``ftui inspect --plain`` prints."""
-    parts: list[RenderableType] = [summary_table(summary)]
+    parts: list[RenderableType] = [summary_table(summary), lora_table(summary)]
     if summary.get("compression"):
         parts.append(compression_view(summary["compression"]))
     parts += [modules_table(summary), tensors_table(summary), optimizer_table(summary), data_table(summary),
