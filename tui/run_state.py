@@ -21,7 +21,7 @@ from core.metrics_fold import Block
 from core.runs import ACTIVE_STATUSES, RunDelta, live_status
 from tui.downsample import Series
 from core.metrics_fold import COORDINATES, GROUP_LR_PREFIX, fold_rows, to_float
-from tui.run_text import display_epoch, format_best, format_duration, format_value
+from tui.run_text import display_epoch, format_best, format_duration, format_value, trainable_share
 
 __all__ = ["COORDINATES", "RunDelta", "RunState", "display_epoch", "format_best", "format_duration", "format_value",
            "to_float"]
@@ -76,6 +76,8 @@ class HeaderFacts:
     eta: str
     samples_per_s: str
     error: str | None
+    trainable: str | None = None
+    """The trainable share of the parameters ("0.9 %") when not all train (LoRA, frozen layers)."""
 
 
 class RunState:
@@ -242,6 +244,7 @@ class RunState:
             eta="paused" if paused else (format_duration(eta) if eta is not None else ("done" if status == "finished" else "—")),
             samples_per_s="paused" if paused else (f"{sps:,.0f}" if sps is not None and math.isfinite(sps) else "—"),
             error=str(info["error"]) if info.get("error") else None,
+            trainable=trainable_share(self.model),
         )
 
     def lr_groups(self) -> dict[str, Series]:

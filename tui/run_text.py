@@ -73,3 +73,16 @@ def _number(value: Any) -> float | None:
     if isinstance(value, str) and value in ("nan", "inf", "-inf"):
         return float(value)
     return None
+
+
+def trainable_share(model: dict[str, Any] | None) -> str | None:
+    """``"0.9 %"``: trainable over total parameters of a layer tree (model.json); None when all train."""
+    if not model:
+        return None
+    total, trainable = model.get("total_params"), model.get("trainable_params")
+    if not isinstance(total, (int, float)) or not isinstance(trainable, (int, float)) or total <= 0:
+        return None
+    if trainable >= total:
+        return None
+    share = 100.0 * trainable / total
+    return f"{share:.2g} %" if share < 10 else f"{share:.0f} %"

@@ -7,6 +7,10 @@ learning rate (:class:`LayerTreeView.LearningRateWanted`). The run-wide keys —
 validate, stop — are the dashboard's, in every tab. A command shows as pending on its node (or on the
 root, for the run) until the trainer's answer arrives in ``events.jsonl``; the new state then comes
 from the rewritten ``model.json``.
+
+A LoRA adapter is a node ``lora`` (type ``LoRA r=R α=A``) under its layer; keys on it address the
+adapter only (``freeze lora:X``, ``set-lr lora:X``), and the layer's ``base_layer`` node is the frozen
+base weight beside it (space unfreezes it). The root shows the trainable share of the parameters.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ from textual.widgets.tree import TreeNode
 from core.errors import UserError
 from tui.format import format_count, sparkline
 from tui.run_control import RunControl
+from tui.run_text import trainable_share
 
 #: Gradient norms kept per module for its sparkline.
 SPARK_POINTS = 16
+#: The type column's width: longer class names (NonDynamicallyQuantizableLinear) are cut, so the
+#: statistics of a deep tree still fit 120 columns.
+TYPE_WIDTH = 20
 #: Below this a trainable module's gradient counts as vanished (shown in yellow).
 VANISHING = 1e-7
 
@@ -44,6 +52,26 @@ class RunView(Protocol):
 
     @property
     def active(self) -> bool: ...
+
+
+def type_text(module: dict[str, Any]) -> str:
+    """The type column: the module's class, ``LoRA r=8 α=16`` for an adapter node."""
+    adapter = module.get("adapter")
+    if isinstance(adapter, dict):
+        alpha = adapter.get("alpha")
+        alpha_text = f" α={alpha:g}" if isinstance(alpha, (int, float)) else ""
+        return f"LoRA r={adapter.get('rank')}{alpha_text}"
+    return str(module.get("type") or "")
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def pattern_of(path: str, module: dict[str, Any]) -> str:
+    """What a control command names to address a node: its path, or its own pattern (``lora:X``)."""
+    pattern = module.get("pattern")
+    return str(pattern) if isinstance(pattern, str) and pattern else path
 
 
 def aggregate_grad_norms(record: dict[str, Any]) -> dict[str, float]:
@@ -166,7 +194,7 @@ class LayerTreeView(Tree[str]):
             else:
                 self._module_nodes[path] = parent.add_leaf("", data=path)
         name_width = max((len(p.rsplit(".", 1)[-1]) + self._indent(p, m) for p, m in self.modules.items()), default=10)
-        type_width = max((len(str(m.get("type") or "")) for m in self.modules.values()), default=6)
+        type_width = min(TYPE_WIDTH, max((len(type_text(m)) for m in self.modules.values()), default=6))
         self._widths = (name_width, type_width)
         self.root.expand()
 
@@ -180,8 +208,15 @@ class LayerTreeView(Tree[str]):
         model = self._model or {}
         parts: list[tuple[str, str] | str] = [(str(model.get("name") or "model"), "bold")]
         if model:
+            share = trainable_share(model)
             parts.append((f"  {format_count(model.get('trainable_params'))} of "
-                          f"{format_count(model.get('total_params'))} params trainable", "dim"))
+                          f"{format_count(model.get('total_params'))} params trainable"
+                          + (f" ({share})" if share else ""), "dim"))
+            lora = model.get("lora")
+            if isinstance(lora, dict):
+                rank = f" r={lora['rank']}" if lora.get("rank") is not None else ""
+                parts.append((f"  LoRA{rank}: {lora.get('layers')} adapters, {format_count(lora.get('params'))} params",
+                              "magenta"))
         if self.info.get("paused"):
             parts.append(("  ⏸ paused", "bold yellow"))
         elif not self.active and self.info:
@@ -203,9 +238,11 @@ class LayerTreeView(Tree[str]):
         name = path.rsplit(".", 1)[-1]
         params = module.get("params") or 0
         trainable = module.get("trainable") or 0
+        adapter = isinstance(module.get("adapter"), dict)
         text = Text.assemble(
-            (name.ljust(max(1, name_width - self._indent(path, module))), "bold" if depth == 1 else ""),
-            (f" {str(module.get('type') or ''):<{type_width}}", "italic dim"),
+            (name.ljust(max(1, name_width - self._indent(path, module))),
+             "bold magenta" if adapter else ("bold" if depth == 1 else "")),
+            (f" {_fit(type_text(module), type_width):<{type_width}}", "magenta" if adapter else "italic dim"),
             (f" {format_count(params) if params else '':>7}", "dim"),
         )
         if not params:
@@ -272,7 +309,7 @@ class LayerTreeView(Tree[str]):
             self.notify(f"{path} has no parameters to freeze.", severity="warning", markup=False)
             return
         command = "unfreeze" if module.get("frozen") else "freeze"
-        self.send(command, {"pattern": path}, path=path)
+        self.send(command, {"pattern": pattern_of(path, module)}, path=path)
 
     def action_set_lr(self) -> None:
         selected = self._cursor_module()
@@ -283,8 +320,21 @@ class LayerTreeView(Tree[str]):
             self.notify(f"{path} has no parameters.", severity="warning", markup=False)
             return
         current = module.get("lr") if path else None
-        self.post_message(self.LearningRateWanted(self, path, path or "all",
+        self.post_message(self.LearningRateWanted(self, path, pattern_of(path, module) if path else "all",
                                                   current if isinstance(current, (int, float)) else None))
+
+    def reveal(self, path: str) -> bool:
+        """Expand the ancestors of module ``path`` (an adapter node ``X.lora`` too) and put the cursor
+        on it; False when the tree has no such node."""
+        node = self._module_nodes.get(path)
+        if node is None:
+            return False
+        parent = node.parent
+        while parent is not None:
+            parent.expand()
+            parent = parent.parent
+        self.call_after_refresh(self.move_cursor, node)  # the node has its line once the expanded tree is laid out
+        return True
 
     def action_expand(self) -> None:
         if self.cursor_node is not None:

@@ -1,4 +1,5 @@
-"""The dashboard's one-line header: name, status, epoch/step, elapsed, ETA, samples/s."""
+"""The dashboard's one-line header: name, status, epoch/step, elapsed, ETA, samples/s, and the
+trainable share of the parameters when not all of them train (LoRA, frozen layers)."""
 
 from __future__ import annotations
 
@@ -61,16 +62,20 @@ class RunHeader(Static):
 
 def header_text(facts: HeaderFacts, *, compact: bool) -> Text:
     """The header line; ``compact`` drops words, not facts, so 80 columns hold it all."""
+    share: list[str | tuple[str, str]] = []
+    if facts.trainable is not None:
+        share = ["  ", (facts.trainable.replace(" ", ""), "bold"), (" train", "dim")] if compact else \
+            ["  ", (facts.trainable, "bold"), (" trainable", "dim")]
     if compact:
         return Text.assemble(
             (facts.name, "bold"), " ", status_text(facts.status),
             ("  ep ", "dim"), facts.epoch, ("  step ", "dim"), facts.step,
             "  ", facts.elapsed, (" ETA ", "dim"), facts.eta,
-            "  ", facts.samples_per_s, ("/s", "dim"),
+            "  ", facts.samples_per_s, ("/s", "dim"), *share,
         )
     return Text.assemble(
         (facts.name, "bold"), " ", status_text(facts.status),
         ("  epoch ", "dim"), facts.epoch, ("  step ", "dim"), facts.step,
         ("  elapsed ", "dim"), facts.elapsed, ("  ETA ", "dim"), facts.eta,
-        ("  samples/s ", "dim"), facts.samples_per_s,
+        ("  samples/s ", "dim"), facts.samples_per_s, *share,
     )
