@@ -48,8 +48,14 @@ class ProgressCallback(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         name = trainer.run.name if trainer.run is not None else trainer.cfg.run.name
         where = f" → {trainer.run.path}" if trainer.run is not None else ""
-        n_params = (trainer.model_tree or {}).get("trainable_params")
+        tree = trainer.model_tree or {}
+        n_params, total = tree.get("trainable_params"), tree.get("total_params")
         params = f", {n_params:,} trainable params" if isinstance(n_params, int) else ""
+        if isinstance(n_params, int) and isinstance(total, int) and 0 < n_params < total:
+            params += f" of {total:,} ({100 * n_params / total:.2g} %)"  # fine-tuning part of a model, LoRA
+        lora = tree.get("lora")
+        if isinstance(lora, dict):
+            params += f", LoRA rank {lora.get('rank')} on {lora.get('layers')} adapters"
         head = (
             f"{name}: {trainer.built.name} on {trainer.data.info.get('source', trainer.cfg.data.source)} ({len(trainer.data.train)} train / "
             f"{len(trainer.data.val)} val, {trainer.num_classes} classes{params}), {trainer.device}, "
