@@ -64,14 +64,15 @@ def header_text(facts: HeaderFacts, *, compact: bool) -> Text:
     """The header line; ``compact`` drops words, not facts, so 80 columns hold it all."""
     share: list[str | tuple[str, str]] = []
     if facts.trainable is not None:
-        share = ["  ", (facts.trainable.replace(" ", ""), "bold"), (" train", "dim")] if compact else \
+        # compact: before the times, so a long name pushes samples/s off the line rather than this
+        share = ["  ", (facts.trainable.replace(" ", ""), "bold"), (" trains", "dim")] if compact else \
             ["  ", (facts.trainable, "bold"), (" trainable", "dim")]
     if compact:
         return Text.assemble(
             (facts.name, "bold"), " ", status_text(facts.status),
-            ("  ep ", "dim"), facts.epoch, ("  step ", "dim"), facts.step,
+            ("  ep ", "dim"), facts.epoch, ("  step ", "dim"), facts.step, *share,
             "  ", facts.elapsed, (" ETA ", "dim"), facts.eta,
-            "  ", facts.samples_per_s, ("/s", "dim"), *share,
+            "  ", facts.samples_per_s, ("/s", "dim"),
         )
     return Text.assemble(
         (facts.name, "bold"), " ", status_text(facts.status),
