@@ -3,7 +3,8 @@
 Each test starts real workers: a finished run whose ranks end with identical weights and whose
 validation figures equal a single-process evaluation of its checkpoint; a module frozen through
 `ftui ctl` mid-run (no hang, unchanged afterwards); a SIGINT that stops both ranks at the same step,
-then resumes with two processes and with one; a rank killed mid-run fails the run naming it.
+then resumes with two processes and with one; a rank killed mid-run fails the run naming it; a
+LoRA run whose adapter is frozen live (the others train on).
 """
 
 from __future__ import annotations
@@ -243,3 +244,57 @@ def test_a_rank_killed_mid_run_fails_the_run_naming_it(tmp_path: Path) -> None:
     assert info["error"].startswith("rank 1 failed (killed by SIGKILL)"), info["error"]
     assert "rank 1 failed (killed by SIGKILL)" in out
     assert any(e.get("rank") == 1 for e in events(run, "error"))
+
+
+def test_lora_trains_under_two_processes_and_an_adapter_freezes_live(tmp_path: Path) -> None:
+    """LoRA on a small ViT (PEFT's attention and MLP adapters) under DDP: an adapter frozen through
+    `ftui ctl freeze lora:X` stops moving on every rank (re-wrapped at one step), the others train."""
+    from core.config import ModelConfig
+    from core.models import build_model
+
+    vit = {"name": "vit_b_16", "kwargs": {"patch_size": 4, "num_layers": 2, "num_heads": 2, "hidden_dim": 16,
+                                          "mlp_dim": 32}}
+    torch.manual_seed(0)
+    base = tmp_path / "base.pt"
+    torch.save(build_model(ModelConfig(**vit), 3, (3, 16, 16)).model.state_dict(), base)
+    layer = "encoder.layers.encoder_layer_0.mlp.0"
+    cfg = _config(
+        tmp_path, "lora2",
+        data={"shapes": {"image_size": 16, "train_size": 640, "val_size": 32, "test_size": 16,
+                         "classes": ["circle", "square", "triangle"], "difficulty": 0.2}},
+        model={**vit, "weights": str(base)},
+        finetune={"lora": {"target": ["encoder"], "rank": 2}},
+        optim={"name": "adamw", "lr": 0.01, "weight_decay": 0.0},
+        schedule={"name": "none"},
+        trainer={"epochs": 500, "max_steps": 2000, "devices": 2},
+        logging={"every_n_steps": 1, "flush_seconds": 0.1, "layer_stats": False},
+    )
+    proc = _start("run", str(cfg), "--quiet")
+    run = tmp_path / "lora2"
+    try:
+        _wait(lambda: (run / "metrics.jsonl").exists() and steps_logged(run) >= 3, proc, timeout=120)
+        assert ctl(run, "pause")[0] == 0
+        code, out = ctl(run, "freeze", f"lora:{layer}")
+        assert code == 0 and f"froze {layer}.lora" in out, out
+        freeze_step = [e for e in events(run, "control") if e.get("command") == "freeze"][-1]["step"]
+        assert ctl(run, "checkpoint")[0] == 0
+        shutil.copy(run / "checkpoints" / "last.pt", tmp_path / "after_freeze.pt")
+        assert ctl(run, "resume")[0] == 0
+        _wait(lambda: steps_logged(run) >= freeze_step + 6, proc)
+        assert ctl(run, "stop")[0] == 0
+        assert proc.wait(timeout=60) == 0, proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    info = read_json(run / "run.json")
+    assert info["status"] == "stopped" and info["world_size"] == 2
+    rewraps = [e for e in events(run, "ddp") if "re-wrapped" in e["message"]]
+    assert len(rewraps) == 1 and rewraps[0]["step"] == freeze_step
+    assert not (run / "errors").exists()
+    after, final = _load(tmp_path / "after_freeze.pt"), _load(run / "checkpoints" / "last.pt")
+    assert final["step"] >= freeze_step + 6 and final["lora"]["base"]["stored"] is False
+    mine = [k for k in final["model"] if k.startswith(f"{layer}.lora_")]
+    others = [k for k in final["model"] if ".lora_" in k and k not in mine]
+    assert mine and all(torch.equal(after["model"][k], final["model"][k]) for k in mine)
+    assert others and not any(torch.equal(after["model"][k], final["model"][k]) for k in others)
+    assert _in_sync(run)["in_sync"] is True  # rank 1's adapters match rank 0's: its frozen one stayed too

@@ -433,3 +433,71 @@ def test_a_base_that_is_gone_changed_or_of_another_shape_is_refused(lora_run: Pa
         plain.fit()
         export_merged(plain.run.path / "checkpoints" / "last.pt")
     assert ConfigError  # the rank error type, used above through the CLI
+
+
+# ------------------------------------------------------------------------------ user models
+
+
+def test_lora_on_a_user_model_with_its_base_stored_and_code_rebuilt_only_with_consent(tmp_path: Path) -> None:
+    """A model of the user's (a file next to the config, no weights file): its Conv2d and Linear layers
+    get adapters, the checkpoint stores the base too (nothing else holds it), and merging rebuilds
+    the code only after the command that asks for --trust-code, run as printed."""
+    import ftui
+    from byo_support import byo_config
+    from peft import PeftModel
+
+    config = byo_config(tmp_path, "mine", finetune={"lora": {"target": ["features", "body"], "rank": 2}})
+    result = ftui.run(config)
+    assert result.status == "finished"
+    ckpt = load_file(result.checkpoints["last"])
+    assert ckpt["lora"]["base"] == {"stored": True}
+    assert set(ckpt["lora"]["layers"]) == {"features.0", "body.0"}
+    assert ckpt["lora"]["layers"]["features.0"]["type"] == "Conv2d"
+    assert "features.0.base_layer.weight" in ckpt["model"]  # no file holds the base: stored
+
+    path = result.checkpoints["last"]
+    done = runner.invoke(app, ["export", str(path), "--merge"])
+    assert done.exit_code == 2 and "--trust-code" in done.output
+    command = " ".join(done.output.split()).split("run `")[1].split("`")[0]
+    assert command == f"ftui export {path} --merge --trust-code"
+    done = runner.invoke(app, command.split()[1:])
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "adapters"
+    done = runner.invoke(app, ["export", str(path), "--format", "peft", "--out", str(out), "--trust-code"])
+    assert done.exit_code == 0, done.output
+    model, _, batch = adapted_trusted(path)
+    peft_model = PeftModel.from_pretrained(ftui.base_model(path, trust_code=True), str(out))
+    assert torch.allclose(logits(peft_model, batch), logits(model, batch), atol=1e-6, rtol=0)
+
+
+def adapted_trusted(ckpt: Path) -> tuple[torch.nn.Module, Any, Any]:
+    import ftui
+
+    rebuilt = ftui.rebuild(ckpt, trust_code=True)
+    rebuilt.trainer.cleanup()
+    return rebuilt.trainer.model.eval(), rebuilt.trainer, to_device(rebuilt.trainer.data.example("val", 8), "cpu")
+
+
+@pytest.mark.parametrize(("model", "shape", "target", "adapted"), [
+    ({"name": "resnet18"}, (3, 32, 32), ["layer4"],
+     {"layer4.0.conv1": "Conv2d", "layer4.0.conv2": "Conv2d", "layer4.0.downsample.0": "Conv2d",
+      "layer4.1.conv1": "Conv2d", "layer4.1.conv2": "Conv2d"}),
+    ({"name": "simple_cnn", "channels": [4, 8]}, (3, 16, 16), ["stage2"], {"stage2.0": "Conv2d", "stage2.3": "Conv2d"}),
+    ({"name": "mlp", "hidden": [16, 8]}, (6,), ["backbone"], {"block1.0": "Linear", "block2.0": "Linear"}),
+])
+def test_adapters_land_on_the_layers_the_patterns_select(model: dict, shape: tuple, target: list, adapted: dict) -> None:
+    from core.config import LoraConfig
+    from core.lora.adapters import apply_lora
+    from core.models import model_tree
+
+    torch.manual_seed(0)
+    built = build_model(ModelConfig(**model), 3, shape)
+    x = torch.randn(2, *shape)
+    before = logits(built.model, x)
+    lora = apply_lora(built.model, LoraConfig(target=target, rank=2), built.head_path)
+    assert {t.path: t.type for t in lora.targets} == adapted
+    trainable = {n for n, p in built.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n or ".modules_to_save." in n for n in trainable)
+    assert torch.allclose(logits(built.model, x), before)  # B starts at zero: the same function
+    tree = model_tree(built.model, shape, built.head_path)
+    assert {m["adapter"]["layer"] for m in tree["modules"] if m.get("adapter")} == set(adapted)
