@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("trainer_overhead", "input_pipeline", "dashboard_ingest", "inspect_large", "startup", "gpu_throughput",
               "explain", "compression", "runs_table", "overlay_redraw",
-              pytest.param("sweep_overhead", marks=pytest.mark.slow))
+              pytest.param("sweep_overhead", marks=pytest.mark.slow), pytest.param("lora", marks=pytest.mark.slow))
 
 
 def run_quick(name: str, out: Path) -> dict:
@@ -86,6 +86,13 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
     elif name == "sweep_overhead":
         assert results["added_per_trial_s"]["n"] == 1 and results["bookkeeping_s"]["median"] > 0
         assert results["process_s"]["median"] > results["bookkeeping_s"]["median"]
+    elif name == "lora":
+        lora, full = results["medians"]["lora"], results["medians"]["full"]
+        # the same steps on the same data; LoRA trains a part of what full fine-tuning trains
+        assert lora["steps"] == full["steps"] > 0 and lora["total_params"] > full["total_params"] > 0
+        assert full["trainable_params"] == full["total_params"] > lora["trainable_params"] > 0
+        assert lora["checkpoint_bytes"] < full["checkpoint_bytes"]  # adapters and head, not the base
+        assert lora["step_ms"] > 0 and full["step_ms"] > 0 and lora["maxrss_mb"] > 0
     elif name == "gpu_throughput":
         assert results.get("skipped") is True or all(v["ftui_img_s"] > 0 for v in results["sizes"].values())
     elif name == "compression":
