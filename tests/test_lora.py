@@ -501,3 +501,21 @@ def test_adapters_land_on_the_layers_the_patterns_select(model: dict, shape: tup
     assert torch.allclose(logits(built.model, x), before)  # B starts at zero: the same function
     tree = model_tree(built.model, shape, built.head_path)
     assert {m["adapter"]["layer"] for m in tree["modules"] if m.get("adapter")} == set(adapted)
+
+
+def test_onnx_export_merges_the_adapters_and_compress_points_to_it(lora_run: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    ckpt = lora_run / "checkpoints" / "best.pt"
+    done = runner.invoke(app, ["compress", str(ckpt), "--prune", "0.5", "--out", str(tmp_path / "c")])
+    assert done.exit_code == 2 and "holds LoRA adapters" in done.output
+    commands = " ".join(done.output.split()).split("`")[1::2]
+    assert commands == [f"ftui export {ckpt} --merge", f"ftui export {ckpt} --format onnx"]
+    for command in commands:  # as printed
+        done = runner.invoke(app, command.split()[1:])
+        assert done.exit_code == 0, done.output
+    assert "LoRA adapters merged" in done.output and "verified in ONNX Runtime" in done.output
+    model, _, batch = adapted(ckpt)
+    session = ort.InferenceSession(str(ckpt.with_name("best.onnx")), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
+    assert torch.allclose(torch.from_numpy(out), logits(model, batch), atol=1e-4)

@@ -97,3 +97,17 @@ async def test_the_layers_tab_shows_and_steers_adapters(tmp_path: Path) -> None:
     assert trainer.status == "stopped"
     frozen = [name for name, p in trainer.model.named_parameters() if not p.requires_grad]
     assert f"{LAYER}.lora_A.default.weight" in frozen and f"{LAYER}.base_layer.weight" not in frozen
+
+
+def test_the_header_says_what_share_trains_at_120_and_80_columns() -> None:
+    from tui.run_state import HeaderFacts
+    from tui.run_text import trainable_share
+    from tui.widgets.run_header import header_text
+
+    assert trainable_share({"total_params": 211_016, "trainable_params": 6_404}) == "3 %"
+    assert trainable_share({"total_params": 1_000_000, "trainable_params": 9_000}) == "0.9 %"
+    assert trainable_share({"total_params": 100, "trainable_params": 100}) is None  # all train: nothing to say
+    facts = HeaderFacts("lora_vit_shapes", "finished", "8/8", "496/496", "0:19", "done", "1,307", None, "3 %")
+    assert str(header_text(facts, compact=False)).endswith("samples/s 1,307  3 % trainable")
+    compact = str(header_text(facts, compact=True))
+    assert "step 496/496  3% trains  0:19" in compact and len(compact[: compact.index("0:19")]) < 80

@@ -157,6 +157,14 @@ def compress(
         raise CompressionError(
             f"{ckpt_path}: is already an int8 variant. Fix: compress its float source (see `ftui inspect {ckpt_path}`)."
         )
+    if source.trainer.lora is not None:
+        source.trainer.cleanup()
+        raise CompressionError(
+            f"{ckpt_path}: holds LoRA adapters (docs/lora.md); ftui compress prunes and quantises plain models. Fix: "
+            f"merge them with `ftui export {ckpt_path} --merge` and deploy those weights (ONNX: `ftui export "
+            f"{ckpt_path} --format onnx` merges too), or fine-tune a run from them (model.weights, no finetune.lora) "
+            "and compress its checkpoint."
+        )
     try:
         return _compress(ckpt_path, options, source, out, threads, say, run_output)
     finally:

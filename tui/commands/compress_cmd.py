@@ -78,11 +78,15 @@ def _export_rebuilt(rebuilt: Any, target: Path, opset: int | None) -> None:
     from core.compress.pipeline import _test_batch
 
     batch = _test_batch(rebuilt.trainer, 64)
-    report = export_onnx(rebuilt.trainer.model.cpu(), batch[:2], target, verify_batch=batch, opset=opset)
+    lora = rebuilt.trainer.lora
+    # a LoRA checkpoint deploys merged: plain layers, the adapters folded in (docs/lora.md)
+    model = lora.merged() if lora is not None else rebuilt.trainer.model
+    report = export_onnx(model.cpu(), batch[:2], target, verify_batch=batch, opset=opset)
     from tui.widgets.inspect_render import fmt_bytes
 
     typer.echo(
-        f"wrote {report.path} (ONNX opset {report.opset}, dynamic batch, {fmt_bytes(report.size)}); verified in "
+        f"wrote {report.path} (ONNX opset {report.opset}, dynamic batch, {fmt_bytes(report.size)}"
+        f"{', LoRA adapters merged' if lora is not None else ''}); verified in "
         f"ONNX Runtime {report.onnxruntime} on {report.verified_on} test samples: max |ORT - PyTorch| = "
         f"{report.max_abs_diff:.2g} (tolerance 1e-4)"
     )

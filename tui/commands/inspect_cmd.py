@@ -72,7 +72,8 @@ def export_command(ckpt: Path, *, format_: str, out: Path | None) -> None:
 
     if format_ not in EXPORT_FORMATS:  # checked before loading a possibly large file
         raise CheckpointError(
-            f"--format {format_!r} is not an export format. Use one of: {', '.join((*EXPORT_FORMATS, 'onnx'))}."
+            f"--format {format_!r} is not an export format. Use one of: {', '.join((*EXPORT_FORMATS, 'onnx', 'peft'))} "
+            "(peft and --merge: LoRA checkpoints)."
         )
     loaded = load_checkpoint(ckpt)
     written = export_weights(loaded, format_, out)
