@@ -19,32 +19,17 @@ import torch
 from typer.testing import CliRunner
 
 from core.config import ModelConfig, config_from_dict
-from core.errors import CheckpointError, ConfigError, ModelError
+from core.errors import CheckpointError, ConfigError, ModelError, RunError
 from core.models import build_model
 from core.models.forward import call_model, to_device
 from core.training.callback import Callback
 from core.training.checkpoint import load_file
 from core.training.trainer import Trainer
-from test_trainer_support import tiny_raw
+from support.lora import VIT, lora_raw
+from support.training import tiny_raw
 from tui.cli import app
 
-VIT = {"name": "vit_b_16", "kwargs": {"patch_size": 4, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32}}
-SHAPES = {"image_size": 16, "train_size": 96, "val_size": 32, "test_size": 32, "classes": ["diamond", "ellipse", "arrow"],
-          "difficulty": 0.2}
-LORA = {"target": ["encoder"], "rank": 2, "alpha": 4, "lr": 0.02}
 runner = CliRunner()
-
-
-def lora_raw(root: Path, name: str, base: Path | None, **sections: Any) -> dict[str, Any]:
-    model = {**VIT, **({"weights": str(base)} if base else {})}
-    raw = tiny_raw(root, name, data={"shapes": SHAPES}, model=model, finetune={"lora": LORA},
-                   optim={"name": "adamw", "lr": 0.01, "weight_decay": 0.0}, schedule={"name": "none"},
-                   trainer={"epochs": 2, "device": "cpu", "cpu_threads": 1},
-                   logging={"every_n_steps": 2, "progress": "none", "system": False, "tensorboard": False,
-                            "flush_seconds": 0.05})
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return raw
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +149,10 @@ def test_resume_is_exact_on_a_resnet_style_conv_net(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     assert any(".lora_A." in k and "stage1" in k for k in a)
+    # another rank cannot continue these adapters: refused before the run is touched, the key named
+    lora["rank"] = 4
+    with pytest.raises(RunError, match="finetune.lora.rank: 2 -> 4"):
+        Trainer(cfg("split"), run_dir=first.run.path).fit(resume_from=first.run.path / "checkpoints" / "last.pt")
     ckpt = load_file(first.run.path / "checkpoints" / "last.pt")
     # BatchNorm statistics train (bn: train) and are kept; the frozen convs are left to the base file
     assert "stage1.0.bn.running_mean" in ckpt["model"] or any("running_mean" in k for k in ckpt["model"])

@@ -16,8 +16,8 @@ from core.config import ModelConfig, config_from_dict
 from core.models import build_model
 from core.runs import RunWriter
 from core.training.trainer import Trainer
-from test_app_dashboard import screen_text, wait_loaded
-from test_lora import VIT, lora_raw
+from support.app import screen_text, wait_loaded
+from support.lora import VIT, lora_raw
 from tui.app import FtuiApp
 from tui.widgets.layer_tree import LayerTreeView
 

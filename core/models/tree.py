@@ -158,7 +158,7 @@ def model_tree(
             }
         )
     unique = {id(p): p for p in model.parameters()}.values()
-    modules, lora = _fold_adapters(model, modules, lrs)
+    modules, lora = _fold_adapters(model, modules, lrs, param_groups)
     tree = {
         "name": name or type(model).__name__,
         "head": head_path,
@@ -175,13 +175,14 @@ def model_tree(
 
 
 def _fold_adapters(
-    model: nn.Module, modules: list[dict[str, Any]], lrs: dict[str, float]
+    model: nn.Module, modules: list[dict[str, Any]], lrs: dict[str, float], groups: dict[str, str]
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Replace PEFT's adapter containers by one ``X.lora`` node per adapted layer ``X``.
 
     The adapted layer's entry gains ``"lora": {"rank", "alpha", "params"}``; the node has type
-    ``LoRA``, the adapter's parameter counts, frozen flag and lr, ``"adapter": {"layer", "rank",
-    "alpha", "scale"}`` and ``"pattern": "lora:X"`` (what a control command names to address it).
+    ``LoRA``, the adapter's parameter counts, frozen flag, lrs and groups (as any module's), and
+    ``"adapter": {"layer", "rank", "alpha", "scale"}`` and ``"pattern": "lora:X"`` (what a control
+    command names to address it).
     """
     params = dict(model.named_parameters())
     owners = {n: lora_names.adapter_layer(n) for n in params}
@@ -211,7 +212,7 @@ def _fold_adapters(
         ranks.add(rank)
         alphas.add(alpha)
         entry["lora"] = {"rank": rank, "alpha": alpha, "params": count}
-        rates = {lrs.get(n) for n, p in mine if p.requires_grad} - {None}
+        relative = [(n[len(path) + 1:], p) for n, p in mine]  # the helpers join path and name again
         out.append({
             "path": lora_names.node_path(path),
             "type": "LoRA",
@@ -222,7 +223,10 @@ def _fold_adapters(
             "frozen": count > 0 and trainable == 0,
             "output_shape": None,
             "is_head": False,
-            "lr": float(rates.pop()) if len(rates) == 1 else None,
+            "lr": _module_lr(path, relative, lrs),
+            "frozen_lr": _module_lr(path, relative, lrs, trainable=False) if trainable < count else None,
+            "groups": _module_groups(path, relative, groups, trainable=True),
+            "frozen_groups": _module_groups(path, relative, groups, trainable=False),
             "order": None,
             "adapter": {"layer": path, "rank": rank, "alpha": alpha,
                         "scale": alpha / rank if isinstance(rank, int) and rank and isinstance(alpha, (int, float)) else None},

@@ -64,9 +64,13 @@ def check_resume(
         built = build_model(cfg.model.model_copy(update={"weights": None}), len(classes), tuple(int(s) for s in shape),
                             head_dropout=cfg.finetune.head_dropout)
     try:
-        built.model.load_state_dict(ckpt["model"])
+        if isinstance(ckpt.get("lora"), dict) or cfg.finetune.lora is not None:
+            _check_lora(cfg, ckpt, built, source)
+        else:
+            built.model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError) as exc:
-        raise RunError(_refusal(source, "its weights do not fit this config's model", exc, changes, "model.")) from None
+        raise RunError(_refusal(source, "its weights do not fit this config's model", exc, changes, "model.",
+                                "finetune.lora")) from None
     tuner = FineTuner(built.model, cfg.finetune, cfg.optim, built.head_path)
     tuner.setup()
     try:
@@ -81,6 +85,32 @@ def check_resume(
                      "finetune.", "optim.")
         ) from None
     return changes
+
+
+def _check_lora(cfg: Config, ckpt: dict[str, Any], built: Any, source: Path | str) -> None:
+    """A LoRA checkpoint: the config's adapters on the config's model take its tensors, and the base
+    file it leaves the rest to is there and unchanged (``core.lora.base.locate``). Raises RuntimeError
+    (turned into the refusal) when the tensors do not fit."""
+    from core.lora.adapters import apply_lora
+    from core.lora.base import locate
+    from core.lora.names import is_adapter, needs_base
+
+    if cfg.finetune.lora is None:
+        raise RuntimeError("the checkpoint holds LoRA adapters, but this config has no finetune.lora")
+    if not isinstance(ckpt.get("lora"), dict):
+        raise RuntimeError("this config adds LoRA adapters, which the checkpoint does not hold")
+    apply_lora(built.model, cfg.finetune.lora, built.head_path)
+    own, state = built.model.state_dict(), ckpt["model"]
+    extra = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    left = {n for n, _ in built.model.named_parameters() if not is_adapter(n)} if needs_base(ckpt) else set()
+    absent = [k for k in own if k not in state and k not in left]
+    if extra or wrong or absent:
+        shown = (f"unexpected {extra[0]}" if extra else f"{wrong[0]} has another shape" if wrong else f"missing {absent[0]}")
+        raise RuntimeError(f"LoRA tensors do not fit: {shown}")
+    if needs_base(ckpt):
+        locate(ckpt["lora"]["base"], cfg.model.weights, checkpoint=source)  # the base file, before the run is touched
+    built.model.load_state_dict(state, strict=False)
 
 
 def _refusal(source: Path | str, what: str, exc: BaseException, changes: dict[str, tuple[Any, Any]],
