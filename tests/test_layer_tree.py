@@ -56,14 +56,37 @@ async def test_a_finished_run_shows_its_tree_read_only(tmp_path: Path) -> None:
         tree = app.screen.query_one(LayerTreeView)
         await _until(pilot, lambda: tree.has_focus and "stage1" in tree.modules)
         text = screen_text(app)
-        assert "4.4K of 4.4K params trainable  finished (read-only)" in text
-        assert "● trains  lr 0.01" in _line(app, "stage2")
+        assert "4.4K of 4.4K params trainable  lr now (b: base)  finished (read-only)" in text
+        # the rate it trained at last (a finished one-cycle run: almost 0), not the base the schedule scaled
+        assert "● trains  lr 4e-08" in _line(app, "stage2") and "lr 4e-08" in _line(app, "head")
+        await pilot.press("b")
+        await _until(pilot, lambda: "● trains  base 0.01" in _line(app, "stage2"))
+        assert "base lr (b: now)" in screen_text(app)
+        await pilot.press("b")
+        await _until(pilot, lambda: "● trains  lr 4e-08" in _line(app, "stage2"))
         while tree.cursor_node is None or tree.cursor_node.data != "stage1":
             await pilot.press("down")
         await pilot.press("space")
         await _until(pilot, lambda: "nothing to control" in screen_text(app))
         assert not (run / "control").exists() or control.pending_commands(run) == []
         assert tree.pending == {}
+
+
+@pytest.mark.asyncio
+async def test_a_run_recorded_without_group_names_shows_base_rates_as_such(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    shutil.copytree(FIXTURE, run)
+    model = json.loads((run / "model.json").read_text())
+    for module in model["modules"]:
+        module.pop("groups"), module.pop("frozen_groups")
+    (run / "model.json").write_text(json.dumps(model))
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        await pilot.press("7")
+        tree = app.screen.query_one(LayerTreeView)
+        await _until(pilot, lambda: "stage1" in tree.modules)
+        assert "● trains  base 0.01" in _line(app, "stage2")  # never a base rate passed off as the current one
 
 
 @pytest.mark.asyncio
@@ -128,7 +151,9 @@ async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_
             await _until(pilot, lambda: tree.has_focus and "stage1" in tree.modules and "∇" in _line(app, "stage2"))
             while tree.cursor_node is None or tree.cursor_node.data != "stage1":
                 await pilot.press("down")
-            assert "● trains" in _line(app, "stage1") and "lr 0.01" in _line(app, "stage1")
+            assert "● trains" in _line(app, "stage1") and "lr " in _line(app, "stage1")
+            await pilot.press("b")  # base rates: what set-lr sets (the schedule scales them)
+            await _until(pilot, lambda: "base 0.01" in _line(app, "stage1"))
 
             # the trainer cannot answer while stopped: the command waits, shown as pending
             os.kill(proc.pid, signal.SIGSTOP)
@@ -147,13 +172,15 @@ async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_
             model = json.loads((run / "model.json").read_text())
             assert next(m for m in model["modules"] if m["path"] == "stage1")["frozen"] is True
 
-            await pilot.press("space")  # unfreeze
+            await pilot.press("space")  # unfreeze: the dialog shows the rate it gets back; enter keeps it
+            await _until(pilot, lambda: "would train in group default at base lr 0.01" in screen_text(app))
+            await pilot.press("enter")
             await _until(pilot, lambda: "● trains" in _line(app, "stage1") and len(tree.answers) == 2)
 
             await pilot.press("l")  # learning rate of the selected module
             await pilot.pause()
             await pilot.press("home", "ctrl+k", *"0.02", "enter")  # replace the current lr
-            await _until(pilot, lambda: "lr 0.02" in _line(app, "stage1") and len(tree.answers) == 3)
+            await _until(pilot, lambda: "base 0.02" in _line(app, "stage1") and len(tree.answers) == 3)
             assert tree.answers[-1]["command"] == "set-lr"
             assert tree.answers[-1]["args"] == {"group": "stage1", "lr": 0.02}
 
@@ -177,3 +204,68 @@ async def test_space_freezes_from_the_tree_and_the_tree_follows_the_trainer(tmp_
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
+
+
+@pytest.mark.asyncio
+async def test_unfreeze_shows_the_rate_it_gets_and_a_rate_far_above_the_runs_asks_first(tmp_path: Path) -> None:
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.learning_rate import UnfreezeDialog
+
+    run = tmp_path / "live"
+    shutil.copytree(FIXTURE, run)
+    model = json.loads((run / "model.json").read_text())
+    for module in model["modules"]:
+        if module["path"].startswith("stage1") and module["params"]:
+            module.update(frozen=True, trainable=0, lr=None, frozen_lr=0.01, frozen_groups=module["groups"], groups=[])
+    (run / "model.json").write_text(json.dumps(model))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running", "ended": None, "pid": os.getpid(),
+                                              "host": socket.gethostname()}))
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_loaded(pilot, app.screen)
+        await pilot.press("7")
+        tree = app.screen.query_one(LayerTreeView)
+        await _until(pilot, lambda: tree.has_focus and tree.active and "stage1" in tree.modules)
+        while tree.cursor_node is None or tree.cursor_node.data != "stage1":
+            await pilot.press("down")
+
+        async def sent() -> dict:
+            await _until(pilot, lambda: control.pending_commands(run))
+            (path, command), = control.pending_commands(run)  # nobody trains here: it stays queued
+            path.unlink()
+            return command
+
+        # space on a frozen module says which rate it would train at, and keeps it on enter
+        await pilot.press("space")
+        await _until(pilot, lambda: isinstance(app.screen, UnfreezeDialog))
+        text = screen_text(app)
+        assert "stage1 would train in group default at base lr 0.01, 4e-08 now as the schedule scales it" in text
+        await pilot.press("enter")
+        assert (await sent())["args"] == {"pattern": "stage1"}  # its group's rate: no lr of its own
+        # or its own rate
+        await pilot.press("space")
+        await _until(pilot, lambda: isinstance(app.screen, UnfreezeDialog))
+        await pilot.press("ctrl+a", "ctrl+k", *"0.001", "enter")
+        assert (await sent())["args"] == {"pattern": "stage1", "lr": 0.001}
+        # 50 is 5,000x the run's largest base lr: asked first, sent with force only after a yes
+        await pilot.press("down", "l")
+        await pilot.pause()
+        await pilot.press("ctrl+a", "ctrl+k", *"50", "enter")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "lr 50 is 5,000x the run's largest base learning rate (0.01)" in screen_text(app)
+        await pilot.press("n")
+        await pilot.pause()
+        assert control.pending_commands(run) == []
+        await pilot.press("l")
+        await pilot.pause()
+        await pilot.press("ctrl+a", "ctrl+k", *"50", "enter")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        command = await sent()
+        assert command["command"] == "set-lr" and command["args"]["lr"] == 50.0 and command["args"]["force"] is True
+        # a rate within bounds goes straight out
+        await pilot.press("l")
+        await pilot.pause()
+        await pilot.press("ctrl+a", "ctrl+k", *"0.05", "enter")
+        assert "force" not in (await sent())["args"]

@@ -247,6 +247,15 @@ class RunState:
             trainable=trainable_share(self.model),
         )
 
+    def group_lrs(self) -> dict[str, float]:
+        """The learning rate of every optimizer group at the newest train row (its ``lrs``); ``{}`` before
+        the first one, or for a run recorded without them."""
+        row = self.last_row.get("train") or {}
+        lrs = row.get("lrs") if isinstance(row, dict) else None
+        if not isinstance(lrs, dict):
+            return {}
+        return {str(k): float(v) for k, v in lrs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
     def lr_groups(self) -> dict[str, Series]:
         """The learning-rate series of each optimizer group (``train`` ``lr/<group>``), by group name, in
         the order the groups appeared; a ``/no_decay`` twin only when its group has no series of its own."""

@@ -322,9 +322,55 @@ class DashboardScreen(Screen):
 
         def chosen(lr: float | None) -> None:
             if lr is not None:
-                message.tree.send("set-lr", {"group": message.target, "lr": lr}, path=message.path)
+                self._send_lr(message.tree, "set-lr", {"group": message.target, "lr": lr}, message.path)
 
         self.app.push_screen(LearningRateDialog(message.target, message.current), chosen)
+
+    def on_layer_tree_view_unfreeze_wanted(self, message: LayerTreeView.UnfreezeWanted) -> None:
+        from tui.screens.learning_rate import Unfreeze, UnfreezeDialog
+
+        def chosen(answer: Unfreeze | None) -> None:
+            if answer is None:
+                return
+            if answer.lr is None:
+                message.tree.send("unfreeze", {"pattern": message.pattern}, path=message.path)
+            else:
+                self._send_lr(message.tree, "unfreeze", {"pattern": message.pattern, "lr": answer.lr}, message.path)
+
+        self.app.push_screen(UnfreezeDialog(message.path, message.base, message.now, message.groups), chosen)
+
+    def _send_lr(self, tree: LayerTreeView, command: str, args: dict, path: str) -> None:
+        """Send a command that sets a learning rate; one far above the run's rates is confirmed first and
+        then sent with ``force`` (the trainer refuses it without)."""
+        from core import control
+        from tui.screens.confirm import ConfirmScreen
+
+        lr, largest = float(args["lr"]), largest_base_lr(self.state.model)
+        if not control.lr_needs_force(lr, largest):
+            tree.send(command, args, path=path)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                tree.send(command, {**args, "force": True}, path=path)
+            else:
+                self.notify(f"Not sent: {command} with lr {lr:g}.", timeout=4)
+
+        assert largest is not None
+        self.app.push_screen(ConfirmScreen(f"Learning rate {lr:g}?", control.lr_force_reason(lr, largest) +
+                                           ". Send it anyway?"), answered)
+
+
+def largest_base_lr(model: dict | None) -> float | None:
+    """The run's largest base learning rate from model.json: its groups, else (older runs) its modules."""
+    if not model:
+        return None
+    groups = model.get("groups")
+    rates = list(groups.values()) if isinstance(groups, dict) else []
+    if not rates:
+        rates = [m.get(k) for m in model.get("modules") or [] for k in ("lr", "frozen_lr")]
+    rates = [float(r) for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0]
+    return max(rates, default=None)
 
 
 def _started(state: RunState) -> float | None:

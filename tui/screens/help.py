@@ -34,8 +34,10 @@ ABOUT = {
         "The live view of one run, read from its directory. Tabs (keys 1-7): plots (loss, accuracy, learning "
         "rate), metrics (latest and best), the confusion matrix with per-class precision/recall/F1, the event "
         "log, the run's output, the machine (GPU/CPU telemetry and diagnostics) and the layers (the model's "
-        "tree: freeze, unfreeze and set learning rates while it trains). While the run is live, pause, "
-        "checkpoint, validate and stop work in every tab. Closing the dashboard leaves the run going."
+        "tree with the rate each layer trains at now, b for the base rates: freeze, unfreeze and set learning "
+        "rates while it trains; an unfreeze shows the rate the layer gets back, and a rate far above the run's "
+        "asks first). While the run is live, pause, checkpoint, validate and stop work in every tab. Closing the "
+        "dashboard leaves the run going."
     ),
     "ExplainScreen": (
         "Why the model predicts what it does: each tile is a sample of the split and, beside it, the map of "

@@ -1,9 +1,12 @@
 """The dashboard's layer tree: steer a fine-tuning run from its modules while it trains (torch-free).
 
 Each node is a module of ``model.json`` with its parameter count, trainable/frozen state, learning
-rate and a live gradient-norm sparkline from ``layers.jsonl``. Space freezes/unfreezes the module and
-its subtree through the dashboard's :class:`~tui.run_control.RunControl`; ``l`` asks the screen for a
-learning rate (:class:`LayerTreeView.LearningRateWanted`). The run-wide keys — pause, checkpoint,
+rate and a live gradient-norm sparkline from ``layers.jsonl``. The rate shown is the one the module
+trains at now — its optimizer groups' entry in the newest train row's ``lrs`` — and ``b`` switches to
+the base rates the schedule scales. Space freezes the module and its subtree through the dashboard's
+:class:`~tui.run_control.RunControl`; on a frozen module it asks the screen
+(:class:`LayerTreeView.UnfreezeWanted`), which shows the rate the module would train at before it
+unfreezes; ``l`` asks the screen for a learning rate (:class:`LayerTreeView.LearningRateWanted`). The run-wide keys — pause, checkpoint,
 validate, stop — are the dashboard's, in every tab. A command shows as pending on its node (or on the
 root, for the run) until the trainer's answer arrives in ``events.jsonl``; the new state then comes
 from the rewritten ``model.json``.
@@ -52,6 +55,30 @@ class RunView(Protocol):
 
     @property
     def active(self) -> bool: ...
+
+    def group_lrs(self) -> dict[str, float]: ...
+
+
+def rate_now(groups: Any, lrs: dict[str, float]) -> float | None:
+    """The one learning rate ``groups`` (a module's optimizer groups) have in a train row's ``lrs``; None
+    when that row does not name them all, or they differ."""
+    if not isinstance(groups, list) or not groups or not all(g in lrs for g in groups):
+        return None
+    rates = {lrs[g] for g in groups}
+    return rates.pop() if len(rates) == 1 else None
+
+
+def lr_text(module: dict[str, Any], lrs: dict[str, float], *, base: bool) -> str:
+    """The lr column of a module: the rate its trainable parameters train at now (base lr × the
+    schedule's factor, from the newest train row), or with ``base`` the base lr the schedule scales.
+    ``base`` is also what shows while no train row says the rate yet."""
+    base_lr = module.get("lr")
+    if not isinstance(base_lr, (int, float)):
+        return ""
+    now = rate_now(module.get("groups"), lrs)
+    if base or now is None:
+        return f"base {base_lr:.2g}"
+    return f"lr {now:.2g}"
 
 
 def type_text(module: dict[str, Any]) -> str:
@@ -109,6 +136,8 @@ class LayerTreeView(Tree[str]):
                 tooltip="Freeze the module and its subtree, or unfreeze it."),
         Binding("l", "set_lr", "Set lr",
                 tooltip="Set the learning rate of the selected module (all groups at the root)."),
+        Binding("b", "toggle_base", "Base lr", show=False,
+                tooltip="Show each module's base learning rate (what the schedule scales) or the rate it trains at now."),
         Binding("right", "expand", "Expand", show=False),
         Binding("left", "collapse", "Collapse", show=False),
     ]
@@ -121,6 +150,20 @@ class LayerTreeView(Tree[str]):
         path: str
         target: str
         current: float | None
+
+    @dataclass
+    class UnfreezeWanted(Message):
+        """Space on a frozen module: the screen shows the rate it would train at and asks."""
+
+        tree: LayerTreeView
+        path: str
+        pattern: str
+        """What the command names (the path, or an adapter node's own pattern)."""
+        base: float | None
+        """The base lr of its group(s), which unfreezing without an lr keeps."""
+        now: float | None
+        """That group's rate at the newest train row (base × the schedule's factor)."""
+        groups: list[str]
 
     def __init__(self, control: RunControl, *, id: str | None = None) -> None:
         super().__init__("model", data="", id=id)
@@ -137,6 +180,10 @@ class LayerTreeView(Tree[str]):
         self._layers_seen = 0
         self._widths = (0, 0)
         self._parents: set[str] = set()
+        self.lrs: dict[str, float] = {}
+        """Every optimizer group's rate at the newest train row."""
+        self.show_base = False
+        """Show base learning rates instead of the current ones (``b``)."""
 
     @property
     def pending(self) -> dict[str, Any]:
@@ -164,6 +211,9 @@ class LayerTreeView(Tree[str]):
                 self._rebuild_nodes()
             changed = True
         changed |= self._take_layers(state)
+        lrs = state.group_lrs()
+        if lrs != self.lrs:
+            self.lrs, changed = lrs, True
         if changed or not self._module_nodes:
             self._relabel()
         else:
@@ -217,6 +267,7 @@ class LayerTreeView(Tree[str]):
                 rank = f" r={lora['rank']}" if lora.get("rank") is not None else ""
                 parts.append((f"  LoRA{rank}: {lora.get('layers')} adapters, {format_count(lora.get('params'))} params",
                               "magenta"))
+            parts.append(("  base lr (b: now)" if self.show_base else "  lr now (b: base)", "magenta"))
         if self.info.get("paused"):
             parts.append(("  ⏸ paused", "bold yellow"))
         elif not self.active and self.info:
@@ -254,8 +305,7 @@ class LayerTreeView(Tree[str]):
         else:
             state = ("● trains", "green")
         text.append(f"  {state[0]:<8}", style=state[1])
-        lr = module.get("lr")
-        text.append(f"  {('lr ' + format(lr, '.2g')) if isinstance(lr, (int, float)) else '':<9}", style="magenta")
+        text.append(f"  {lr_text(module, self.lrs, base=self.show_base):<12}", style="magenta")
         grads = list(self._grads.get(path, ()))
         if grads and params and not module.get("frozen"):  # a frozen module's zeros say nothing
             last = grads[-1]
@@ -308,8 +358,15 @@ class LayerTreeView(Tree[str]):
         if not module.get("params"):
             self.notify(f"{path} has no parameters to freeze.", severity="warning", markup=False)
             return
-        command = "unfreeze" if module.get("frozen") else "freeze"
-        self.send(command, {"pattern": pattern_of(path, module)}, path=path)
+        pattern = pattern_of(path, module)
+        if not module.get("frozen"):
+            self.send("freeze", {"pattern": pattern}, path=path)
+            return
+        # which rate it would train at is the question an unfreeze raises: show it, and ask
+        groups = module.get("frozen_groups") if isinstance(module.get("frozen_groups"), list) else []
+        base = module.get("frozen_lr")
+        self.post_message(self.UnfreezeWanted(self, path, pattern, base if isinstance(base, (int, float)) else None,
+                                              rate_now(groups, self.lrs), list(groups)))
 
     def action_set_lr(self) -> None:
         selected = self._cursor_module()
@@ -335,6 +392,10 @@ class LayerTreeView(Tree[str]):
             parent = parent.parent
         self.call_after_refresh(self.move_cursor, node)  # the node has its line once the expanded tree is laid out
         return True
+
+    def action_toggle_base(self) -> None:
+        self.show_base = not self.show_base
+        self._relabel()
 
     def action_expand(self) -> None:
         if self.cursor_node is not None:
