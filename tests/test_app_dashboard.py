@@ -325,20 +325,35 @@ async def test_pause_and_stop_are_one_path_in_every_tab(tmp_path: Path) -> None:
     run = copy_run(tmp_path)
     rewrite_info(run, status="running", ended=None, pid=os.getpid(), host=socket.gethostname())
     app = FtuiApp(tmp_path, watch=run)
-    async with app.run_test(size=(140, 40), notifications=True) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         screen = app.screen
         await wait_loaded(pilot, screen)
         for tab in "1234567":
             await pilot.press(tab)
             await pilot.pause()
+            # at 80 columns too, every tab's footer says that p and s work there
             footer = screen_text(app).splitlines()[-1]
-            assert "Pause/resume" in footer and "Stop" in footer, f"tab {tab}: {footer}"
+            assert "p Pause" in footer and "s Stop" in footer, f"tab {tab}: {footer}"
+            # the plots' keys only where they act
+            assert ("l Log y" in footer and "e Smooth" in footer) == (tab == "1"), f"tab {tab}: {footer}"
+            assert ("v Split" in footer) == (tab in "13"), f"tab {tab}: {footer}"
             await pilot.press("p")
             await pilot.pause()
             (path, sent), = control.pending_commands(run)  # nobody trains here: it stays queued
             assert (sent["command"], sent["sender"]) == ("pause", "ftui app"), f"tab {tab}"
             path.unlink()
         assert [p.command for p in screen.control.pending.values()] == ["pause"] * 7
+        rewrite_info(run, paused=True, paused_since=2e9)  # a paused run: p says resume, and sends it
+        await pilot.pause(1.0)
+        screen.redraw()
+        await pilot.pause()
+        assert "p Resume" in screen_text(app).splitlines()[-1]
+        await pilot.press("p")
+        await pilot.pause()
+        (path, sent), = control.pending_commands(run)
+        assert sent["command"] == "resume"
+        path.unlink()
+        rewrite_info(run, paused=False, paused_since=None)
         for tab in "17":  # the plots tab sent SIGTERM and the layers tab `stop` before: one path now
             await pilot.press(tab, "s")
             await pilot.pause()
@@ -353,8 +368,9 @@ async def test_pause_and_stop_are_one_path_in_every_tab(tmp_path: Path) -> None:
         screen.redraw()
         await pilot.pause()
         footer = screen_text(app).splitlines()[-1]
-        assert "Pause/resume" not in footer and "Stop" not in footer
-        assert not screen.control.pending and "no answer to: pause" in screen_text(app)
+        assert "Pause" not in footer and "Resume" not in footer and "Stop" not in footer
+        assert not screen.control.pending
+        assert any("no answer to: pause" in n.message for n in app._notifications)
 
 
 @pytest.mark.asyncio

@@ -24,6 +24,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.css.query import NoMatches
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
@@ -50,7 +51,10 @@ POLL_BYTES = 4 << 20
 LAYERS_TAIL_BYTES = 256 << 10
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.98)
 #: Keys that steer the run: offered only while it is active.
-RUN_ACTIONS = ("stop", "toggle_pause", "checkpoint", "validate")
+RUN_ACTIONS = ("stop", "pause", "unpause", "checkpoint", "validate")
+#: Keys that act on one tab's view: offered (and shown in the footer) only there.
+TAB_ACTIONS = {"toggle_log": ("plots",), "cycle_smoothing": ("plots",), "cycle_x": ("plots",),
+               "toggle_markers": ("plots",), "cycle_split": ("plots", "confusion")}
 TABS = ("plots", "metrics", "confusion", "events", "output", "system", "layers")
 
 
@@ -66,17 +70,20 @@ class DashboardScreen(Screen):
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
 
+    # In the footer, in this order: what steers a live run first (at 80 columns the footer cannot hold
+    # every key), then the keys of the tab in view; check_action offers each only where it works.
     BINDINGS = [
         Binding("escape", "back", "Runs", tooltip="Back to the runs list (the run keeps going)."),
+        Binding("p", "pause", "Pause", tooltip="Hold the run at its next step boundary (every tab)."),
+        Binding("p", "unpause", "Resume", tooltip="Let the paused run go on (every tab)."),
+        Binding("s", "stop", "Stop",
+                tooltip="Stop the run after its current step: it saves last.pt and ends stopped (resume with --resume)."),
         Binding("l", "toggle_log", "Log y", tooltip="Switch the plots' y axis between linear and log."),
         Binding("e", "cycle_smoothing", "Smooth", tooltip="Cycle EMA smoothing of the plots: off, 0.6, 0.9, 0.98."),
         Binding("x", "cycle_x", "X axis", tooltip="Cycle the plots' x axis: step, epoch, wall time."),
         Binding("k", "toggle_markers", "Markers", show=False,
                 tooltip="Show or hide event markers (U unfreeze, F freeze, L lr, P pause, G go on, R resume, C checkpoint)."),
         Binding("v", "cycle_split", "Split", tooltip="Show the confusion matrix of the next split (val, test)."),
-        Binding("p", "toggle_pause", "Pause/resume", tooltip="Hold the run at its next step boundary, or let it go on."),
-        Binding("s", "stop", "Stop",
-                tooltip="Stop the run after its current step: it saves last.pt and ends stopped (resume with --resume)."),
         # not in the footer (full at 80 columns); ? and the command palette list them
         Binding("c", "checkpoint", "Checkpoint", show=False, tooltip="Save checkpoints/last.pt now."),
         Binding("V", "validate", "Validate", show=False, tooltip="Run validation now."),
@@ -102,7 +109,7 @@ class DashboardScreen(Screen):
         self.loaded = False
         """True once the backlog has been read (tests wait for it)."""
         self._drawn_version = -1
-        self._was_active: bool | None = None
+        self._was_active: tuple[bool, bool] | None = None
         self._findings: list[str] = []
 
     # ---- layout -------------------------------------------------------------------------------
@@ -183,9 +190,10 @@ class DashboardScreen(Screen):
         """Bring every view up to date with the state (cheap when nothing changed)."""
         state = self.state
         self.query_one(RunHeader).show(state.header(clock))
-        if state.active != self._was_active:
-            # The stop key is offered only while the run is active.
-            self._was_active = state.active
+        live = (state.active, bool(state.info.get("paused")))
+        if live != self._was_active:
+            # pause or resume, and stop, are offered only while the run is active
+            self._was_active = live
             self.refresh_bindings()
         if state.version == self._drawn_version:
             return
@@ -265,8 +273,19 @@ class DashboardScreen(Screen):
         if action == "back":
             return not self.standalone
         if action in RUN_ACTIONS:
-            return self.state.active  # offered only while the run trains
+            if not self.state.active:
+                return False  # offered only while the run trains
+            paused = bool(self.state.info.get("paused"))
+            return not paused if action == "pause" else paused if action == "unpause" else True
+        if action in TAB_ACTIONS:
+            try:
+                return self.query_one(TabbedContent).active in TAB_ACTIONS[action]
+            except NoMatches:
+                return True
         return True
+
+    def on_tabbed_content_tab_activated(self) -> None:
+        self.refresh_bindings()  # the footer shows the keys of the tab in view
 
     def action_back(self) -> None:
         self.dismiss()
@@ -304,8 +323,11 @@ class DashboardScreen(Screen):
     def action_stop(self) -> None:
         self.app.request_stop(self.path, self.state.info, control=self.control)  # type: ignore[attr-defined]
 
-    def action_toggle_pause(self) -> None:
-        self.send("resume" if self.state.info.get("paused") else "pause")
+    def action_pause(self) -> None:
+        self.send("pause")
+
+    def action_unpause(self) -> None:
+        self.send("resume")
 
     def action_checkpoint(self) -> None:
         self.send("checkpoint")
