@@ -169,3 +169,39 @@ def test_cuda_run_without_nvml_says_so(tmp_path: Path) -> None:
     assert "Driver Not Loaded" in events[0]["reason"]
     (record,) = [json.loads(x) for x in (trainer.run.path / "system.jsonl").read_text().splitlines()]
     assert len(record["gpus"]) == 1 and record["gpus"][0]["util"] is None
+
+
+def test_a_four_process_run_records_the_four_gpus_of_its_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the real Trainer (a stand-in object hid that the world size it read did not exist): rank 0 of
+    four DDP processes on one node records all four GPUs, its own with torch's memory figures."""
+    import torch
+
+    from core.training.distributed import DistEnv
+    from core.training.trainer import Trainer
+    from support.nvml_fakes import FakeGpu
+    from support.training import tiny_cfg
+
+    if torch.cuda.is_available():  # pragma: no cover - real CUDA maps by UUID, which the fake lacks
+        pytest.skip("real CUDA here: see test_system_gpu.py")
+    trainer = Trainer(tiny_cfg(tmp_path, logging={"progress": "none", "tensorboard": False}), default_callbacks=False)
+    trainer.setup()
+    try:
+        # what torchrun and a 4-GPU node would give rank 0 (the process group itself is not needed here)
+        monkeypatch.setattr(trainer.strategy, "env", DistEnv(rank=0, local_rank=0, world_size=4))
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        trainer.device = torch.device("cuda", 0)
+        trainer.run = RunWriter.create(tmp_path, "ddp4", flush_seconds=0.05)
+        assert trainer.world_size == 4
+        backend = FakeNvml([FakeGpu(uuid=f"GPU-{i}", util=10 * (i + 1)) for i in range(4)])
+        callback = TelemetryCallback(interval=10.0, nvml_backend=backend)
+        callback.on_fit_start(trainer)
+        callback.on_fit_end(trainer)
+        trainer.run.close()
+    finally:
+        trainer.device = torch.device("cpu")
+        trainer.cleanup()
+    (record,) = [json.loads(x) for x in (tmp_path / "ddp4" / "system.jsonl").read_text().splitlines()]
+    gpus = record["gpus"]
+    assert [(g["index"], g["uuid"], g["util"]) for g in gpus] == [(i, f"GPU-{i}", 10 * (i + 1)) for i in range(4)]
+    assert [g["cuda_index"] for g in gpus] == [0, None, None, None]  # torch's figures: this process's own GPU only
