@@ -1,4 +1,4 @@
-"""Benchmark 5 — start-up: ``ftui --help`` and ``ftui watch RUN`` to the first frame.
+"""Benchmark 5 — start-up: ``ftui --help``, ``ftui watch RUN`` to the first frame, ``ftui run`` to its first line.
 
 * ``ftui --help`` runs as a subprocess to its exit (target < 0.5 s); ``python -c pass`` is the floor.
 * ``ftui watch RUN`` runs in a pseudo-terminal (120 x 40), exactly as a person starts it. First frame:
@@ -6,6 +6,12 @@
   Run on screen: the header with the run's name, which appears once the reader has delivered
   ``run.json`` and the metrics. The run is a copy of the recorded test run
   (``tests/fixtures/recorded_run``); the app is then quit with ``q``.
+
+* ``ftui run sample_configs/quickstart.yaml`` as a person starts it (output to a pipe, so plain lines;
+  ``--set logging.every_n_steps=1`` so the first optimizer step prints a line, and ``run.root`` in a
+  temporary directory): time to its first line (the run's name and where it goes; target < 0.5 s) and
+  to the line of the first optimizer step, beside ``python -c "import torch, torchvision"``, the floor
+  of any process that trains with them. The run is killed once its first step is printed.
 
 Repetitions alternate the commands; figures are medians. Beside wall time, the CPU time the process
 used (from ``wait4``, or ``/proc/PID/stat`` at the first frame) tells what an idle core would take on a
@@ -33,6 +39,7 @@ from pathlib import Path
 import harness
 
 TARGET_HELP_S = 0.5
+TARGET_FIRST_LINE_S = 0.5
 TARGET_WATCH_S = 1.5
 FIXTURE = harness.REPO / "tests" / "fixtures" / "recorded_run"
 
@@ -56,6 +63,38 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def run_first_lines(ftui: str, root: Path, timeout: float = 120.0) -> tuple[float, float, float, float]:
+    """Seconds from starting ``ftui run`` to its first line and to its first optimizer step's line, and
+    the CPU seconds it had used at each (``/proc``)."""
+    cmd = [ftui, "run", "sample_configs/quickstart.yaml", "--set", f"run.root={root}",
+           "--set", "logging.every_n_steps=1", "--set", "logging.progress=plain"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=harness.REPO,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    first = step = cpu = first_cpu = float("nan")
+    seen = b""
+    try:
+        assert proc.stdout is not None
+        while time.perf_counter() - t0 < timeout:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+            now = time.perf_counter() - t0
+            if first != first:
+                first, first_cpu = now, cpu_seconds(proc.pid)
+            if b" step 1/" in line:
+                step, cpu = now, cpu_seconds(proc.pid)
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if step != step:
+        raise SystemExit(f"ftui run printed no first step within {timeout:.0f}s; its output:\n{seen.decode(errors='replace')[-1500:]}")
+    return first, first_cpu, step, cpu
 
 
 def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -> tuple[float, float, float]:
@@ -116,7 +155,9 @@ def main() -> None:
     ftui = str(Path(sys.executable).with_name("ftui"))
     tmp = Path(tempfile.mkdtemp(prefix="ftui-bench-startup-"))
     times: dict[str, list[float]] = {"python_pass": [], "help": [], "watch_header": [], "watch_plots": [],
-                                     "help_cpu": [], "watch_plots_cpu": [], "python_pass_cpu": []}
+                                     "help_cpu": [], "watch_plots_cpu": [], "python_pass_cpu": [],
+                                     "import_torch": [], "import_torch_cpu": [], "run_first_line": [], "run_first_line_cpu": [],
+                                     "run_first_step": [], "run_first_step_cpu": []}
     try:
         shutil.copytree(FIXTURE, tmp / "recorded_run")
         run_to_exit([ftui, "--help"])  # warm the file cache once; every figure below is a warm start
@@ -131,6 +172,14 @@ def main() -> None:
             times["watch_header"].append(header)
             times["watch_plots"].append(plots)
             times["watch_plots_cpu"].append(cpu)
+            wall, cpu = run_to_exit([sys.executable, "-c", "import torch, torchvision"])
+            times["import_torch"].append(wall)
+            times["import_torch_cpu"].append(cpu)
+            line, line_cpu, step, cpu = run_first_lines(ftui, tmp / f"runs-{rep}")
+            times["run_first_line"].append(line)
+            times["run_first_line_cpu"].append(line_cpu)
+            times["run_first_step"].append(step)
+            times["run_first_step_cpu"].append(cpu)
             print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -152,6 +201,16 @@ def main() -> None:
         row("ftui watch: CPU time to first frame", "watch_plots_cpu", TARGET_WATCH_S,
             "user + system of the app process until the first frame"),
         {"measure": "python -c pass", "value": med["python_pass"]["median"], "unit": "s", "note": "interpreter floor"},
+        row("ftui run: time to first line", "run_first_line", TARGET_FIRST_LINE_S,
+            "quickstart: its name and run directory, before torch is imported"),
+        row("ftui run: CPU time to first line", "run_first_line_cpu", TARGET_FIRST_LINE_S,
+            "user + system of the process: what an idle core would take"),
+        {"measure": "ftui run: time to first optimizer step", "value": med["run_first_step"]["median"], "unit": "s",
+         "note": f"{med['run_first_step']['median'] / med['import_torch']['median']:.1f}x the torch + torchvision import"},
+        {"measure": "ftui run: CPU time to first step", "value": med["run_first_step_cpu"]["median"], "unit": "s",
+         "note": "user + system of the run process (its loader worker not counted)"},
+        {"measure": 'python -c "import torch, torchvision"', "value": med["import_torch"]["median"], "unit": "s",
+         "note": f"the floor of a process that trains (CPU {med['import_torch_cpu']['median']:.2f} s)"},
     ]
     results = {"config": {"reps": args.reps, "terminal": [120, 40]}, "seconds": med, "raw": times}
     harness.report("startup", "Start-up times", rows, results, args.out, quick=args.quick)

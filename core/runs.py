@@ -22,6 +22,7 @@ import errno
 import json
 import math
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -270,6 +271,17 @@ def _torn(path: Path) -> bool:
             return fh.read(1) != b"\n"
     except OSError:
         return False
+
+
+def free_run_name(root: Path | str, name: str) -> str:
+    """The name :func:`unique_run_dir` would give a run called ``name`` now: ``name``, or ``name-2``,
+    ``-3``... when taken (to say so before the directory exists; another process may still take it)."""
+    root = Path(root)
+    candidate, n = name, 1
+    while (root / candidate).exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
 
 
 def unique_run_dir(root: Path, name: str) -> Path:
@@ -921,6 +933,22 @@ def iter_runs(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:
             found.append((child, info))
     found.sort(key=lambda item: item[1].get("created") or 0, reverse=True)
     yield from found
+
+
+def newer_namesakes(run_dir: Path | str) -> list[tuple[Path, dict[str, Any]]]:
+    """Runs beside ``run_dir`` that started from the same name after it (``name-2``, ``name-3``... as
+    :func:`unique_run_dir` names a run whose name was taken), newest first.
+
+    ``ftui watch NAME`` and ``ftui ctl NAME`` act on exactly the run called NAME; these are what they
+    mention when a person probably meant the newer one.
+    """
+    run_dir = Path(run_dir)
+    info = read_json(run_dir / RUN_JSON) or {}
+    base = re.sub(r"-\d+$", "", run_dir.name)
+    created = info.get("created") or 0
+    pattern = re.compile(rf"{re.escape(base)}(-\d+)?")
+    return [(path, other) for path, other in iter_runs(run_dir.parent)
+            if path.name != run_dir.name and pattern.fullmatch(path.name) and (other.get("created") or 0) > created]
 
 
 def resolve_run(spec: str | Path, root: Path | str = "runs") -> Path:

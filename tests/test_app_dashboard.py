@@ -389,3 +389,18 @@ async def test_smoothing_shows_on_a_short_run_and_says_which_lines_it_leaves_raw
         assert smoothed[0] == raw[0] and (smoothed[1:] != raw[1:]).all()  # the line moved
         assert "loss EMA 0.6" in text and "val (raw)" in text
         assert "learning rate EMA" not in text and app.query_one("#plot-lr", MetricPlot).smoothed == {}
+
+
+@pytest.mark.asyncio
+async def test_watching_a_name_whose_newer_namesake_runs_says_so(tmp_path: Path) -> None:
+    old = copy_run(tmp_path, "finetune")
+    newer = copy_run(tmp_path, "finetune-2")
+    created = json.loads((old / "run.json").read_text())["created"]
+    rewrite_info(newer, name="finetune-2", status="running", ended=None, pid=os.getpid(), host=socket.gethostname(),
+                 created=created + 60)
+    app = FtuiApp(tmp_path, watch=old)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        await pilot.pause(0.3)
+        text = " ".join(screen_text(app).split())
+        assert f"finetune-2 is a newer run of the same name (running): `ftui watch {tmp_path / 'finetune-2'}`" in text

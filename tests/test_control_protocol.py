@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import threading
 import time
@@ -104,3 +105,25 @@ def test_ctl_exit_codes_for_bad_input_and_no_answer(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ctl", str(run), "pause"])
     assert result.exit_code == 2 and "finished" in result.output and "nothing to control" in result.output
 
+
+
+def test_ctl_on_a_name_whose_newer_namesake_runs_points_to_it(tmp_path: Path) -> None:
+    # `ftui run` twice: the second is finetune-2; `ftui ctl finetune ...` must not quietly miss it
+    old = RunWriter.create(tmp_path, "finetune")
+    old.update(status="finished", pid=os.getpid(), host=socket.gethostname())
+    RunWriter.create(tmp_path, "finetune-other").update(status="running", pid=os.getpid(), host=socket.gethostname())
+    new = _live_run(tmp_path)  # another name: not a namesake
+    newer = RunWriter.create(tmp_path, "finetune")
+    newer.update(status="running", pid=os.getpid(), host=socket.gethostname(), created=old.info["created"] + 1)
+    assert newer.path.name == "finetune-2" and new.name == "live"
+    result = runner.invoke(app, ["ctl", "finetune", "pause", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "the run is finished, so there is nothing to control; finetune-2 is a newer run of the same name" in message
+    suggested = message.split("Fix: `")[1].split("`")[0]
+    assert suggested == f"ftui ctl --root {tmp_path} finetune-2 pause"
+    # run as printed, it reaches the newer run (nobody answers here: it stays queued)
+    again = runner.invoke(app, [*shlex.split(suggested)[1:], "--timeout", "0.2"])
+    assert again.exit_code == 1 and "no answer" in again.output
+    (_, obj), = control.pending_commands(newer.path)
+    assert obj["command"] == "pause"

@@ -151,3 +151,23 @@ def test_eval_without_a_test_split_exits_2_with_the_fix(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["eval", str(ckpt), "--split", "val"])
     assert result.exit_code == 0 and "16 samples" in result.output
+
+
+def test_the_first_lines_name_the_run_and_its_setup_phases_and_say_when_a_name_was_taken(tmp_path: Path) -> None:
+    raw = tiny_raw(tmp_path, "twice", trainer={"epochs": 1}, logging={"progress": "plain"})
+    cfg = _write(tmp_path / "twice.yaml", raw)
+    first = runner.invoke(app, ["run", str(cfg)])
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines()[0] == f"twice: starting in {tmp_path / 'twice'}"
+    second = runner.invoke(app, ["run", str(cfg)])
+    assert second.exit_code == 0, second.output
+    lines = second.output.splitlines()
+    # before anything slow: the name it gets and why, then each phase as it begins
+    assert lines[0] == (f"twice-2: starting in {tmp_path / 'twice-2'} ({tmp_path / 'twice'} is taken, and a run "
+                        "directory is never overwritten; give another name with --name)")
+    assert lines[1:4] == ["  importing torch and torchvision…", "  building the data (shapes)…",
+                          "  building the model (simple_cnn)…"]
+    assert lines[4].startswith(f"twice-2: simple_cnn on shapes") and lines[4].endswith(f"→ {tmp_path / 'twice-2'}")
+    assert (read_json(tmp_path / "twice-2" / "run.json") or {})["status"] == "finished"
+    quiet = runner.invoke(app, ["run", str(cfg), "--quiet"])
+    assert quiet.output.splitlines()[0] == "finished: twice-3"  # --quiet: the summary only

@@ -23,6 +23,10 @@ class Callback:
         return type(self).__qualname__
 
     # fit
+    def on_setup_phase(self, trainer: Trainer, phase: str) -> None:
+        """``Trainer.setup`` begins a phase that can take seconds: ``"data"``, ``"model"`` or ``"compile"``
+        (for progress output; the run directory may not exist yet)."""
+
     def setup(self, trainer: Trainer, stage: str) -> None: ...
     def on_fit_start(self, trainer: Trainer) -> None: ...
     def on_fit_end(self, trainer: Trainer) -> None: ...

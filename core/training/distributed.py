@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ import torch
 import torch.distributed as dist
 
 from core.data.seeding import mix_seed
+# torch-free, so that `ftui run` knows its rank before it imports torch; re-exported here
+from core.training.dist_env import DistEnv, launched_by_torchrun  # noqa: F401
 
 #: Where a failing rank leaves its error for rank 0 (inside the run directory, which multi-node runs
 #: keep on a shared filesystem).
@@ -43,40 +44,6 @@ STOP_CODES = {"stopped": 1, "finished": 2, "interrupted": 3, "pruned": 4}
 STOP_STATUS = {v: k for k, v in STOP_CODES.items()}
 
 _flag_group: Any = None
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """This process's place in the job, as torchrun's environment describes it."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        """More than one process takes part."""
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the only process that writes the run directory."""
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> DistEnv:
-        """Read ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` (absent: a single process)."""
-        env = os.environ if environ is None else environ
-        world = int(env.get("WORLD_SIZE", "1") or 1)
-        rank = int(env.get("RANK", "0") or 0)
-        local = int(env.get("LOCAL_RANK", str(rank)) or 0)
-        return cls(rank=rank, local_rank=local, world_size=world)
-
-
-def launched_by_torchrun(environ: dict[str, str] | None = None) -> bool:
-    """Whether this process is a torchrun worker (then ``ftui run`` trains instead of launching)."""
-    env = os.environ if environ is None else environ
-    return "TORCHELASTIC_RUN_ID" in env or ("RANK" in env and "WORLD_SIZE" in env)
 
 
 def backend_for(device: torch.device) -> str:

@@ -219,9 +219,11 @@ class Trainer:
 
         # a resumed or evaluated run's data keeps the statistics fitted when it started
         fitted = (ckpt.get("data") or {}).get("fitted") if ckpt else None
+        self._call("on_setup_phase", "data")
         self.data = build_data(cfg.data, cfg.run.seed, fitted=fitted, data=self.data_source)
         self.class_names = list(self.data.class_names)
         model_cfg = self._model_config(ckpt)
+        self._call("on_setup_phase", "model")
         self.built = build_model(
             model_cfg, self.data.num_classes, self.data.input_shape, head_dropout=cfg.finetune.head_dropout,
             facts=self.data.facts(), model=self.model_source,
@@ -261,6 +263,8 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt, weights_only=weights_only)
         # after the restore: the trainable set (DDP) and the lrs (the tree) are the checkpoint's
+        if cfg.trainer.compile:
+            self._call("on_setup_phase", "compile")
         self.train_model, self.eval_model = self.strategy.wrap(model, compile_=cfg.trainer.compile)
         self.refresh_model_tree()
         # identical initial weights on every rank (DDP also broadcasts rank 0's); own dropout streams per rank

@@ -14,7 +14,7 @@ import typer
 
 from core import control
 from core.errors import RunError
-from core.runs import ACTIVE_STATUSES, RUN_JSON, live_status, read_json, resolve_run
+from core.runs import ACTIVE_STATUSES, RUN_JSON, live_status, newer_namesakes, read_json, resolve_run
 
 
 def ctl_command(run_spec: str, command: str, args: list[str], *, timeout: float, root: Path) -> int:
@@ -24,9 +24,21 @@ def ctl_command(run_spec: str, command: str, args: list[str], *, timeout: float,
     info = read_json(run_dir / RUN_JSON) or {}
     status = live_status(info)
     if status not in ACTIVE_STATUSES:
+        # `ftui run` names a run NAME-2 when NAME is taken: the one meant is most likely the newer one
+        live = [(path, live_status(other)) for path, other in newer_namesakes(run_dir)]
+        live = [(path, state) for path, state in live if state in ACTIVE_STATUSES]
+        if live:
+            newer, state = live[0]
+            by_name = Path(run_spec).parent == Path(".")  # typed as a name, not as a path
+            root_args = ["--root", str(root)] if by_name and root != Path("runs") else []
+            again = ["ftui", "ctl", *root_args, newer.name if by_name else str(newer), command, *args]
+            raise RunError(
+                f"{run_dir}: the run is {status}, so there is nothing to control; {newer.name} is a newer run of "
+                f"the same name and is {state}. Fix: `{shlex.join(again)}`."
+            )
         raise RunError(
             f"{run_dir}: the run is {status}, so there is nothing to control. "
-            f"Fix: resume it with `ftui run --resume {run_dir.name}` first, or pick a running run."
+            f"Fix: resume it with `ftui run --resume {run_dir}` first, or pick a running run."
         )
     tail = control.answers_tail(run_dir)
     cmd = control.send(run_dir, command, parsed, sender="ftui ctl")

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from core.errors import TrainingFailed, UserError
+from core.training.phases import setup_phase_text
 
 
 def run_command(
@@ -31,14 +32,15 @@ def run_command(
     cfg = load_config(config, overrides)
     if name:
         set_run_name(cfg, name)
-    from core.training.distributed import DistEnv, launched_by_torchrun
+    from core.training.dist_env import DistEnv, launched_by_torchrun
 
     worker = launched_by_torchrun()
     n = nproc if nproc is not None else cfg.trainer.devices
     console = Console(highlight=False, soft_wrap=True, markup=False)  # paths and names are text
     if detach:
         extra = ["--nproc", str(n)] if n > 1 else []
-        return _detach(config, overrides, name=name, resume=resume, quiet=quiet, console=console, extra=extra)
+        return _detach(config, overrides, name=name, resume=resume, quiet=quiet, console=console, extra=extra,
+                       wanted=cfg.run.name or "run")
     if n > 1 and not worker:
         from rich.markup import escape
 
@@ -63,6 +65,11 @@ def run_command(
             cfg.run.name = run_dir.name
     if quiet or rank != 0:
         cfg.logging.progress = "none"
+    if cfg.logging.progress != "none":
+        # within a fraction of a second, before torch is imported: which run, where, and why that name
+        console.print(_first_line(cfg, run_dir, resume_ckpt))
+        console.print(f"  {setup_phase_text('torch', cfg)}…")
+        console.file.flush()
 
     from core.training import distributed
     from core.training.trainer import Trainer
@@ -85,8 +92,25 @@ def run_command(
         distributed.destroy_process_group()
 
 
+def _first_line(cfg: Any, run_dir: Path | None, resume_ckpt: Path | None) -> str:
+    """``NAME → runs/NAME``, saying when the name was taken and the run gets ``NAME-2`` instead."""
+    from core.runs import free_run_name
+
+    name = cfg.run.name or "run"
+    if resume_ckpt is not None and run_dir is not None:
+        return f"{run_dir.name}: resuming {run_dir} from {resume_ckpt.name}"
+    if run_dir is not None:
+        return f"{run_dir.name}: starting in {run_dir}"
+    root = Path(cfg.run.root)
+    free = free_run_name(root, name)
+    if free == name:
+        return f"{name}: starting in {root / name}"
+    return (f"{free}: starting in {root / free} ({root / name} is taken, and a run directory is never "
+            f"overwritten; give another name with --name)")
+
+
 def _detach(config: Path, overrides: list[str], *, name: str | None, resume: str | None, quiet: bool,
-            console: Console, extra: list[str] | None = None) -> int:
+            console: Console, extra: list[str] | None = None, wanted: str = "run") -> int:
     from core.launch import launch_detached
 
     if resume is not None:
@@ -97,6 +121,9 @@ def _detach(config: Path, overrides: list[str], *, name: str | None, resume: str
     extra = (extra or []) + (["--quiet"] if quiet else [])
     path = launch_detached(config, overrides, name=name, extra_args=extra)
     console.print(f"started {path.name} in the background")
+    if path.name != wanted:
+        console.print(f"  its name:      {path.name}, as {path.parent / wanted} is taken (a run directory is never "
+                      "overwritten; --name gives another)")
     console.print(f"  run directory: {path}")
     console.print(f"  output:        {path / 'stdout.log'}")
     console.print(f"  watch it:      ftui watch {path}")

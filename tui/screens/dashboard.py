@@ -29,7 +29,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from core.errors import RunError
-from core.runs import CHECKPOINT_DIR, RunDelta, RunReader
+from core.runs import CHECKPOINT_DIR, RunDelta, RunReader, live_status, newer_namesakes
 from tui.run_control import RunControl
 from tui.run_state import RunState
 from tui.widgets.alert_banner import AlertBanner
@@ -56,6 +56,13 @@ RUN_ACTIONS = ("stop", "pause", "unpause", "checkpoint", "validate")
 TAB_ACTIONS = {"toggle_log": ("plots",), "cycle_smoothing": ("plots",), "cycle_x": ("plots",),
                "toggle_markers": ("plots",), "cycle_split": ("plots", "confusion")}
 TABS = ("plots", "metrics", "confusion", "events", "output", "system", "layers")
+
+
+@dataclass
+class NamesakesFound(Message):
+    """Newer runs of the same name (``NAME-2``...): (name, live status), newest first."""
+
+    runs: list[tuple[str, str]]
 
 
 @dataclass
@@ -111,6 +118,7 @@ class DashboardScreen(Screen):
         self._drawn_version = -1
         self._was_active: tuple[bool, bool] | None = None
         self._findings: list[str] = []
+        self._namesakes: list[tuple[str, str]] = []
 
     # ---- layout -------------------------------------------------------------------------------
 
@@ -156,6 +164,10 @@ class DashboardScreen(Screen):
             # Deleted between the click and now: say so instead of showing an empty dashboard.
             self.post_message(RunUpdated(RunDelta(deleted=True)))
             return
+        # `ftui run` names a run NAME-2 when NAME is taken: say so when this one is not the newest
+        newer = [(path.name, live_status(info)) for path, info in newer_namesakes(self.path)]
+        if newer:
+            self.post_message(NamesakesFound(newer))
         while not worker.is_cancelled:
             delta = reader.poll()
             if delta is not None:
@@ -167,6 +179,10 @@ class DashboardScreen(Screen):
             deadline = time.monotonic() + POLL_SECONDS
             while time.monotonic() < deadline and not worker.is_cancelled:
                 time.sleep(0.05)
+
+    def on_namesakes_found(self, message: NamesakesFound) -> None:
+        self._namesakes = message.runs
+        self.query_one(AlertBanner).show(*self.alerts())
 
     def on_run_updated(self, message: RunUpdated) -> None:
         self.state.apply(message.delta)
@@ -260,8 +276,11 @@ class DashboardScreen(Screen):
                 "it was killed. See 5 Output for its last words."
             )
         if status == "interrupted":
-            warnings.append("Interrupted: last.pt was saved; resume with `ftui run CONFIG --resume "
-                            f"{info.get('name', self.path.name)}`.")
+            warnings.append(f"Interrupted: last.pt was saved; resume with `ftui run --resume {self.path}`.")
+        if self._namesakes and not state.active:
+            name, newer_status = self._namesakes[0]
+            warnings.append(f"{name} is a newer run of the same name ({newer_status}): "
+                            f"`ftui watch {self.path.parent / name}`.")
         warnings.extend(self._findings)
         if state.bad_lines:
             warnings.append(f"{state.bad_lines} corrupt line(s) in the run's JSONL files were skipped.")

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column
 
 from core.training.callback import Callback
+from core.training.phases import setup_phase_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.training.trainer import Trainer
@@ -44,6 +45,11 @@ class ProgressCallback(Callback):
         return "ProgressCallback"
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    def on_setup_phase(self, trainer: Trainer, phase: str) -> None:
+        # seconds pass in each (imports, data, a compile): say what is happening, so nobody wonders
+        if self.mode != "none" and trainer.is_global_zero:
+            self._print(f"  {setup_phase_text(phase, trainer.cfg)}…")
 
     def on_fit_start(self, trainer: Trainer) -> None:
         name = trainer.run.name if trainer.run is not None else trainer.cfg.run.name
