@@ -27,6 +27,7 @@ tells checkpoints which parameters may differ from the base weights file.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -161,11 +162,13 @@ class FineTuner:
                 self._set_group_lr(group, lr, factor)
 
     def _set_group_lr(self, group: dict[str, Any], lr: float, factor: float | None = None) -> None:
+        # the factor first: read after the change, it would come out of this very group's new base lr
+        factor = self._factor() if factor is None else factor
         group["base_lr"] = lr
         if self.optimizer is not None:
             live = self.optimizer.param_groups[self._index(group)]
             live["base_lr"] = lr
-            live["lr"] = lr * (self._factor() if factor is None else factor)
+            live["lr"] = lr * factor
 
     def _optim_group(self, group: dict[str, Any], params: list[nn.Parameter], factor: float) -> dict[str, Any]:
         return {
@@ -378,6 +381,23 @@ class FineTuner:
     def param_lrs(self) -> dict[str, float]:
         """Base lr of every parameter, by name (for ``model_tree(lrs=...)``)."""
         return {name: g["base_lr"] for g in self._groups for name in g["params"]}
+
+    def config_base_lrs(self) -> dict[str, float]:
+        """The base lr of each group as this tuner's config lays them out at the start."""
+        return {g["name"]: g["base_lr"] for g in self._initial_groups()}
+
+    def follow_config_lrs(self, before: dict[str, float], after: dict[str, float]) -> list[str]:
+        """Give the groups still at their config's base lr (``before``) the new config's (``after``); a
+        group whose rate was changed since (``set-lr``, an unfreeze with an lr) keeps it. Returns the
+        groups that moved."""
+        moved = []
+        for group in self._groups:
+            old, new = before.get(group["name"]), after.get(group["name"])
+            if old is None or new is None or old == new or not math.isclose(group["base_lr"], old, rel_tol=1e-9):
+                continue
+            self._set_group_lr(group, new)
+            moved.append(group["name"])
+        return moved
 
     def param_groups(self) -> dict[str, str]:
         """The group of every parameter, by name (for ``model_tree(groups=...)``)."""

@@ -744,14 +744,14 @@ def test_a_refused_resume_leaves_the_run_exactly_as_it_was(tmp_path: Path) -> No
     before = _snapshot(run)
 
     result = runner.invoke(app, ["run", str(cfg), "--resume", str(run), "--set", "model.channels=[8,16,32]"])
-    _clean_exit_2(result, "its weights do not fit this config's model", "model.channels: [4, 8] -> [8, 16, 32]",
-                  "Nothing was written to the run")
+    _clean_exit_2(result, "the config would change the model, the data or the optimizer's layout",
+                  "model.channels: [4, 8] -> [8, 16, 32]", "Nothing was written to the run")
     assert _snapshot(run) == before
 
-    # a failure found later in setup (the data) leaves the record alone too
+    # other data: refused the same way, before setup would have found the data missing
     result = runner.invoke(app, ["run", str(cfg), "--resume", str(run), "--set", "data.source=imagefolder",
                                  "--set", f"data.root={tmp_path / 'gone'}"])
-    _clean_exit_2(result, "data.root", "does not exist")
+    _clean_exit_2(result, "data.source: 'shapes' -> 'imagefolder'", "Nothing was written to the run")
     assert _snapshot(run) == before
 
     result = runner.invoke(app, ["run", str(cfg), "--resume", str(run), "--set", "trainer.max_steps=5"])

@@ -130,10 +130,10 @@ SetOption = Annotated[
 @app.command()
 @handles_errors
 def run(
-    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    config: Annotated[Optional[Path], typer.Argument(help="Config YAML file (with --resume: default the run's own config.yaml).")] = None,
     set_: SetOption = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: run.name or the config's stem).")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Resume this run (name or directory) from its last.pt.")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Resume this run (name or directory) from its last.pt, with its own config; --set may change epochs, steps, lrs, logging.")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Start in the background (own session, output to stdout.log) and print the run directory.")] = False,
     nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Local processes for distributed training.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
@@ -146,7 +146,8 @@ def run(
     if _STATE["root"] is not None:  # `ftui --root X run`: X is the run's root, as if set in the config
         overrides.insert(0, f"run.root={json.dumps(str(_STATE['root']))}")
     code = run_command(
-        config, overrides, name=name, resume=resume, detach=detach, nproc=nproc, quiet=quiet, run_dir=run_dir
+        config, overrides, name=name, resume=resume, detach=detach, nproc=nproc, quiet=quiet, run_dir=run_dir,
+        runs_root=_STATE["root"],
     )
     raise typer.Exit(code)
 

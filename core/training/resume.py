@@ -1,10 +1,14 @@
 """Checking a resume before it touches the run.
 
-``ftui run --resume`` continues a run's directory in place. If the config given for the resume cannot
-continue the checkpoint (another model size, other fine-tuning groups), finding out halfway through
-setup would leave the run's record rewritten: ``run.json`` marked failed at step 0 with no metrics.
-:func:`check_resume` answers first, from the checkpoint and the config alone (no data is built and
-nothing is written), and the trainer calls it before it opens the run directory.
+``ftui run --resume`` continues a run's directory in place, with the run's own ``config.yaml`` unless a
+CONFIG is given. A resume may change what only decides how long and how it goes on
+(:data:`SAFE_ON_RESUME`: epochs, steps, time, learning rates, early stopping, logging, checkpoints,
+devices); anything else would change the model, the data or the optimizer's layout under a run that
+was trained with others, so :func:`check_resume` refuses it, listing the keys, before anything is
+written. It also refuses a config that cannot continue the checkpoint at all (another model size,
+other fine-tuning groups), from the checkpoint and the config alone (no data is built), and the
+trainer calls it before it opens the run directory. The changes it lets through are recorded by the
+trainer (an event, ``run.json``'s ``config_changes`` and the rewritten ``config.yaml``).
 """
 
 from __future__ import annotations
@@ -15,18 +19,46 @@ from typing import Any
 from core.config import Config
 from core.errors import RunError
 
+#: Config keys (and sections, by prefix) a resume may change: they decide how long and how the run
+#: goes on, never what the model, the data or the optimizer's groups are. ``optim.lr`` and
+#: ``finetune.head_lr`` move the groups still at the rate the config gave them (not those changed since).
+SAFE_ON_RESUME = (
+    "trainer.epochs", "trainer.max_steps", "trainer.max_time", "trainer.early_stopping",
+    "trainer.val_every_n_epochs", "trainer.on_nonfinite", "trainer.gradient_clip_val",
+    "trainer.checkpoint.save_last", "trainer.checkpoint.save_best", "trainer.checkpoint.every_n_epochs",
+    "trainer.checkpoint.every_n_steps", "trainer.device", "trainer.devices", "trainer.cpu_threads",
+    "trainer.compile", "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.steady_malloc",
+    "optim.lr", "finetune.head_lr", "schedule.warmup_epochs", "schedule.min_lr_ratio", "schedule.patience",
+    "data.num_workers", "logging", "run.notes",
+)
+
+
+#: Keys that are no change of the run: where its directory is, and how a process prints.
+IGNORED_ON_RESUME = ("run.name", "run.root", "logging.progress")
+
+
+def safe_on_resume(key: str) -> bool:
+    """Whether a resume may change the dotted config ``key`` (see :data:`SAFE_ON_RESUME`)."""
+    return any(key == safe or key.startswith(safe + ".") for safe in SAFE_ON_RESUME)
+
 
 def config_changes(saved: dict[str, Any] | None, cfg: Config) -> dict[str, tuple[Any, Any]]:
     """The dotted keys whose value differs between a checkpoint's config and ``cfg``: ``{key: (saved, now)}``.
 
-    ``run.name`` and ``run.root`` are left out (a run directory may be moved or renamed).
+    ``run.name`` and ``run.root`` are left out (a run directory may be moved or renamed), and so is
+    ``logging.progress`` (how this process prints, which ``--quiet`` or a detached start decide).
     """
     if not isinstance(saved, dict):
         return {}
+    try:
+        # through today's schema: a key added to ftui since the run started is its default on both sides
+        saved = type(cfg).model_validate(saved).model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - a config of another version: compare it as written
+        pass
     before, after = _flatten(saved), _flatten(cfg.model_dump(mode="json"))
     changed = {}
     for key in sorted(set(before) | set(after)):
-        if key in ("run.name", "run.root"):
+        if key in IGNORED_ON_RESUME:
             continue
         if before.get(key, _MISSING) != after.get(key, _MISSING):
             changed[key] = (before.get(key), after.get(key))
@@ -52,6 +84,18 @@ def check_resume(
     from core.usercode import is_code_name, is_object_name
 
     changes = config_changes(ckpt.get("config"), cfg)
+    unsafe = [key for key in changes if not safe_on_resume(key)]
+    if unsafe:
+        shown = "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in unsafe[:8])
+        more = f" (and {len(unsafe) - 8} more)" if len(unsafe) > 8 else ""
+        run = Path(source).parent.parent if Path(source).suffix == ".pt" else Path(source)
+        raise RunError(
+            f"--resume {source}: the config would change the model, the data or the optimizer's layout of a run "
+            f"trained with others: {shown}{more}. Nothing was written to the run. Fix: resume with the run's own "
+            f"config (`ftui run --resume {run}`), with --set only on what a resume may change ("
+            "trainer.epochs, trainer.max_steps, optim.lr, logging.*, ...; docs/run-format.md); to train a changed "
+            "model or data, start a new run from these weights (model.weights)."
+        )
     data = ckpt.get("data") or {}
     classes, shape = data.get("class_names"), data.get("input_shape")
     if not isinstance(classes, list) or not classes or not isinstance(shape, list) or not all(

@@ -131,6 +131,8 @@ class Trainer:
         self.steps_per_epoch = 0
         self.total_steps = 0
         self.resumed_from: Path | None = None
+        self.resume_changes: dict[str, tuple[Any, Any]] = {}
+        """Config keys a resume changed (safe ones only; ``core.training.resume``): ``{key: (then, now)}``."""
 
         # stopping
         self.should_stop = False
@@ -172,7 +174,8 @@ class Trainer:
             self.resumed_from = Path(resume_from)
             ckpt = load_file(self.resumed_from)
             # first, before the run is touched: a config that cannot continue it is refused with nothing written
-            check_resume(self.cfg, ckpt, source=self.resumed_from, model_given=self.model_source is not None)
+            self.resume_changes = check_resume(self.cfg, ckpt, source=self.resumed_from,
+                                               model_given=self.model_source is not None)
         self._install_signal_handlers()
         try:
             if self.run_dir is not None:
@@ -340,6 +343,8 @@ class Trainer:
         self.callback_metrics = dict(metrics.get("last") or {})
         self.nonfinite_skipped = int(metrics.get("nonfinite_skipped", 0))
         self.clock.seconds = float(metrics.get("train_seconds", 0.0))
+        if self.resume_changes:
+            self._take_resume_changes(ckpt)
 
         states = ckpt.get("callbacks") or {}
         for cb in self.callbacks:
@@ -347,6 +352,29 @@ class Trainer:
                 cb.load_state_dict(states[cb.state_key])
             cb.on_load_checkpoint(self, ckpt)
         self._pending_rng = ckpt.get("rng")
+
+    def _take_resume_changes(self, ckpt: dict[str, Any]) -> None:
+        """Say (console, event) what a resume changed; a new ``optim.lr``/``finetune.head_lr`` moves the
+        groups still at the rate the run's config gave them (groups changed since keep theirs)."""
+        from core.config import Config
+        from core.finetune import FineTuner
+
+        changes = self.resume_changes
+        if {"optim.lr", "finetune.head_lr"} & set(changes):
+            try:
+                then = Config.model_validate(ckpt.get("config") or {})
+            except ValueError:
+                then = None
+            if then is not None:
+                head = self.built.head_path
+                model = unwrap_model(self.model)
+                before = FineTuner(model, then.finetune, then.optim, head).config_base_lrs()
+                after = FineTuner(model, self.cfg.finetune, self.cfg.optim, head).config_base_lrs()
+                self.finetuner.follow_config_lrs(before, after)
+        shown = ", ".join(f"{key} {then_!r} -> {now!r}" for key, (then_, now) in changes.items())
+        message = f"resumed with a changed config: {shown} (config.yaml says so from now on)"
+        self.notices.append(message)
+        self.log_event("config", message, changes={k: [a, b] for k, (a, b) in changes.items()})
 
     def _warn_if_code_changed(self, ckpt: dict[str, Any]) -> None:
         """Resume and evaluation go on with the code as it is now, but say which files changed since ``ckpt``."""

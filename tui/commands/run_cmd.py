@@ -23,13 +23,19 @@ from core.training.phases import setup_phase_text
 
 
 def run_command(
-    config: Path, overrides: list[str], *, name: str | None, resume: str | None, detach: bool,
-    nproc: int | None, quiet: bool, run_dir: Path | None = None,
+    config: Path | None, overrides: list[str], *, name: str | None, resume: str | None, detach: bool,
+    nproc: int | None, quiet: bool, run_dir: Path | None = None, runs_root: Path | None = None,
 ) -> int:
-    """Train from a config; returns the exit code."""
+    """Train from a config (a resume without one: the run's own ``config.yaml``); returns the exit code."""
     from core.config import load_config, set_run_name
 
+    own_config = config is None
+    if own_config:
+        config = _resumed_config(resume, runs_root)
     cfg = load_config(config, overrides)
+    if own_config and not any(item.startswith("logging.progress=") for item in overrides):
+        # the run's config.yaml holds how its last process printed (--quiet, detached): not this one's choice
+        cfg.logging.progress = "auto"
     if name:
         set_run_name(cfg, name)
     from core.training.dist_env import DistEnv, launched_by_torchrun
@@ -92,6 +98,22 @@ def run_command(
         distributed.destroy_process_group()
 
 
+def _resumed_config(resume: str | None, runs_root: Path | None) -> Path:
+    """The config of ``ftui run --resume RUN`` without a CONFIG: the run's own, as it ran."""
+    from core.runs import CONFIG_YAML, resolve_run
+
+    if resume is None:
+        raise UserError("ftui run: missing CONFIG. Fix: `ftui run CONFIG` (e.g. sample_configs/quickstart.yaml), or "
+                        "`ftui run --resume RUN` to continue a run with its own config.")
+    run_dir = resolve_run(resume if not resume.endswith(".pt") else str(Path(resume).parent.parent),
+                          runs_root or "runs")
+    config = run_dir / CONFIG_YAML
+    if not config.is_file():
+        raise UserError(f"--resume {resume}: {config} is missing, so the run's config is unknown. Fix: pass the config "
+                        f"it was started with: `ftui run CONFIG --resume {run_dir}`.")
+    return config
+
+
 def _first_line(cfg: Any, run_dir: Path | None, resume_ckpt: Path | None) -> str:
     """``NAME → runs/NAME``, saying when the name was taken and the run gets ``NAME-2`` instead."""
     from core.runs import free_run_name
@@ -148,6 +170,10 @@ def _summary(trainer: Any, console: Console) -> None:
         lines.append(f"  best:       {best['metric']} = {best['value']:.4f} (epoch {best['epoch'] + 1}, step {best['step']})")
     if trainer.nonfinite_skipped:
         lines.append(f"  skipped:    {trainer.nonfinite_skipped} batches with a non-finite loss")
+    if trainer.resume_changes:
+        # even with --quiet: a resume that changed the run's config says so
+        shown = ", ".join(f"{key} {then!r} -> {now!r}" for key, (then, now) in trainer.resume_changes.items())
+        lines.append(f"  changed:    {shown} on this resume (recorded in the run)")
     if trainer.run is not None:
         ckpts = trainer.run.path / "checkpoints"
         lines.append(f"  run:        {trainer.run.path}")
@@ -155,5 +181,5 @@ def _summary(trainer: Any, console: Console) -> None:
             if (ckpts / fname).is_file():
                 lines.append(f"  {fname + ':':<11} {ckpts / fname}")
         if trainer.status == "interrupted" and (ckpts / "last.pt").is_file():
-            lines.append(f"  resume:     ftui run {trainer.run.path / 'config.yaml'} --resume {trainer.run.path}")
+            lines.append(f"  resume:     ftui run --resume {trainer.run.path}")
     console.print("\n".join(lines), markup=False, highlight=False)

@@ -75,6 +75,11 @@ class RecorderCallback(Callback):
             session_step=trainer.global_step,
             paused_seconds=0.0,
         )
+        if trainer.resume_changes:
+            # what a resume changed, kept for good (config.yaml only holds the latest)
+            record = {"time": time.time(), "step": trainer.global_step,
+                      "changes": {k: [a, b] for k, (a, b) in trainer.resume_changes.items()}}
+            run.update(config_changes=[*(run.info.get("config_changes") or []), record])
         if trainer.resumed_from is not None:
             run.log_event(
                 "resumed",
