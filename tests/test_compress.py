@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -306,7 +307,11 @@ def test_a_user_model_exports_and_prunes_with_consent(tmp_path: Path) -> None:
     ckpt = trainer.run.path / "checkpoints" / "last.pt"
     refused = runner.invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
     assert refused.exit_code == 2 and "--trust-code" in refused.output and not (tmp_path / "m.onnx").exists()
-    done = runner.invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--trust-code"])
+    message = " ".join(refused.output.split())
+    assert "--config" not in message  # `ftui export` has no --config: it is not suggested
+    suggested = message.split("run `")[1].split("`")[0]
+    assert suggested == f"ftui export {ckpt} --format onnx --trust-code"
+    done = runner.invoke(app, [*shlex.split(suggested)[1:], "--out", str(tmp_path / "m.onnx")])  # as printed, + where
     assert done.exit_code == 0, done.output
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {session.get_inputs()[0].name: np.zeros((2, 3, 8, 8), np.float32)})[0].shape == (2, 3)

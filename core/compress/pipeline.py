@@ -151,7 +151,8 @@ def compress(
 
     say(f"rebuilding {ckpt_path} (its config, data and weights)")
     source = rebuild(ckpt_path, config=options.config, overrides=options.overrides, trust_code=options.trust_code,
-                     command=f"ftui compress {ckpt_path}", announce=lambda names: say(f"running your code: {', '.join(names)}"))
+                     command=f"ftui compress {ckpt_path}", announce=lambda names: say(f"running your code: {', '.join(names)}"),
+                     config_option=False)  # `ftui compress` takes no --config
     if rec.quantized(source.ckpt.get(rec.RECORD_KEY)) is not None:
         source.trainer.cleanup()
         raise CompressionError(

@@ -62,6 +62,7 @@ def rebuild(
     ckpt: dict[str, Any] | None = None,
     announce: Callable[[list[str]], None] | None = None,
     base: Path | str | None = None,
+    config_option: bool = True,
 ) -> Rebuilt:
     """Load ``path`` (weights_only) and rebuild its model and data with the checkpoint's weights.
 
@@ -78,6 +79,8 @@ def rebuild(
             (the CLI prints them: the user sees which files run).
         base: the base weights for a LoRA checkpoint that keeps its base in a file (``--base``), instead
             of the file it records; its SHA-256 may differ (a notice), its shapes may not.
+        config_option: whether ``command`` takes ``--config`` (``ftui eval`` and ``ftui explain`` do,
+            ``ftui export`` and ``ftui compress`` do not): messages suggest it only then.
 
     Raises:
         CodeNotTrusted: the checkpoint names code and neither ``config`` nor ``trust_code`` was given.
@@ -93,10 +96,17 @@ def rebuild(
     else:
         raw = ckpt.get("config")
         if not isinstance(raw, dict):
-            raise CheckpointError(
-                f"{path}: holds no config. Fix: pass the run's config with --config runs/<name>/config.yaml."
-            )
-        check_consent(raw, path, trust_code=trust_code, model=model, data=data, command=command)
+            run_config = path.parent.parent / "config.yaml"
+            if run_config.is_file():
+                base = command if config_option and command else f"ftui eval {path}"
+                fix = f"Fix: with the config of the run it came from: `{base} --config {run_config}`."
+            elif config_option:
+                fix = "Fix: pass the config it was trained with as --config."
+            else:
+                fix = "Fix: evaluate it with the config it was trained with (`ftui eval` takes --config)."
+            raise CheckpointError(f"{path}: holds no config, so its model cannot be rebuilt. {fix}")
+        check_consent(raw, path, trust_code=trust_code, model=model, data=data, command=command,
+                      config_option=config_option)
         cfg = config_from_dict(raw, overrides)
         if not any(o.startswith("trainer.device=") for o in overrides):
             cfg.trainer.device = "auto"  # the checkpoint may come from another machine
@@ -147,7 +157,7 @@ def _run_int8_in_onnx_runtime(trainer: Any, ckpt: dict[str, Any], path: Path) ->
 
 def check_consent(
     raw_config: dict[str, Any], path: Path, *, trust_code: bool, model: Any = None, data: Any = None,
-    command: str | None = None,
+    command: str | None = None, config_option: bool = True,
 ) -> None:
     """Refuse to rebuild a checkpoint whose config names code, unless the user trusts it.
 
@@ -174,6 +184,6 @@ def check_consent(
     suggest = (command or f"ftui eval {path}") + " --trust-code"
     raise CodeNotTrusted(
         f"{path} was trained with your own code ({listed}). Rebuilding it imports and runs that code, which ftui does "
-        f"only when you say so. Fix: if you trust those files, run `{suggest}`; or pass the config that names the "
-        "code with --config."
+        f"only when you say so. Fix: if you trust those files, run `{suggest}`"
+        + ("; or pass the config that names the code with --config." if config_option else ".")
     )

@@ -57,7 +57,8 @@ def export_onnx_command(ckpt: Path, *, out: Path | None, opset: int | None, trus
     require("onnxscript", purpose="ftui export --format onnx")
     from core.training.rebuild import rebuild
 
-    with rebuild(ckpt, trust_code=trust_code, command=f"ftui export {ckpt} --format onnx", announce=_announce) as rebuilt:
+    with rebuild(ckpt, trust_code=trust_code, command=f"ftui export {ckpt} --format onnx", announce=_announce,
+                 config_option=False) as rebuilt:
         _export_rebuilt(rebuilt, target, opset)
 
 
