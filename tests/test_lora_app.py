@@ -63,7 +63,8 @@ async def test_the_layers_tab_shows_and_steers_adapters(tmp_path: Path) -> None:
             await pilot.pause()
             assert tree.cursor_node.data == f"{LAYER}.lora"
             line = _line(app, "LoRA r=2 α=4")
-            assert "● trains" in line and "lr 0.02" in line and "96" in line  # 2x16 + 32x2 adapter params
+            # paused before its first step: no rate is logged yet, so the base rate shows, as such
+            assert "● trains" in line and "base 0.02" in line and "96" in line  # 2x16 + 32x2 adapter params
             assert "❄ frozen" in _line(app, "base_layer ")
             header = screen_text(app).splitlines()[0]
             assert "% trainable" in header
@@ -84,7 +85,9 @@ async def test_the_layers_tab_shows_and_steers_adapters(tmp_path: Path) -> None:
 
             assert tree.reveal(f"{LAYER}.base_layer")
             await pilot.pause()
-            await pilot.press("space")  # unfreeze the base layer beside its adapter
+            await pilot.press("space")  # unfreeze the base layer beside its adapter: its rate is shown, enter keeps it
+            await _until(pilot, lambda: "would train in group" in screen_text(app))
+            await pilot.press("enter")
             await _until(pilot, lambda: len(tree.answers) == 3)
             assert tree.answers[2]["message"] == f"unfroze {LAYER}.base_layer"
             await _until(pilot, lambda: "● trains" in _line(app, "base_layer "))
