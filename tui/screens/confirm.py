@@ -1,7 +1,8 @@
-"""A yes/no question."""
+"""A yes/no question (its title and message are shown as plain text)."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,8 +23,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.message)
+            # names and paths are text, not markup (a run called "[red]x" is shown as typed)
+            yield Label(Text(self.title_text), classes="dialog-title")
+            yield Static(Text(self.message))
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", variant="error", id="yes")
                 yield Button("No (n)", id="no")
