@@ -62,7 +62,8 @@ def test_the_lora_sample_runs_with_its_own_commands(tmp_path: Path) -> None:
     for command in base_cmds:
         done = _ftui(command, tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
-    started = done.stdout.splitlines()[0]
+    # the run names itself first, then its setup phases, then the line that says what trains
+    started = next(line for line in done.stdout.splitlines() if "trainable params" in line)
     assert "trainable params of" in started and "LoRA rank 4 on 2 adapters" in started
     for command in lora_cmds[4:]:
         done = _ftui(command, tmp_path)
