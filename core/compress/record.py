@@ -1,6 +1,6 @@
 """The compression record of a checkpoint: what was done to the model, in a ``weights_only``-safe form.
 
-A compressed checkpoint is an ordinary ftui checkpoint (DESIGN.md, contract 3) with one more key,
+A compressed checkpoint is an ordinary ftui checkpoint (docs/run-format.md, "checkpoints/") with one more key,
 ``compression``: a dict of plain lists, numbers and strings, never a pickled class. Its ``steps``
 say, in order, what made this model from its source checkpoint::
 
