@@ -404,3 +404,31 @@ async def test_watching_a_name_whose_newer_namesake_runs_says_so(tmp_path: Path)
         await pilot.pause(0.3)
         text = " ".join(screen_text(app).split())
         assert f"finetune-2 is a newer run of the same name (running): `ftui watch {tmp_path / 'finetune-2'}`" in text
+
+
+@pytest.mark.asyncio
+async def test_events_tell_one_thing_once(tmp_path: Path) -> None:
+    run = copy_run(tmp_path)
+    t = json.loads((run / "events.jsonl").read_text().splitlines()[-1])["time"]
+    extra = [
+        {"time": t, "kind": "freeze", "message": "froze stage1", "source": "control", "command_id": "a", "step": 72},
+        {"time": t, "kind": "control", "message": "froze stage1", "id": "a", "command": "freeze", "status": "ok"},
+        {"time": t, "kind": "control", "message": "freeze 'stage9': matches no module", "id": "b", "command": "freeze",
+         "status": "error"},
+        {"time": t, "kind": "control", "message": "validated at step 72: loss 1.2, acc 0.5", "id": "c",
+         "command": "validate", "status": "ok"},
+    ]
+    with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(e) + "\n" for e in extra)
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        await pilot.press("4")
+        await pilot.pause()
+        text = screen_text(app)
+    lines = [line.strip() for line in text.splitlines()]
+    # an epoch's best.pt and last.pt: one line, not two
+    assert sum("saved best.pt and last.pt" in line for line in lines) == 3 and not any(
+        line.endswith("saved last.pt") for line in lines)
+    assert sum("froze stage1" in line for line in lines) == 1  # the freeze, not again as its answer
+    assert any("matches no module" in line for line in lines) and any("validated at step 72" in line for line in lines)

@@ -1,4 +1,10 @@
-"""The run's events (checkpoints, freeze changes, lr changes, warnings, errors), newest at the bottom."""
+"""The run's events (checkpoints, freeze changes, lr changes, warnings, errors), newest at the bottom.
+
+One thing that happened is one line: a control command that took effect is already told by the event
+it caused (``froze stage2``, ``paused``, ``saved last.pt``), so its ``control`` answer is not shown
+again — refusals and answers that say something of their own (``validate``) are; and the checkpoints
+written at one step (``best.pt`` and ``last.pt`` at an epoch's end) share one line.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,30 @@ KIND_STYLES = {
     "unfreeze": "cyan",
     "lr": "blue",
 }
+
+
+#: Commands whose successful answer repeats the event the command caused.
+TOLD_BY_THEIR_EVENT = frozenset({"freeze", "unfreeze", "set-lr", "pause", "resume", "checkpoint", "stop", "prune"})
+
+
+def shown_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` as the log shows them: answers that repeat their command's event left out, checkpoints
+    saved at one step merged into one (``saved best.pt and last.pt``)."""
+    out: list[dict[str, Any]] = []
+    for event in events:
+        kind = event.get("kind")
+        if kind == "control" and event.get("status") == "ok" and event.get("command") in TOLD_BY_THEIR_EVENT:
+            continue
+        last = out[-1] if out else None
+        if (kind == "checkpoint" and last is not None and last.get("kind") == "checkpoint"
+                and last.get("step") == event.get("step") and event.get("file") and last.get("files")):
+            last["files"] = [*last["files"], event["file"]]
+            last["message"] = "saved " + " and ".join(last["files"])
+            continue
+        if kind == "checkpoint" and event.get("file"):
+            event = {**event, "files": [event["file"]]}
+        out.append(event)
+    return out
 
 
 def event_line(event: dict[str, Any], started: float | None) -> Text:
@@ -47,6 +77,6 @@ class EventLog(RichLog):
         new = total - self.written
         if new <= 0:
             return
-        for event in events[-new:] if new <= len(events) else events:
+        for event in shown_events(events[-new:] if new <= len(events) else events):
             self.write(event_line(event, started))
         self.written = total
