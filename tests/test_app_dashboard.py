@@ -432,3 +432,29 @@ async def test_events_tell_one_thing_once(tmp_path: Path) -> None:
         line.endswith("saved last.pt") for line in lines)
     assert sum("froze stage1" in line for line in lines) == 1  # the freeze, not again as its answer
     assert any("matches no module" in line for line in lines) and any("validated at step 72" in line for line in lines)
+
+
+@pytest.mark.asyncio
+async def test_v_says_how_the_test_split_gets_into_the_run_then_shows_it(tmp_path: Path) -> None:
+    run = copy_run(tmp_path)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "best.pt").write_bytes(b"")  # only its name matters here
+    app = FtuiApp(tmp_path, watch=run)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        screen = app.screen
+        await wait_loaded(pilot, screen)
+        await pilot.press("v")
+        await pilot.pause()
+        notes = [n.message for n in app._notifications]
+        assert any(f"`ftui eval {run / 'checkpoints' / 'best.pt'}` evaluates it on the test split and records the "
+                   "result in this run" in n for n in notes), notes
+        assert "val: rows = true class" in screen_text(app)
+        # what `ftui eval` records: a test row with its matrix; v then shows it
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        test = {**rows[-1], "split": "test", "checkpoint": "best.pt"}
+        with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(test) + "\n")
+        await pilot.pause(1.2)
+        await pilot.press("v")
+        await pilot.pause()
+        assert "test: rows = true class" in screen_text(app) and "(press v for val)" in screen_text(app)

@@ -171,3 +171,39 @@ def test_the_first_lines_name_the_run_and_its_setup_phases_and_say_when_a_name_w
     assert (read_json(tmp_path / "twice-2" / "run.json") or {})["status"] == "finished"
     quiet = runner.invoke(app, ["run", str(cfg), "--quiet"])
     assert quiet.output.splitlines()[0] == "finished: twice-3"  # --quiet: the summary only
+
+
+def test_eval_of_a_runs_checkpoint_records_its_test_split_in_the_run(tmp_path: Path) -> None:
+    from core.runs import RunReader, RunWriter
+    from tui.run_state import RunState
+
+    cfg = _write(tmp_path / "ev.yaml", tiny_raw(tmp_path, "ev", trainer={"epochs": 1}))
+    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
+    run = tmp_path / "ev"
+    state = RunState()
+    state.apply(RunReader(run).poll())
+    assert "test" not in state.confusion  # training measures the validation split only
+    ev = runner.invoke(app, ["eval", str(run / "checkpoints" / "best.pt")])
+    assert ev.exit_code == 0, ev.output
+    assert f"recorded in {run} (its dashboard shows the test split: v on the Confusion tab)" in ev.output
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    test = [r for r in rows if r["split"] == "test"]
+    assert len(test) == 1 and test[0]["checkpoint"] == "best.pt" and test[0]["step"] == 6 and test[0]["epoch"] == 0
+    assert sum(map(sum, test[0]["confusion"])) == 32
+    state = RunState()
+    state.apply(RunReader(run).poll())
+    assert state.confusion["test"] == test[0]["confusion"] and state.latest[("test", "acc")] == test[0]["acc"]
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["kind"] == "evaluated" and "test split of best.pt (32 samples)" in events[-1]["message"]
+    # a run that is training writes its own files: its evaluation is shown, not recorded
+    holder = RunWriter.reopen(run)
+    holder.lock()
+    try:
+        ev = runner.invoke(app, ["eval", str(run / "checkpoints" / "best.pt")])
+    finally:
+        holder.close()
+    assert ev.exit_code == 0 and "not recorded: ev is training" in ev.output
+    assert len([line for line in (run / "metrics.jsonl").read_text().splitlines() if '"test"' in line]) == 1
+    # another split, or another config, is not the run's test record either
+    ev = runner.invoke(app, ["eval", str(run / "checkpoints" / "best.pt"), "--split", "val"])
+    assert "not recorded: only the test split" in ev.output

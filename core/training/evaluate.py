@@ -22,6 +22,7 @@ class Evaluation:
     epoch: int
     step: int
     size: int
+    batch: int = 0  # batches of the next epoch done when it was saved (a mid-epoch checkpoint)
     code: list[str] = field(default_factory=list)  # code names imported to rebuild it
     notices: list[str] = field(default_factory=list)  # warnings (code changed since the checkpoint)
 
@@ -70,7 +71,45 @@ def evaluate_checkpoint(
         config=rebuilt.config,
         epoch=int(ckpt.get("epoch", 0)),
         step=int(ckpt.get("step", 0)),
+        batch=int(ckpt.get("batch_idx", 0)),
         size=len(dataset),
         code=rebuilt.code,
         notices=rebuilt.notices,
     )
+
+
+def record_in_run(result: Evaluation) -> tuple[Path | None, str]:
+    """Add a test-split evaluation of a run's own checkpoint to that run, as a ``test`` row of
+    ``metrics.jsonl`` (with its per-class figures and confusion matrix, at the checkpoint's step) and an
+    ``evaluated`` event, so the run's dashboard shows it. Returns (the run directory or None, what was
+    done, in words).
+
+    Only the run's own evaluation is its record: a checkpoint outside a run directory, another split,
+    another config (``--config``, ``--set``) or a run that is training (its process holds the run's
+    lock and writes its files) is left alone.
+    """
+    from core.errors import RunError
+    from core.runs import RUN_JSON, RunWriter
+
+    path = Path(result.checkpoint)
+    run_dir = path.parent.parent
+    if path.parent.name != "checkpoints" or not (run_dir / RUN_JSON).is_file():
+        return None, "not recorded: the checkpoint is not in a run directory"
+    if result.split != "test":
+        return None, "not recorded: only the test split is added to a run (its validation is the run's own)"
+    writer = RunWriter.reopen(run_dir)
+    try:
+        writer.lock()
+    except RunError:
+        return None, f"not recorded: {run_dir.name} is training and writes its own files"
+    try:
+        m = result.metrics
+        # rows carry the 0-based epoch they were measured in; the checkpoint counts the epochs it completed
+        in_epoch = result.epoch - 1 if result.batch == 0 and result.epoch > 0 else result.epoch
+        writer.log_metrics(result.step, in_epoch, "test", m, checkpoint=path.name)
+        shown = ", ".join(f"{k} {m[k]:.4f}" for k in ("loss", "acc", "f1_macro") if isinstance(m.get(k), (int, float)))
+        writer.log_event("evaluated", f"test split of {path.name} ({result.size} samples): {shown}",
+                         checkpoint=path.name, split="test", step=result.step, epoch=in_epoch)
+    finally:
+        writer.close()
+    return run_dir, f"recorded in {run_dir} (its dashboard shows the test split: v on the Confusion tab)"

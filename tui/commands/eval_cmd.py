@@ -27,6 +27,11 @@ def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list
     for notice in result.notices:
         err.print(f"warning: {notice}", markup=False)
     Console(highlight=False).print(render_evaluation(result))
+    if config is None and not overrides and base is None:
+        from core.training.evaluate import record_in_run
+
+        _, said = record_in_run(result)
+        err.print(said, markup=False)
 
 
 def render_evaluation(result: Any) -> Group:

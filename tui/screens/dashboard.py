@@ -327,6 +327,13 @@ class DashboardScreen(Screen):
             current = self.confusion_split if self.confusion_split in splits else splits[0]
             self.confusion_split = str(cycle(tuple(splits), current))
         self.query_one(TabbedContent).active = "confusion"
+        if "test" not in splits:
+            # training measures the validation split only: say how the test split gets here
+            best = self.path / CHECKPOINT_DIR / "best.pt"
+            ckpt = best if best.is_file() else self.path / CHECKPOINT_DIR / "last.pt"
+            how = (f"`ftui eval {ckpt}` evaluates it on the test split and records the result in this run"
+                   if ckpt.is_file() else "it is recorded here once a checkpoint is evaluated with `ftui eval`")
+            self.notify(f"No test split in this run yet: {how}.", title="v: test split", timeout=10, markup=False)
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
