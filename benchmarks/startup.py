@@ -13,6 +13,10 @@
   to the line of the first optimizer step, beside ``python -c "import torch, torchvision"``, the floor
   of any process that trains with them. The run is killed once its first step is printed.
 
+* ``ftui model show sample_configs/cifar10_resnet18.yaml`` with neither CIFAR-10 nor the ImageNet
+  weights on the machine (``data.root`` and ``TORCH_HOME`` point at empty places): to its exit (target
+  < 3 s); it builds the model from what the config says of the data.
+
 Repetitions alternate the commands; figures are medians. Beside wall time, the CPU time the process
 used (from ``wait4``, or ``/proc/PID/stat`` at the first frame) tells what an idle core would take on a
 machine that other work keeps busy.
@@ -40,14 +44,16 @@ import harness
 
 TARGET_HELP_S = 0.5
 TARGET_FIRST_LINE_S = 0.5
+TARGET_MODEL_SHOW_S = 3.0
 TARGET_WATCH_S = 1.5
 FIXTURE = harness.REPO / "tests" / "fixtures" / "recorded_run"
 
 
-def run_to_exit(cmd: list[str]) -> tuple[float, float]:
+def run_to_exit(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child) of a command run to its exit."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=harness.REPO)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=harness.REPO,
+                            env={**os.environ, **(env or {})})
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -157,7 +163,8 @@ def main() -> None:
     times: dict[str, list[float]] = {"python_pass": [], "help": [], "watch_header": [], "watch_plots": [],
                                      "help_cpu": [], "watch_plots_cpu": [], "python_pass_cpu": [],
                                      "import_torch": [], "import_torch_cpu": [], "run_first_line": [], "run_first_line_cpu": [],
-                                     "run_first_step": [], "run_first_step_cpu": []}
+                                     "run_first_step": [], "run_first_step_cpu": [],
+                                     "model_show": [], "model_show_cpu": []}
     try:
         shutil.copytree(FIXTURE, tmp / "recorded_run")
         run_to_exit([ftui, "--help"])  # warm the file cache once; every figure below is a warm start
@@ -180,6 +187,10 @@ def main() -> None:
             times["run_first_line_cpu"].append(line_cpu)
             times["run_first_step"].append(step)
             times["run_first_step_cpu"].append(cpu)
+            wall, cpu = run_to_exit([ftui, "model", "show", "sample_configs/cifar10_resnet18.yaml",
+                                     "--set", f"data.root={tmp / 'no-cifar'}"], env={"TORCH_HOME": str(tmp / "no-hub")})
+            times["model_show"].append(wall)
+            times["model_show_cpu"].append(cpu)
             print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -209,6 +220,8 @@ def main() -> None:
          "note": f"{med['run_first_step']['median'] / med['import_torch']['median']:.1f}x the torch + torchvision import"},
         {"measure": "ftui run: CPU time to first step", "value": med["run_first_step_cpu"]["median"], "unit": "s",
          "note": "user + system of the run process (its loader worker not counted)"},
+        row("ftui model show cifar10_resnet18", "model_show", TARGET_MODEL_SHOW_S,
+            f"no data, no weights on disk; CPU {med['model_show_cpu']['median']:.2f} s"),
         {"measure": 'python -c "import torch, torchvision"', "value": med["import_torch"]["median"], "unit": "s",
          "note": f"the floor of a process that trains (CPU {med['import_torch_cpu']['median']:.2f} s)"},
     ]

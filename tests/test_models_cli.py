@@ -93,3 +93,23 @@ def test_cli_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert "resnet18" in result.output and "model.name" in result.output
     result = runner.invoke(app, ["model", "graph", str(write(tmp_path)), "--format", "dot"])
     assert result.exit_code == 2 and "--format" in result.output
+
+
+def test_model_show_needs_no_data_on_disk(tmp_path: Path, monkeypatch) -> None:
+    """The README's cifar10 sample without CIFAR-10 (or its ImageNet weights) on this machine: the
+    model's shapes come from the config, and no data is read."""
+    import core.data
+
+    def no_data(*args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("model show built the data")
+
+    monkeypatch.setattr(core.data, "build_data", no_data)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))  # no pretrained weights here either
+    sample = Path(__file__).resolve().parent.parent / "sample_configs" / "cifar10_resnet18.yaml"
+    result = runner.invoke(app, ["model", "show", str(sample), "--set", f"data.root={tmp_path / 'no-cifar'}"],
+                           env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "resnet18 · input 3×64×64" in flat and "512×2×2" in flat  # data.image_size 64: the real shapes
+    assert "Head: fc (DropoutLinear, output 10)" in flat  # cifar10's ten classes
+    assert "shown without its pretrained weights: model.weights: resnet18 IMAGENET1K_V1" in flat

@@ -19,31 +19,66 @@ from core.richtext import PlainTable, plain
 
 
 def describe(config: Path, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Build the config's model and return its layer tree and the notes on how it was built."""
+    """Build the config's model and return its layer tree and the notes on how it was built.
+
+    The data is read only when the config alone does not say its classes and input shape
+    (``core.data.facts``): showing a model must not need the dataset on disk.
+    """
+    import torch
+
     from core.config import load_config
+
     from core.data import build_data
+    from core.data.facts import known_facts
     from core.finetune import FineTuner
     from core.models import build_model, model_tree
     from core.models.forward import check_forward
+    from core.usercode import is_code_name
 
     cfg = load_config(config, overrides)
-    data = build_data(cfg.data, cfg.run.seed)
-    built = build_model(cfg.model, data.num_classes, data.input_shape, head_dropout=cfg.finetune.head_dropout,
-                        facts=data.facts())
-    example = data.example("val", 2)
-    check_forward(built.model, example, data.num_classes, label=built.name)
+    known = known_facts(cfg.data) if not is_code_name(cfg.model.name) else None
+    if known is not None:
+        # the model's shape needs the data's classes and input shape, not the data: none is read
+        num_classes, input_shape, facts = known.num_classes, known.input_shape, None
+        example = torch.zeros((2, *input_shape))
+    else:
+        from core.data import build_data
+
+        data = build_data(cfg.data, cfg.run.seed)
+        num_classes, input_shape, facts = data.num_classes, data.input_shape, data.facts()
+        example = data.example("val", 2)
+    model_cfg, weights_note = _model_config_to_show(cfg.model)
+    built = build_model(model_cfg, num_classes, input_shape, head_dropout=cfg.finetune.head_dropout, facts=facts)
+    check_forward(built.model, example, num_classes, label=built.name)
     if cfg.finetune.lora is not None:
         from core.lora.adapters import apply_lora
 
         apply_lora(built.model, cfg.finetune.lora, built.head_path)  # the adapters as training has them
     tuner = FineTuner(built.model, cfg.finetune, cfg.optim, built.head_path)
     tuner.setup()
-    tree = model_tree(built.model, data.input_shape, built.head_path, lrs=tuner.param_lrs(), name=built.name,
+    tree = model_tree(built.model, input_shape, built.head_path, lrs=tuner.param_lrs(), name=built.name,
                       example=example, groups=tuner.param_groups())
     notes = list(built.notes)
     if built.load_report is not None:
         notes.append(built.load_report.summary())
+    if weights_note:
+        notes.append(weights_note)
     return tree, notes
+
+
+def _model_config_to_show(model_cfg: Any) -> tuple[Any, str | None]:
+    """The model config to build for a description: pretrained torchvision weights that are not on this
+    machine are left out (they change no shape), with a note saying so and how training gets them."""
+    from core.errors import ModelError
+    from core.models.weights import is_weights_path, torchvision_weights
+
+    if not model_cfg.weights or is_weights_path(model_cfg.weights):
+        return model_cfg, None  # a weights file can change the model (a pruned checkpoint): it is read
+    try:
+        torchvision_weights(model_cfg.name, model_cfg.weights)
+    except ModelError as exc:
+        return model_cfg.model_copy(update={"weights": None}), f"shown without its pretrained weights: {exc}"
+    return model_cfg, None
 
 
 def show(config: Path, *, depth: int, overrides: list[str]) -> None:
