@@ -458,3 +458,15 @@ async def test_v_says_how_the_test_split_gets_into_the_run_then_shows_it(tmp_pat
         await pilot.press("v")
         await pilot.pause()
         assert "test: rows = true class" in screen_text(app) and "(press v for val)" in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_every_tab_stays_in_the_tab_bar_at_60_columns() -> None:
+    app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await wait_loaded(pilot, app.screen)
+        bar = screen_text(app).splitlines()[1]
+        assert bar.split() == ["1", "Plots", "2", "Metric", "3", "Conf", "4", "Event", "5", "Out", "6", "Sys", "7", "Layer"]
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert "7 Layers" in screen_text(app).splitlines()[1]

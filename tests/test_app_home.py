@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from tui.screens.home import HomeScreen
 from tui.screens.open_checkpoint import OpenCheckpointScreen
 from tui.screens.start_run import StartRunScreen
 from tui.widgets.config_list import ConfigList
+from tui.widgets.machine_panel import MachinePanel
 from tui.widgets.runs_table import RunsTable
 from support.app import screen_text, wait_for
 
@@ -220,3 +222,25 @@ async def test_home_with_no_runs_says_how_to_start_one(tmp_path: Path) -> None:
         await pilot.press("w", "s", "n")  # nothing selected, no configs: messages, no crash
         await pilot.pause()
         assert "No runs yet" in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_at_80x24_and_60x20_config_names_stay_whole_and_the_machine_panel_keeps_its_figures(
+        tmp_path: Path) -> None:
+    root, configs = make_root(tmp_path)
+    (configs / "imagefolder_example_with_a_long_name.yaml").write_text("trainer:\n  epochs: 1\n")
+    for size in ((80, 24), (60, 20)):
+        app = app_for(root, configs)
+        async with app.run_test(size=size) as pilot:
+            home = app.screen
+            await wait_for(pilot, lambda: home.scanned and app.query_one(MachinePanel).snapshot is not None)
+            await pilot.pause()
+            lines = screen_text(app).splitlines()
+            # a file name on one line (its folder is the list's title), never broken mid-word: one too long
+            # for the list keeps its start and its extension
+            assert any("good.yaml" in line for line in lines), size
+            assert any(re.search(r"imagefolder_exam\S*…\S*\.yaml ", line) for line in lines), size
+            assert not any(line.strip("▊▎ ").startswith(".yaml") for line in lines), size
+            assert any(f"{configs.name}/ (n: new run)" in line for line in lines), size
+            machine = " ".join(lines[-8:])
+            assert "CPU " in machine and " cores" in machine and "RAM " in machine and " GiB" in machine, size

@@ -56,6 +56,10 @@ RUN_ACTIONS = ("stop", "pause", "unpause", "checkpoint", "validate")
 TAB_ACTIONS = {"toggle_log": ("plots",), "cycle_smoothing": ("plots",), "cycle_x": ("plots",),
                "toggle_markers": ("plots",), "cycle_split": ("plots", "confusion")}
 TABS = ("plots", "metrics", "confusion", "events", "output", "system", "layers")
+#: Tab labels, and the short ones that keep all seven on a terminal narrower than TAB_LABELS_FIT columns.
+TAB_LABELS = ("1 Plots", "2 Metrics", "3 Confusion", "4 Events", "5 Output", "6 System", "7 Layers")
+SHORT_TAB_LABELS = ("1 Plots", "2 Metric", "3 Conf", "4 Event", "5 Out", "6 Sys", "7 Layer")
+TAB_LABELS_FIT = 74
 
 
 @dataclass
@@ -126,26 +130,33 @@ class DashboardScreen(Screen):
         yield RunHeader(id="run-header")
         yield AlertBanner(id="alert")
         with TabbedContent(initial="plots", id="tabs"):
-            with TabPane("1 Plots", id="plots"):
+            with TabPane(TAB_LABELS[0], id="plots"):
                 with Grid(id="plot-grid"):
                     yield MetricPlot("loss", "loss", id="plot-loss")
                     yield MetricPlot("acc", "accuracy", id="plot-acc")
                     yield LearningRatePlot(id="plot-lr")
-            with TabPane("2 Metrics", id="metrics"):
+            with TabPane(TAB_LABELS[1], id="metrics"):
                 yield MetricsTable(id="metrics-table")
-            with TabPane("3 Confusion", id="confusion"):
+            with TabPane(TAB_LABELS[2], id="confusion"):
                 with VerticalScroll(id="confusion-scroll"):
                     yield ConfusionMatrix(id="confusion-matrix")
-            with TabPane("4 Events", id="events"):
+            with TabPane(TAB_LABELS[3], id="events"):
                 yield EventLog(id="event-log")
-            with TabPane("5 Output", id="output"):
+            with TabPane(TAB_LABELS[4], id="output"):
                 yield StdoutView(id="stdout")
-            with TabPane("6 System", id="system"):
+            with TabPane(TAB_LABELS[5], id="system"):
                 with VerticalScroll():
                     yield SystemPanel(id="system-panel")
-            with TabPane("7 Layers", id="layers"):
+            with TabPane(TAB_LABELS[6], id="layers"):
                 yield LayerTreeView(self.control, id="layer-tree")
         yield Footer()
+
+    def on_resize(self) -> None:
+        # every tab's number stays on the screen: a tab that is not shown is one nobody finds
+        labels = SHORT_TAB_LABELS if self.size.width < TAB_LABELS_FIT else TAB_LABELS
+        tabs = self.query_one(TabbedContent)
+        for tab, label in zip(TABS, labels):
+            tabs.get_tab(tab).label = label
 
     def on_mount(self) -> None:
         self.sub_title = str(self.path)

@@ -23,7 +23,7 @@ from core.errors import RunError
 from core.run_index import RunEntry, RunIndex, differing_keys, make_listing, parse_query
 from core.runs import CHECKPOINT_DIR, RUN_JSON, read_json
 from tui.listing_format import BASE_COLUMNS, header
-from tui.widgets.config_list import ConfigList, find_configs
+from tui.widgets.config_list import ConfigList, find_configs, folders_text
 from tui.widgets.machine_panel import MachinePanel
 from tui.widgets.runs_table import RunsTable
 
@@ -94,7 +94,7 @@ class HomeScreen(Screen):
             yield Label("No runs yet: pick a config below and press n to start one.", id="runs-empty")
         with Horizontal(id="home-bottom"):
             with Vertical(id="configs-pane"):
-                yield Label("Configs (n: new run)", classes="pane-title")
+                yield Label("Configs (n: new run)", classes="pane-title", id="configs-title")
                 yield ConfigList(id="configs")
             yield MachinePanel(id="machine")
         yield Footer()
@@ -136,6 +136,8 @@ class HomeScreen(Screen):
             self._select_after_scan = None
         configs = self.query_one(ConfigList)
         configs.show(message.configs)
+        where = folders_text(message.configs)
+        self.query_one("#configs-title", Label).update(f"{where} (n: new run)" if where else "Configs (n: new run)")
         if not self.scanned and not message.entries:
             # Nothing to watch yet: the first thing to do is to pick a config.
             configs.focus()

@@ -32,6 +32,35 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def config_labels(paths: list[Path], width: int | None = None) -> list[Text]:
+    """Each config by its file name, on one line (at 80 columns a path wrapped in the middle of a word);
+    its folder, dimmed, only where two configs share a name. A name longer than ``width`` loses its
+    middle to an ellipsis, so its start and its extension stay."""
+    shown = [Path(display_path(p)) for p in paths]
+    names = [s.name for s in shown]
+    labels = []
+    for path in shown:
+        name = path.name
+        if width is not None and width > 8 and len(name) > width:
+            keep = width - 1
+            name = name[: keep - keep // 3] + "…" + name[len(name) - keep // 3:]
+        text = Text(name, style="bold")
+        if names.count(path.name) > 1 and str(path.parent) not in ("", "."):
+            text.append(f"  {path.parent}/", style="dim")
+        labels.append(text)
+    return labels
+
+
+def folders_text(paths: list[Path], max_len: int = 28) -> str:
+    """Where the listed configs are: their folders as a person types them (``.`` for this one), a long
+    one shortened to ``…/NAME/`` so that the list's title stays one line."""
+    folders = list(dict.fromkeys(str(Path(display_path(p)).parent) for p in paths))
+    text = ", ".join(f if f == "." else f"{f}/" for f in folders)
+    if len(text) > max_len:
+        text = ", ".join(f if f == "." else f"…/{Path(f).name}/" for f in folders)
+    return text
+
+
 class ConfigList(OptionList):
     """One option per config file; the option id is the path."""
 
@@ -50,12 +79,23 @@ class ConfigList(OptionList):
         if paths == self.paths:
             return
         self.paths = list(paths)
-        self.clear_options()
-        self.add_options([Option(Text(display_path(p)), id=str(p)) for p in paths])
+        self._fill()
         if paths and self.highlighted is None:
             # The quickstart is what a new user wants first.
             names = [p.name for p in paths]
             self.highlighted = names.index("quickstart.yaml") if "quickstart.yaml" in names else 0
+
+    def _fill(self) -> None:
+        highlighted = self.highlighted
+        self.clear_options()
+        width = self.scrollable_content_region.width - 1 if self.size.width else None
+        self.add_options([Option(label, id=str(p)) for p, label in zip(self.paths, config_labels(self.paths, width))])
+        if highlighted is not None and self.paths:
+            self.highlighted = min(highlighted, len(self.paths) - 1)
+
+    def on_resize(self) -> None:
+        if self.paths:
+            self._fill()  # names cut to the new width
 
     def selected(self) -> Path | None:
         """The highlighted config."""

@@ -86,20 +86,29 @@ class MachinePanel(Static):
 
     def on_machine_panel_sampled(self, message: MachinePanel.Sampled) -> None:
         self.snapshot = message.snapshot
-        self.update(render_snapshot(message.snapshot))
+        self.update(render_snapshot(message.snapshot, width=self.content_size.width))
+
+    def on_resize(self) -> None:
+        if self.snapshot is not None:
+            self.update(render_snapshot(self.snapshot, width=self.content_size.width))
 
 
-def render_snapshot(snap: MachineSnapshot) -> Group:
-    """The panel's content for one snapshot."""
-    host = Text()
-    host.append("CPU ", style="bold")
-    host.append(f"{fmt_pct(snap.cpu_percent)} of {snap.cpu_count} cores   ")
-    host.append("RAM ", style="bold")
-    host.append(f"{fmt_pct(ratio_pct(snap.mem_used, snap.mem_total))} {fmt_used_total(snap.mem_used, snap.mem_total)}")
+#: Below this many columns the CPU and RAM figures take a line each (never a unit alone on a line).
+HOST_ONE_LINE = 44
+
+
+def render_snapshot(snap: MachineSnapshot, *, width: int = 80) -> Group:
+    """The panel's content for one snapshot, ``width`` columns wide: the host's figures first (on a small
+    terminal the panel has a few lines, and they are what it is for), then the GPUs or why there are none."""
+    cpu = Text.assemble(("CPU ", "bold"), f"{fmt_pct(snap.cpu_percent)} of {snap.cpu_count} cores")
+    ram = Text.assemble(("RAM ", "bold"), f"{fmt_pct(ratio_pct(snap.mem_used, snap.mem_total))} "
+                                          f"{fmt_used_total(snap.mem_used, snap.mem_total)}")
+    host: list[Text] = [Text.assemble(cpu, "   ", ram)] if width >= HOST_ONE_LINE else [cpu, ram]
     if not snap.gpus:
-        reason = Text(f"no NVIDIA GPU found ({snap.nvml_reason})" if snap.nvml_reason else "no NVIDIA GPU found")
-        reason.stylize("yellow")
-        return Group(reason, host)
+        reason = Text("no NVIDIA GPU found", style="yellow")
+        if snap.nvml_reason:
+            reason.append(f" ({snap.nvml_reason})", style="dim")
+        return Group(*host, reason)
     table = Table(box=None, pad_edge=False, expand=True, show_edge=False)
     table.add_column("GPU", justify="right", no_wrap=True)
     table.add_column("name", overflow="ellipsis", no_wrap=True)
@@ -120,7 +129,7 @@ def render_snapshot(snap: MachineSnapshot) -> Group:
             _processes_text(procs) if procs else Text("free" if idle else "—", style="green" if idle else "dim"),
         )
     driver = Text(f"driver {snap.driver_version}", style="dim") if snap.driver_version else Text("")
-    return Group(table, host, driver)
+    return Group(table, *host, driver)
 
 
 def _processes_text(procs: list[dict]) -> Text:
