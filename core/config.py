@@ -297,8 +297,9 @@ class DataConfig(Section):
     eval_batch_size: int | None = Field(None, ge=1, description="Validation/test batch size (default: batch_size).")
     num_workers: Union[int, Literal["auto"]] = Field(
         "auto",
-        description="DataLoader workers: a number >= 0, or 'auto' (cores - 1, capped at 8; 0 with two cores "
-        "or fewer, where the training step already uses both).",
+        description="DataLoader workers per process: a number >= 0, or 'auto' (the cores less one per training "
+        "process, shared among the node's processes (LOCAL_WORLD_SIZE), capped at 8; 0 for one process with two "
+        "cores or fewer, where the training step already uses both).",
     )
     pin_memory: Union[bool, Literal["auto"]] = Field("auto", description="Pin host memory ('auto': when CUDA).")
     persistent_workers: bool = Field(True, description="Keep workers alive between epochs (when workers > 0).")
@@ -588,13 +589,22 @@ class TrainerConfig(Section):
         description="torch intra-op CPU threads (default: torch's choice, one per core). 1 is often much faster "
         "for small models on a small or busy CPU, where threads wait for each other.",
     )
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
-        "32", description="'32', 'bf16-mixed' or '16-mixed' (with a gradient scaler)."
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        "auto",
+        description="'auto' (bf16-mixed on a CUDA GPU with bfloat16 hardware, Ampere or newer; '32' elsewhere), "
+        "'32', 'bf16-mixed' or '16-mixed' (float16 with a gradient scaler).",
     )
     accumulate_grad_batches: int = Field(1, ge=1, description="Batches per optimizer step.")
     gradient_clip_val: float | None = Field(None, gt=0, description="Clip the global gradient norm to this.")
-    channels_last: bool = Field(False, description="Use channels_last memory format for images.")
-    compile: bool = Field(False, description="torch.compile the model.")
+    channels_last: Union[bool, Literal["auto"]] = Field(
+        "auto", description="Image models and batches in channels_last (NHWC) memory format: true, false, or 'auto' "
+        "(on CUDA)."
+    )
+    tf32: bool = Field(
+        True, description="CUDA: float32 matmuls and convolutions may use TF32 tensor cores "
+        "(torch.set_float32_matmul_precision('high')); false keeps full float32."
+    )
+    compile: bool = Field(False, description="torch.compile the model (training and evaluation compiled apart).")
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest kernels (off when deterministic).")
     steady_malloc: bool = Field(
         True,
@@ -603,7 +613,10 @@ class TrainerConfig(Section):
         "afresh: CPU epochs about 4 % faster; the process may keep up to 256 MB more. Skipped when MALLOC_* "
         "environment variables are set.",
     )
-    deterministic: bool = Field(False, description="Use deterministic algorithms only.")
+    deterministic: bool = Field(
+        False, description="Deterministic algorithms only: an operation without a deterministic implementation "
+        "fails the run naming it (cuDNN autotuning off)."
+    )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
     on_nonfinite: Literal["fail", "skip"] = Field(
         "fail", description="Non-finite loss: 'fail' stops the run, 'skip' skips such batches and counts them."

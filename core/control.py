@@ -278,6 +278,15 @@ def waiting(run_dir: Path) -> list[Pending]:
     return [read_command(control / name) for name in entries]
 
 
+def has_waiting(run_dir: Path) -> bool:
+    """Whether ``control/`` holds a command file (one directory listing; no file is opened)."""
+    try:
+        with os.scandir(Path(run_dir) / CONTROL_DIR) as entries:
+            return any(e.name.endswith(".json") and not e.name.startswith(".") and _is_file(e) for e in entries)
+    except OSError:
+        return False
+
+
 def _is_file(entry: os.DirEntry) -> bool:
     try:
         return entry.is_file()  # follows a link; a FIFO or a device is never opened

@@ -187,12 +187,15 @@ class _UserErrorsUnwrapped:
         return len(self.iterator)  # type: ignore[arg-type]
 
 
-def resolve_num_workers(value: int | str) -> int:
-    """``auto``: one worker per core but one (the training process's), capped at 8.
+def resolve_num_workers(value: int | str, local_world_size: int | None = None) -> int:
+    """``auto``: this process's share of the cores but one per training process, capped at 8.
 
-    On a machine with two cores or fewer ``auto`` gives 0: the training step already keeps both
-    cores busy with intra-op threads, and a worker process would only compete for them and add
-    start-up and inter-process copying costs.
+    The training processes of a node share its cores: with ``LOCAL_WORLD_SIZE`` processes (torchrun
+    sets it; ``local_world_size`` overrides it) each gets ``(cores - processes) // processes``
+    workers, so eight ranks on a 32-core box start 3 workers each rather than 8 (64 processes
+    competing for 32 cores). On a machine with two cores or fewer, one process gets 0 (``auto``):
+    the training step already keeps the cores busy with intra-op threads, and a
+    worker process would only compete for them and add start-up and inter-process copying costs.
     """
     if value != "auto":
         return int(value)
@@ -200,7 +203,12 @@ def resolve_num_workers(value: int | str) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else min(cores - 1, 8)
+    if local_world_size is None:
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    processes = max(1, local_world_size)
+    if processes == 1 and cores <= 2:
+        return 0
+    return max(0, min((cores - processes) // processes, 8))
 
 
 def seed_worker(worker_id: int) -> None:

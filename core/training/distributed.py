@@ -52,7 +52,12 @@ def backend_for(device: torch.device) -> str:
 
 
 def device_for(device: torch.device, env: DistEnv) -> torch.device:
-    """The device of this rank: ``cuda:LOCAL_RANK`` when training on CUDA, else ``device`` unchanged."""
+    """The device of this rank: ``cuda:LOCAL_RANK`` when training on CUDA, else ``device`` unchanged.
+
+    A cluster that gives each rank its own GPU through ``CUDA_VISIBLE_DEVICES`` (SLURM's
+    ``--gpus-per-task=1``) leaves one device visible to every rank, whatever its ``LOCAL_RANK``: that
+    rank trains on device 0, the one it was given.
+    """
     from core.errors import ConfigError
 
     if not env.enabled or device.type == "cpu":
@@ -62,10 +67,11 @@ def device_for(device: torch.device, env: DistEnv) -> torch.device:
             f"trainer.device: {device.type!r} cannot train with several processes (torch.distributed supports "
             "CUDA GPUs through nccl and the CPU through gloo). Fix: use --set trainer.device=cpu, or one process."
         )
-    index = env.local_rank
-    if index >= torch.cuda.device_count():
+    visible = torch.cuda.device_count()
+    index = 0 if visible == 1 else env.local_rank
+    if index >= visible:
         raise ConfigError(
-            f"LOCAL_RANK {index} but only {torch.cuda.device_count()} CUDA device(s) are visible on this node. "
+            f"LOCAL_RANK {env.local_rank} but only {visible} CUDA device(s) are visible on this node. "
             "Fix: launch at most one process per GPU (--nproc / --nproc-per-node), or train on the CPU "
             "with trainer.device: cpu."
         )

@@ -1,7 +1,7 @@
 """Streaming classification metrics that accumulate on the device and sync once per read-out.
 
 Training keeps each batch's loss and correct count as device tensors until the read-out
-(:class:`TrainAccumulator`); evaluation keeps a confusion matrix built with ``bincount``
+(:class:`TrainAccumulator`); evaluation keeps a confusion matrix built with ``index_add_``
 (:class:`ClassificationMetrics`). Only :meth:`compute` / :meth:`read` move numbers to the host.
 Under torch.distributed, ``all_reduce()`` sums the counts of every rank (one collective), after which
 the figures are those of the whole job.
@@ -54,9 +54,18 @@ class TrainAccumulator:
         self._sizes.append(int(targets.shape[0]))
         self._steps.append(step)
 
+    def pending_nonfinite(self) -> int:
+        """Batches of the window not read out yet whose loss was not finite (one sync; this rank's)."""
+        if not self._losses:
+            return 0
+        return int((~torch.isfinite(torch.stack(self._losses))).sum())
+
     @torch.no_grad()
     def read(self, *, all_ranks: bool = False) -> TrainWindow:
         """The window's mean loss, accuracy, sample count and non-finite batches — one host sync.
+
+        Loss, accuracy and count are over the batches whose loss is finite (skip mode leaves the
+        others out of training, so they are left out of its figures too).
 
         Args:
             all_ranks: sum loss, correct, count and non-finite batches over every rank first (one
@@ -67,7 +76,9 @@ class TrainAccumulator:
             losses = torch.stack(self._losses).double()
             sizes = torch.tensor(self._sizes, dtype=torch.float64).to(self.device, non_blocking=True)
             bad = ~torch.isfinite(losses)
-            sums = torch.stack([(losses * sizes).sum(), torch.stack(self._correct).sum().double(), sizes.sum(),
+            good = (~bad).double()  # the figures are those of the batches with a finite loss
+            sums = torch.stack([(torch.where(bad, 0.0, losses) * sizes).sum(),
+                                (torch.stack(self._correct).double() * good).sum(), (sizes * good).sum(),
                                 bad.sum().double()])
         else:
             sums = torch.zeros(4, dtype=torch.float64, device=self.device)
@@ -105,17 +116,23 @@ class ClassificationMetrics:
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor | None = None) -> None:
-        """Add a batch of logits ``(N, C)`` and integer targets ``(N,)``; ``loss_sum`` is the batch's summed loss."""
+        """Add a batch of logits ``(N, C)`` and integer targets ``(N,)``; ``loss_sum`` is the batch's summed loss.
+
+        Device work only, no host sync: the confusion matrix grows by ``index_add_`` (CUDA's
+        ``bincount`` reads the indices' range back to size its output) and the sample count is the
+        batch's own ``ones`` (a ``torch.tensor(n, device=...)`` would be a blocking host copy).
+        """
         c = self.num_classes
         targets = targets.to(torch.int64)
         preds = logits.argmax(dim=1)
-        self.confusion += torch.bincount(targets * c + preds, minlength=c * c)
+        ones = torch.ones_like(targets)
+        self.confusion.index_add_(0, targets * c + preds, ones)
         k = min(5, c)
         topk = logits.topk(k, dim=1).indices
-        top_hits = (topk == targets[:, None]).any(dim=1).sum().double()
-        loss = loss_sum.detach().double() if loss_sum is not None else torch.zeros((), dtype=torch.float64, device=self.device)
-        n = torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=self.device)
-        self._sums += torch.stack([loss, top_hits, n])
+        self._sums[1] += (topk == targets[:, None]).any(dim=1).sum()
+        self._sums[2] += ones.sum()
+        if loss_sum is not None:
+            self._sums[0] += loss_sum.detach().double()
 
     def all_reduce(self) -> None:
         """Sum the confusion matrix and the sums over all ranks (no-op in a single process).

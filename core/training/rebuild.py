@@ -111,7 +111,7 @@ def rebuild(
         if not any(o.startswith("trainer.device=") for o in overrides):
             cfg.trainer.device = "auto"  # the checkpoint may come from another machine
             if cfg.trainer.precision == "16-mixed":
-                cfg.trainer.precision = "32"
+                cfg.trainer.precision = "auto"  # float16 needs a GPU; auto picks what this machine has
     if base is not None:
         if not needs_base(ckpt):
             raise CheckpointError(

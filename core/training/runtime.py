@@ -7,6 +7,7 @@ import ctypes
 import os
 import platform
 import random
+from dataclasses import dataclass
 from typing import Any, ContextManager
 
 import numpy as np
@@ -94,14 +95,92 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_backends(deterministic: bool, cudnn_benchmark: bool) -> None:
-    """Deterministic algorithms on request; cuDNN autotuning only when results may vary."""
+def configure_backends(deterministic: bool, cudnn_benchmark: bool, *, tf32: bool = True,
+                       device: torch.device | None = None) -> None:
+    """Set torch's process-wide switches for this run, every one of them, so that nothing a previous
+    Trainer in the same process set survives into this one.
+
+    ``deterministic`` means it: an operation without a deterministic implementation raises (see
+    :func:`nondeterministic_op`) instead of warning. TF32 applies to CUDA only; elsewhere float32
+    matmuls keep full precision.
+    """
     if deterministic:
         # cuBLAS needs this workspace setting for deterministic matmuls on CUDA >= 10.2.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = bool(cudnn_benchmark and not deterministic)
+    on_cuda = device is not None and device.type == "cuda"
+    torch.set_float32_matmul_precision("high" if on_cuda and tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32 if on_cuda else True  # True is torch's own default
+
+
+def nondeterministic_op(exc: BaseException) -> str | None:
+    """The operation named by torch's "does not have a deterministic implementation" error, or None."""
+    text = str(exc)
+    marker = " does not have a deterministic implementation"
+    if not isinstance(exc, RuntimeError) or marker not in text:
+        return None
+    return text.split(marker, 1)[0].strip().splitlines()[-1].strip() or "an operation"
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    """How this run computes on its device: the resolved ``trainer.precision`` and
+    ``trainer.channels_last`` (``auto`` decided here) and TF32. ``auto`` lists the settings that
+    ``auto`` chose, so the first line of ``ftui run`` can say so."""
+
+    device: torch.device
+    precision: str
+    channels_last: bool
+    tf32: bool
+    auto: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``bf16-mixed (auto), channels_last (auto), TF32`` — what the run's first line shows."""
+        parts = [self.precision + (" (auto)" if "precision" in self.auto else "")]
+        if self.channels_last:
+            parts.append("channels_last" + (" (auto)" if "channels_last" in self.auto else ""))
+        if self.device.type == "cuda" and self.tf32 and self.precision == "32":
+            parts.append("TF32")
+        return ", ".join(parts)
+
+
+def bf16_hardware(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (CUDA: compute capability 8.0, Ampere, or newer)."""
+    if device.type != "cuda":
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # an older torch without the keyword
+        return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``trainer.precision`` for ``device``: ``auto`` is bf16-mixed on a GPU with bfloat16 hardware, else 32."""
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if bf16_hardware(device) else "32"
+
+
+def plan_runtime(trainer_cfg: Any, device: torch.device, *, image: bool) -> RuntimePlan:
+    """Resolve ``auto`` precision and memory format for ``device`` (docs/gpu.md, "Defaults").
+
+    On CUDA ``auto`` means bf16-mixed where the GPU has bfloat16 hardware (float32 elsewhere: float16
+    needs a loss scaler and can overflow, so it is only used when asked for) and channels_last for
+    image data (convolutions on tensor cores want NHWC). On the CPU and MPS ``auto`` is float32 and
+    the default memory format.
+    """
+    # what auto decided is worth saying on a GPU, where it differs from full float32
+    auto: list[str] = ["precision"] if trainer_cfg.precision == "auto" and device.type == "cuda" else []
+    precision = resolve_precision(str(trainer_cfg.precision), device)
+    channels_last = trainer_cfg.channels_last
+    if channels_last == "auto":
+        channels_last = device.type == "cuda"
+        if channels_last and image:
+            auto.append("channels_last")
+    channels_last = bool(channels_last) and image
+    return RuntimePlan(device, precision, channels_last, bool(getattr(trainer_cfg, "tf32", True)), tuple(auto))
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

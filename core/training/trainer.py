@@ -49,8 +49,10 @@ from core.training.checkpoint import (
 )
 from core.training.clock import LogWindow, StepClock
 from core.training.metrics import ClassificationMetrics, TrainAccumulator, scalar_metrics
+from core.training.nonfinite import NonFiniteSkip, gradients_finite
 from core.training.runtime import (
-    autocast, check_precision, configure_backends, resolve_device, seed_everything, steady_malloc,
+    RuntimePlan, autocast, check_precision, configure_backends, nondeterministic_op, plan_runtime, resolve_device,
+    resolve_precision, seed_everything, steady_malloc,
 )
 from core.training.resume import check_resume
 from core.training.schedule import LrSchedule, apply_lr
@@ -92,7 +94,7 @@ class Trainer:
         self.run: RunWriter | None = None
         self.strategy = Strategy.from_env(cfg.trainer.devices)
         self.device = self.strategy.setup_environment(resolve_device(cfg.trainer.device))
-        check_precision(self.device, cfg.trainer.precision)
+        check_precision(self.device, resolve_precision(cfg.trainer.precision, self.device))
         self.callbacks: list[Callback] = []
         if default_callbacks:
             from core.training.callbacks import default_callbacks as _defaults
@@ -113,6 +115,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: LrSchedule | None = None
         self.scaler: torch.amp.GradScaler | None = None
+        self.runtime: RuntimePlan | None = None  # precision and memory format as resolved for the device
         self.criterion: nn.Module | None = None
         self.train_loader: Any = None
         self.val_loader: Any = None
@@ -147,7 +150,8 @@ class Trainer:
         self.callback_metrics: dict[str, float] = {}
         self.history: dict[str, list[float]] = {}
         self.last_eval: dict[str, dict[str, Any]] = {}
-        self.nonfinite_skipped = 0
+        self.nonfinite_skipped = 0  # batches with a non-finite loss (skip mode), as of the last read-out
+        self._skip_guard: NonFiniteSkip | None = None
         self.fit_started_at: float | None = None
         self.clock = StepClock()  # training time: epochs' training only, pauses excluded
         self._window = TrainAccumulator(self.device)  # the logging window's device figures ...
@@ -214,7 +218,8 @@ class Trainer:
 
         cfg = self.cfg
         seed_everything(cfg.run.seed)
-        configure_backends(cfg.trainer.deterministic, cfg.trainer.cudnn_benchmark)
+        configure_backends(cfg.trainer.deterministic, cfg.trainer.cudnn_benchmark, tf32=cfg.trainer.tf32,
+                           device=self.device)
         if cfg.trainer.steady_malloc:
             steady_malloc()  # before the loaders fork their workers, which inherit it
         if cfg.trainer.cpu_threads is not None:
@@ -241,12 +246,19 @@ class Trainer:
             self.lora = apply_lora(model, cfg.finetune.lora, self.built.head_path, base_file=base_file(model_cfg),
                                    model_cfg=model_cfg)
         model.to(self.device)
-        if cfg.trainer.channels_last and self.data.task == "image":
+        self.runtime = plan_runtime(cfg.trainer, self.device, image=self.data.task == "image")
+        if self.runtime.channels_last:
             model.to(memory_format=torch.channels_last)
         # one sample batch through the model before anything trains: a model that does not fit its
         # data is bad input (exit 2, the inputs it got), not a traceback at the first step
         self.example_input = to_device(self.data.example("val", 2), self.device)
-        check_forward(model, self.example_input, self.data.num_classes, label=self.built.name)
+        try:
+            check_forward(model, self.example_input, self.data.num_classes, label=self.built.name)
+        except UserError as exc:
+            refusal = self._deterministic_refusal(exc.__cause__)
+            if refusal is None:
+                raise
+            raise refusal from None
         self.finetuner = FineTuner(model, cfg.finetune, cfg.optim, self.built.head_path)
         self.finetuner.setup()
         self.optimizer = self.finetuner.build_optimizer()
@@ -260,7 +272,7 @@ class Trainer:
         if cfg.trainer.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.trainer.max_steps)
         self.schedule = LrSchedule(cfg.schedule, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.trainer.precision == "16-mixed")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "16-mixed")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
 
         if ckpt is not None:
@@ -537,7 +549,7 @@ class Trainer:
                 "history": self.history,
                 "best": self.best,
                 "last": {k: v for k, v in self.callback_metrics.items() if math.isfinite(v)},
-                "nonfinite_skipped": self.nonfinite_skipped,
+                "nonfinite_skipped": self.nonfinite_skipped + self._window.pending_nonfinite(),
                 "train_seconds": self.train_seconds,
             },
             "model_tree": self.model_tree or {},
@@ -661,6 +673,13 @@ class Trainer:
         return self.epoch, self.batches_done
 
     @property
+    def precision(self) -> str:
+        """``trainer.precision`` as this run computes: ``32``, ``bf16-mixed`` or ``16-mixed`` (``auto`` resolved)."""
+        if self.runtime is not None:
+            return self.runtime.precision
+        return resolve_precision(self.cfg.trainer.precision, self.device)
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
@@ -761,10 +780,8 @@ class Trainer:
             iterator = iter(loader)
         accum = cfg.accumulate_grad_batches
         every = self.cfg.logging.every_n_steps
-        skip_nonfinite = cfg.on_nonfinite == "skip"
-        # skip mode: a skipped batch must leave no trace, but its forward pass has already moved the
-        # BatchNorm running statistics (to NaN, for a batch with a NaN input); they are put back
-        buffers = [b for b in self.model.buffers() if b.is_floating_point()] if skip_nonfinite else []
+        # skip mode: a bad batch leaves no trace, decided at the optimizer step without a per-batch sync
+        skip = self._skip_guard = NonFiniteSkip(self.model) if cfg.on_nonfinite == "skip" else None
         strategy, window, window_host = self.strategy, self._window, self._window_host
         window.reset()
         window_host.reset()
@@ -781,31 +798,28 @@ class Trainer:
                 self._call("on_train_batch_start", batch, batch_idx)
                 x, y = self._to_device(batch)
                 is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
-                kept = [b.clone() for b in buffers]
+                kept = skip.keep() if skip is not None else None
                 with strategy.no_sync(is_step):
-                    with autocast(self.device, cfg.precision):
+                    with autocast(self.device, self.precision):
                         # self.train_model, not a local: a freeze mid-epoch re-wraps it under DDP
                         logits = call_model(self.train_model, x)
                 loss = criterion(logits.float(), y)
                 step = self.global_step
-                # one flag read per step, only in skip mode (like AMP's scaler); all ranks skip together.
-                # Otherwise non-finite losses are found at the next read-out, without a per-step sync.
-                skipped = skip_nonfinite and strategy.any_rank(not bool(torch.isfinite(loss)))
-                if skipped:
-                    self.nonfinite_skipped += 1
-                    with torch.no_grad():
-                        for buffer, value in zip(buffers, kept):
-                            buffer.copy_(value)
-                else:
-                    self._call("on_before_backward", loss)
-                    with strategy.no_sync(is_step):
-                        self.scaler.scale(loss / accum if accum > 1 else loss).backward()
-                    self._call("on_after_backward")
+                to_backward, ok = loss / accum if accum > 1 else loss, None
+                if skip is not None:
+                    # a non-finite loss poisons its gradients; the step is skipped on every rank (nonfinite.py).
+                    # Otherwise non-finite losses are found at the next read-out, without a per-step sync.
+                    to_backward, ok = skip.guard(loss, to_backward)
+                self._call("on_before_backward", loss)
+                with strategy.no_sync(is_step):
+                    self.scaler.scale(to_backward).backward()
+                if skip is not None:
+                    skip.restore(ok, kept)
+                self._call("on_after_backward")
                 if is_step:
                     self._optimizer_step()
-                if not skipped:
-                    window.update(loss, logits.detach(), y, step)
-                    window_host.samples += int(y.shape[0])
+                window.update(loss, logits.detach(), y, step)
+                window_host.samples += int(y.shape[0])
                 self.batches_done = batch_idx + 1
                 self._call("on_train_batch_end", {"loss": loss.detach()}, batch, batch_idx)
                 if is_step:
@@ -822,12 +836,16 @@ class Trainer:
         optimizer = self.optimizer
         assert optimizer is not None and self.scaler is not None and self.schedule is not None
         apply_lr(optimizer, self.schedule.factor(self.global_step))
+        checked = cfg.gradient_clip_val is not None or self._skip_guard is not None
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None] if checked else []
+        norm = None
         if cfg.gradient_clip_val is not None:
             self.scaler.unscale_(optimizer)
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, cfg.gradient_clip_val)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.gradient_clip_val)
         self._call("on_before_optimizer_step", optimizer)
-        self.scaler.step(optimizer)
+        # skip mode: GradScaler skips a step with non-finite gradients by itself; without it, one read
+        if self._skip_guard is None or self.scaler.is_enabled() or gradients_finite(params, norm):
+            self.scaler.step(optimizer)
         self.scaler.update()
         self._call("on_before_zero_grad", optimizer)
         optimizer.zero_grad(set_to_none=True)
@@ -854,6 +872,7 @@ class Trainer:
         # the logged window covers every rank's samples; a non-finite loss anywhere fails all ranks
         all_ranks = self.strategy.reduces_train_window
         window = self._window.read(all_ranks=all_ranks)
+        self._window.reset()  # read once: a window of skipped batches only logs no row, and is not read again
         if window.nonfinite and self.cfg.trainer.on_nonfinite == "fail":
             step = window.first_nonfinite_step if window.first_nonfinite_step is not None else self.global_step
             raise TrainingFailed(
@@ -870,6 +889,8 @@ class Trainer:
                 f"optim.lr (now {self.cfg.optim.lr:g}) or set trainer.gradient_clip_val. Checkpoints written before "
                 "are kept."
             )
+        if self.cfg.trainer.on_nonfinite == "skip":
+            self.nonfinite_skipped += window.nonfinite
         loss, acc, count = window.loss, window.acc, window.count
         window_host = self._window_host
         elapsed = window_host.elapsed()
@@ -890,7 +911,6 @@ class Trainer:
             row["nonfinite_skipped"] = self.nonfinite_skipped
         self.callback_metrics.update({"train/loss": loss, "train/acc": acc, "lr": row["lr"]})
         self._call("on_log", "train", {**row, "lrs": lrs})
-        self._window.reset()
         window_host.reset()
 
     def _to_device(self, batch: Any) -> tuple[Any, torch.Tensor]:
@@ -898,7 +918,7 @@ class Trainer:
         x, y = batch[0], batch[1]
         x = to_device(x, self.device)
         y = y.to(self.device, non_blocking=True)
-        if self.cfg.trainer.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
+        if self.runtime is not None and self.runtime.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
@@ -920,7 +940,7 @@ class Trainer:
             with torch.no_grad():
                 for i, batch in enumerate(iterator):
                     x, y = self._to_device(batch)
-                    with autocast(self.device, self.cfg.trainer.precision):
+                    with autocast(self.device, self.precision):
                         logits = call_model(model, x)
                     logits = logits.float()
                     metrics.update(logits, y, F.cross_entropy(logits, y, reduction="sum"))
@@ -945,8 +965,10 @@ class Trainer:
                 f"or {fix}."
             )
         if self.test_loader is None:
+            # sharded like validation: _evaluate sums the ranks' counts, so each sample must be on one rank
             self.test_loader = build_loader(
-                self.data.test, self.cfg.data, split="test", seed=self.cfg.run.seed, device_type=self.device.type
+                self.data.test, self.cfg.data, split="test", seed=self.cfg.run.seed, rank=self.strategy.rank,
+                world_size=self.strategy.world_size, device_type=self.device.type,
             )
         return self.test_loader
 
@@ -983,6 +1005,9 @@ class Trainer:
     def _as_failure(self, exc: BaseException) -> BaseException:
         if isinstance(exc, FtuiError):
             return exc
+        refusal = self._deterministic_refusal(exc)
+        if refusal is not None:
+            return refusal
         if isinstance(exc, torch.OutOfMemoryError):
             bs = self.cfg.data.batch_size
             return TrainingFailed(
@@ -997,6 +1022,17 @@ class Trainer:
         failure = TrainingFailed(f"training failed: {type(exc).__name__}: {exc}")
         failure.traceback = "".join(tb)  # type: ignore[attr-defined]
         return failure
+
+    def _deterministic_refusal(self, exc: BaseException | None) -> ConfigError | None:
+        """The message for torch refusing an operation under ``trainer.deterministic: true``, or None."""
+        op = nondeterministic_op(exc) if exc is not None else None
+        if op is None or not self.cfg.trainer.deterministic:
+            return None
+        return ConfigError(
+            f"trainer.deterministic: true, but this run uses {op}, which has no deterministic implementation on "
+            f"{self.device.type}. Fix: set trainer.deterministic: false (runs then repeat only up to such "
+            "operations), or change the model so that it does not use it."
+        )
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -56,6 +56,7 @@ class ControlCallback(Callback):
         self.paused = False
         self._run_dir: Path | None = None
         self._last_poll = float("-inf")
+        self._last_look = float("-inf")  # rank 0 under DDP: when control/ was last looked at
         self._seen_step: int | None = None
         self._distributed = False
         self._main = True
@@ -104,8 +105,18 @@ class ControlCallback(Callback):
         self.poll(trainer)
 
     def poll_due(self, trainer: Trainer) -> bool:
-        """Rank 0: whether ``poll_seconds`` have passed since the last listing (the trainer shares it)."""
-        return self._run_dir is not None and time.monotonic() - self._last_poll >= self.poll_seconds
+        """Rank 0: whether ``control/`` holds command files, looked at most every ``poll_seconds``.
+
+        The trainer shares the answer with the other ranks at the next step boundary, which then
+        poll together (a broadcast): only when there is something to read, not every ``poll_seconds``.
+        """
+        if self._run_dir is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_look < self.poll_seconds:
+            return False
+        self._last_look = now
+        return control.has_waiting(self._run_dir)
 
     def on_validation_start(self, trainer: Trainer) -> None:
         # the epoch's training is done: a command sent now need not wait for validation

@@ -62,9 +62,11 @@ class ProgressCallback(Callback):
         lora = tree.get("lora")
         if isinstance(lora, dict):
             params += f", LoRA rank {lora.get('rank')} on {lora.get('layers')} adapters"
+        # the GPU defaults (docs/gpu.md) are said on the first line: what `auto` chose is part of the run
+        compute = f" ({trainer.runtime.describe()})" if trainer.runtime is not None else ""
         head = (
             f"{name}: {trainer.built.name} on {trainer.data.info.get('source', trainer.cfg.data.source)} ({len(trainer.data.train)} train / "
-            f"{len(trainer.data.val)} val, {trainer.num_classes} classes{params}), {trainer.device}, "
+            f"{len(trainer.data.val)} val, {trainer.num_classes} classes{params}), {trainer.device}{compute}, "
             f"{trainer.cfg.trainer.epochs} epochs x {len(trainer.train_loader)} batches{where}"
         )
         if trainer.resumed_from is not None:

@@ -63,7 +63,7 @@ class RecorderCallback(Callback):
             val_size=len(trainer.data.val),
             batch_size=trainer.cfg.data.batch_size,
             device=str(trainer.device),
-            precision=trainer.cfg.trainer.precision,
+            precision=trainer.precision,
             seed=trainer.cfg.run.seed,
             notes=trainer.cfg.run.notes,
             best=trainer.best,
