@@ -298,3 +298,23 @@ def test_lora_trains_under_two_processes_and_an_adapter_freezes_live(tmp_path: P
     assert mine and all(torch.equal(after["model"][k], final["model"][k]) for k in mine)
     assert others and not any(torch.equal(after["model"][k], final["model"][k]) for k in others)
     assert _in_sync(run)["in_sync"] is True  # rank 1's adapters match rank 0's: its frozen one stayed too
+
+
+def test_skip_mode_with_accumulation_keeps_ranks_identical_and_test_counts_once(tmp_path: Path) -> None:
+    """Issue 23, items 3 and 4: only rank 1 meets a bad batch, the one whose backward steps. Before, both
+    ranks skipped that backward (and its all-reduce) and stepped on their own local gradients: the
+    weights drifted apart. And trainer.test() summed every rank's full pass (counts x world size)."""
+    out = tmp_path / "found.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(ROOT / "tests" / "fixtures" / "ddp_skip_worker.py"), str(out), str(tmp_path / "runs")],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = json.loads(out.read_text())
+    assert found["status"] == "finished" and found["params_finite"] and found["nonfinite_skipped"] == 1
+    rank0, rank1 = found["step_hashes"]  # the weights at the start, then after each of the 4 steps
+    assert len(rank0) == 5 and rank0 == rank1  # identical after every step, not only at the end
+    assert rank0[0] == rank0[1] != rank0[2]  # the first step, with rank 1's bad batch, was skipped on both
+    assert found["final_hashes"][0] == found["final_hashes"][1]
+    assert found["test_count"] == found["test_size"] == 21
