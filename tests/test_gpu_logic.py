@@ -235,3 +235,71 @@ def test_rank_zero_asks_the_ranks_to_poll_only_when_a_command_waits(tmp_path: Pa
     slow = ControlCallback(poll_seconds=3600)
     slow.setup(FakeTrainer(), "fit")
     assert slow.poll_due(FakeTrainer()) and not slow.poll_due(FakeTrainer())  # looked at most every poll_seconds
+
+
+# -- 10. torch.compile: training and evaluation apart, every recompilation an event ---------------
+
+
+class FreezeAt(Callback):
+    """Freezes ``pattern`` after optimizer step ``step``, as the control channel's freeze does."""
+
+    def __init__(self, step: int, pattern: str) -> None:
+        self.step, self.pattern = step, pattern
+        self.frozen: dict[str, torch.Tensor] | None = None
+
+    def on_train_batch_end(self, trainer: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step and self.frozen is None:
+            modules = trainer.finetuner.freeze(self.pattern, keep_trainable=True)
+            trainer.finetune_changed({"kind": "freeze", "message": f"froze {self.pattern}", "modules": modules})
+            self.frozen = {k: v.detach().clone() for k, v in trainer.model.named_parameters() if k.startswith(self.pattern)}
+
+
+def test_compile_keeps_evaluation_apart_and_records_each_recompilation(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from core.training import compile as compiling
+
+    monkeypatch.setitem(compiling.COMPILE_OPTIONS, "backend", "eager")  # dynamo's guards, no code generation
+    freeze = FreezeAt(3, "stage1")
+    # 21 validation samples in batches of 16: a partial last batch, which must not make shapes dynamic
+    cfg = tiny_cfg(tmp_path, trainer={"epochs": 2, "compile": True},
+                   data={"shapes": {"image_size": 16, "train_size": 96, "val_size": 21, "test_size": 8,
+                                    "classes": ["circle", "square", "triangle"], "difficulty": 0.2}})
+    trainer = Trainer(cfg, callbacks=[freeze])
+    trainer.fit()
+    assert trainer.status == "finished"
+    assert trainer.train_model is not trainer.eval_model
+    assert type(trainer.eval_model._orig_mod).__name__ == "Evaluating"
+    events = [json.loads(line) for line in (trainer.run.path / "events.jsonl").read_text().splitlines()]
+    compiles = [e for e in events if e["kind"] == "compile"]
+    first = [(e["phase"], e["recompile"]) for e in compiles if not e["recompile"]]
+    assert first == [("training", False), ("evaluation", False)]  # two code objects, two caches
+    frames = {e["phase"]: e["compile_id"].split("/")[0] for e in compiles if not e["recompile"]}
+    assert frames["training"] != frames["evaluation"]
+    after_freeze = [e for e in compiles if e["recompile"] and e["phase"] == "training"]
+    # the first step after the freeze (the event is written at the end of the batch that recompiled)
+    assert after_freeze and after_freeze[0]["step"] == 4 and "requires_grad" in after_freeze[0]["reason"]
+    assert "recompiled training" in after_freeze[0]["message"]
+    val_shapes = [e for e in compiles if e["recompile"] and e["phase"] == "evaluation" and "size mismatch" in e["reason"]]
+    assert len(val_shapes) == 1  # the partial batch: one static graph more, not dynamic shapes
+    assert not [e for e in events if e["kind"] == "warning" and "recompile limit" in e["message"]]
+    # and the live freeze under compile held: what was frozen did not move
+    assert freeze.frozen and all(torch.equal(v, dict(trainer.model.named_parameters())[k]) for k, v in freeze.frozen.items())
+
+
+def test_the_app_marks_recompilations_and_shows_compile_events() -> None:
+    from tui.markers import event_kind, legend, markers
+    from tui.widgets.event_log import event_line
+
+    events = [{"kind": "compile", "recompile": False, "step": 1, "message": "compiled training (0/0) in 9.1 s"},
+              {"kind": "compile", "recompile": True, "step": 40,
+               "message": "recompiled training (0/1) in 2.0 s because tensor ... requires_grad mismatch"},
+              {"kind": "freeze", "step": 40}]
+    assert [event_kind(e) for e in events] == [None, "compile", "freeze"]  # the first compilation is the start
+    found = markers(events, "step", {})
+    assert [(m.x, m.letters, m.line) for m in found] == [(40.0, "FK", True)]
+    assert legend(found) == "F freeze · K recompiled"
+    line = event_line(events[1], None)
+    assert "compile" in line.plain and "requires_grad mismatch" in line.plain
+    assert any("magenta" in str(span.style) for span in line.spans)

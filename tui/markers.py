@@ -1,5 +1,5 @@
 """Event markers on plots: what was done to a run (unfreeze, freeze, lr change, pause, resume,
-checkpoint), placed on a plot's x axis so a bend in a curve can be read against it (torch-free).
+checkpoint, recompilation), placed on a plot's x axis so a bend in a curve can be read against it (torch-free).
 
 Markers come from ``events.jsonl``; :func:`markers` turns events into :class:`Marker` values for one
 x axis (step, epoch or wall time), merging the ones that fall on the same step.
@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "unpaused": ("G", "go on (un-pause)"),
     "resumed": ("R", "resumed from a checkpoint"),
     "checkpoint": ("C", "checkpoint"),
+    "compile": ("K", "recompiled"),
 }
 LINE_KINDS = ("unfreeze", "freeze", "lr", "paused", "unpaused", "resumed")
 
@@ -48,6 +49,9 @@ def event_kind(event: dict[str, Any]) -> str | None:
         # runs of format 1 wrote `resumed` for an un-pause too (format 2 writes `unpaused`); only a
         # resume from a checkpoint names the checkpoint
         return "resumed" if event.get("checkpoint") else "unpaused"
+    if kind == "compile":
+        # a recompilation (a freeze, a new batch shape) costs seconds; the first compilation is the start
+        return "compile" if event.get("recompile") else None
     return kind if kind in KINDS else None
 
 
@@ -104,7 +108,7 @@ def legend(found: Iterable[Marker], width: int | None = None) -> str:
 
 #: One-word names for narrow plots.
 SHORT = {"unfreeze": "unfreeze", "freeze": "freeze", "lr": "lr", "paused": "pause", "unpaused": "go",
-         "resumed": "resume", "checkpoint": "ckpt"}
+         "resumed": "resume", "checkpoint": "ckpt", "compile": "recompile"}
 
 
 def draw_in_lane(plt: Any, found: list[Marker], x_lo: float, y_lo: float, y_hi: float, *, log: bool = False,

@@ -78,9 +78,12 @@ class Strategy:
         """Give this rank its own random streams from ``step`` on (rank 0 keeps the run's seed)."""
 
     def wrap(self, model: nn.Module, *, compile_: bool) -> tuple[nn.Module, nn.Module]:
-        """(the model that trains, the model that evaluates): compiled on request."""
-        wrapped = torch.compile(model) if compile_ else model
-        return wrapped, wrapped
+        """(the model that trains, the model that evaluates): compiled apart on request (core.training.compile)."""
+        if not compile_:
+            return model, model
+        from core.training.compile import compile_pair
+
+        return compile_pair(model, model)
 
     def rewrap_if_trainable_changed(self, trainer: Trainer) -> bool:
         """After a freeze or unfreeze: re-wrap if the wrapper depends on the trainable set."""
@@ -166,10 +169,11 @@ class DDPStrategy(Strategy):
 
         ids = [self._device.index] if self._device.type == "cuda" else None
         self.ddp = DistributedDataParallel(model, device_ids=ids)
-        train_model = torch.compile(self.ddp) if compile_ else self.ddp
-        # evaluation is never DDP: the ranks see uneven shards
-        eval_model = torch.compile(model) if compile_ else model
-        return train_model, eval_model
+        if not compile_:
+            return self.ddp, model  # evaluation is never DDP: the ranks see uneven shards
+        from core.training.compile import compile_pair
+
+        return compile_pair(self.ddp, model)
 
     def rewrap_if_trainable_changed(self, trainer: Trainer) -> bool:
         """Changing ``requires_grad`` under a live DDP instance breaks its gradient reduction

@@ -23,6 +23,7 @@ KIND_STYLES = {
     "freeze": "cyan",
     "unfreeze": "cyan",
     "lr": "blue",
+    "compile": "magenta",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.config import Config
 from core.training.callback import Callback
 from core.training.callbacks.checkpointing import CheckpointCallback
+from core.training.callbacks.compile_monitor import CompileMonitor
 from core.training.callbacks.control import ControlCallback
 from core.training.callbacks.early_stopping import EarlyStopping
 from core.training.callbacks.layer_stats import LayerStatsCallback
@@ -16,6 +17,7 @@ from core.training.callbacks.tensorboard import TensorBoardCallback
 
 __all__ = [
     "CheckpointCallback",
+    "CompileMonitor",
     "ControlCallback",
     "EarlyStopping",
     "LayerStatsCallback",
@@ -58,6 +60,8 @@ def default_callbacks(cfg: Config, *, record: bool = True, rank: int = 0) -> lis
             out.append(TelemetryCallback(cfg.logging.system_interval))
         if cfg.logging.layer_stats:
             out.append(LayerStatsCallback(cfg.logging.layer_stats_depth, cfg.logging.every_n_steps))
+        if cfg.trainer.compile:
+            out.append(CompileMonitor())
         # last before progress: a pause blocks in its hooks, after the others have seen the step
         out.append(ControlCallback())
     if cfg.logging.progress != "none":
