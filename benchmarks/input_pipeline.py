@@ -11,9 +11,21 @@
   batches, the consumer the pipeline has to keep up with; the data share of a 0-worker epoch is
   ``t_data / (t_data + t_step)``.
 
+Second part (issue 23), an ImageFolder of 224-pixel JPEGs the script writes itself (smooth noise,
+quality 90, four classes) with the usual ImageNet training augmentation (random resized crop +
+horizontal flip, ImageNet normalisation), batch 64:
+
+* ``ftui imagefolder``: ``build_data`` + ``build_loader`` as the trainer uses them, at 0 and 2
+  workers: images/s with the batches finished on the CPU (as a CPU run trains on them), and images/s
+  and bytes per batch of what the workers hand over (what crosses shared memory, the pin-memory
+  thread and, on a GPU box, PCIe; there the normalisation runs on the GPU);
+* ``bare torchvision``: ``torchvision.datasets.ImageFolder`` (PIL decoding) with
+  ``v2.RandomResizedCrop`` + ``v2.RandomHorizontalFlip`` + ``v2.ToImage`` + ``v2.ToDtype(scale=True)`` +
+  ``v2.Normalize`` per sample in the workers, the tutorial pipeline, at 0 and 2 workers.
+
 Passes are interleaved over repetitions; figures are medians.
 
-    python benchmarks/input_pipeline.py [--reps 3] [--samples 3000] [--quick]
+    python benchmarks/input_pipeline.py [--reps 3] [--samples 3000] [--images 512] [--quick]
 """
 
 from __future__ import annotations
@@ -118,13 +130,138 @@ def train_step_rate(images: torch.Tensor, labels: torch.Tensor, norm: dict, step
     return n / (time.perf_counter() - t0)
 
 
+# ---------------------------------------------------------------------------------------------
+# An ImageFolder of 224-pixel JPEGs
+# ---------------------------------------------------------------------------------------------
+
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+FOLDER_BATCH = 64
+
+
+def write_jpeg_folder(root: Any, images: int, side: int = 224, classes: int = 4) -> None:
+    """``images`` JPEGs (quality 90) of smooth noise, like photographs to a codec, in ``classes`` folders."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(images):
+        folder = root / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        walk = np.cumsum(rng.normal(0, 6, (side, side, 3)), axis=1) + rng.uniform(60, 190, (side, 1, 3))
+        Image.fromarray(np.clip(walk, 0, 255).astype("uint8")).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def folder_config(root: Any, workers: int) -> Config:
+    from core.config import config_from_dict
+
+    return config_from_dict({
+        "data": {"source": "imagefolder", "root": str(root), "image_size": 224, "normalize": "imagenet",
+                 "val_fraction": 0.05, "batch_size": FOLDER_BATCH, "num_workers": workers,
+                 "persistent_workers": False,
+                 "augment": {"hflip": 0.5, "random_resized_crop": {"scale": [0.35, 1.0]}}},
+        "run": {"seed": 0},
+    })
+
+
+def ftui_folder_pass(root: Any, workers: int, epoch: int) -> dict[str, float]:
+    """Images/s finished on the CPU, images/s and bytes per batch of the workers' own batches."""
+    from core.data import build_data, build_loader
+
+    cfg = folder_config(root, workers)
+    data = build_data(cfg.data, cfg.run.seed)
+    loader = build_loader(data.train, cfg.data, split="train", seed=cfg.run.seed)
+    loader.set_epoch(epoch)
+    seconds, n = drain(loader)
+    loader.close()
+    raw = build_loader(data.train, cfg.data, split="train", seed=cfg.run.seed)
+    raw.set_epoch(epoch)
+    t0 = time.perf_counter()
+    count, nbytes = 0, 0
+    for x, _ in raw.loader:  # the workers' batches, before the loader finishes them
+        count += int(x.shape[0])
+        nbytes = x.element_size() * x.nelement()
+    raw_seconds = time.perf_counter() - t0
+    raw.close()
+    return {"finished_img_s": n / seconds, "workers_img_s": count / raw_seconds, "bytes_per_batch": nbytes}
+
+
+def bare_folder_pass(root: Any, workers: int) -> dict[str, float]:
+    from torchvision.datasets import ImageFolder
+
+    tf = v2.Compose([
+        v2.RandomResizedCrop(224, scale=(0.35, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(0.5),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET["mean"], IMAGENET["std"]),
+    ])
+    extra = {"persistent_workers": False, "prefetch_factor": 2} if workers else {}
+    loader = DataLoader(ImageFolder(str(root), transform=tf), batch_size=FOLDER_BATCH, shuffle=True, drop_last=True,
+                        num_workers=workers, **extra)
+    t0 = time.perf_counter()
+    n, nbytes = 0, 0
+    for x, _ in loader:
+        n += int(x.shape[0])
+        nbytes = x.element_size() * x.nelement()
+    return {"img_s": n / (time.perf_counter() - t0), "bytes_per_batch": nbytes}
+
+
+def folder_part(images: int, reps: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="ftui-bench-jpeg-") as tmp:
+        root = Path(tmp)
+        write_jpeg_folder(root, images)
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in ("ftui_w0", "ftui_w2", "bare_w0", "bare_w2")}
+        for rep in range(reps):
+            runs["ftui_w0"].append(ftui_folder_pass(root, 0, rep))
+            runs["bare_w0"].append(bare_folder_pass(root, 0))
+            runs["ftui_w2"].append(ftui_folder_pass(root, 2, rep))
+            runs["bare_w2"].append(bare_folder_pass(root, 2))
+            print(f"imagefolder rep {rep + 1}/{reps}: " + ", ".join(
+                f"{k} {v[-1].get('finished_img_s', v[-1].get('img_s')):,.0f} img/s" for k, v in runs.items()), flush=True)
+
+    def med(key: str, field: str) -> float:
+        return harness.summary(r[field] for r in runs[key])["median"]
+
+    ftui_bytes, bare_bytes = runs["ftui_w0"][-1]["bytes_per_batch"], runs["bare_w0"][-1]["bytes_per_batch"]
+    rows = [
+        {"measure": f"ftui imagefolder, {w} workers, finished on the CPU", "value": med(f"ftui_w{w}", "finished_img_s"),
+         "unit": "img/s", "note": f"{med(f'ftui_w{w}', 'finished_img_s') / med(f'bare_w{w}', 'img_s'):.2f}x bare"}
+        for w in (0, 2)
+    ] + [
+        {"measure": f"ftui imagefolder, {w} workers, the workers' batches", "value": med(f"ftui_w{w}", "workers_img_s"),
+         "unit": "img/s", "note": "normalised on the device after these"} for w in (0, 2)
+    ] + [
+        {"measure": f"bare torchvision ImageFolder, {w} workers", "value": med(f"bare_w{w}", "img_s"), "unit": "img/s"}
+        for w in (0, 2)
+    ] + [
+        {"measure": "bytes per batch from the workers, ftui", "value": ftui_bytes, "unit": "bytes",
+         "note": f"{bare_bytes / ftui_bytes:.1f}x fewer than the bare pipeline's {bare_bytes:,}"},
+    ]
+    results = {
+        "config": {"images": images, "side": 224, "batch_size": FOLDER_BATCH, "reps": reps,
+                   "augment": "random resized crop (0.35-1) + hflip 0.5, imagenet normalisation"},
+        "runs": runs,
+        "medians": {
+            "ftui_finished_w0": med("ftui_w0", "finished_img_s"), "ftui_finished_w2": med("ftui_w2", "finished_img_s"),
+            "ftui_workers_w0": med("ftui_w0", "workers_img_s"), "ftui_workers_w2": med("ftui_w2", "workers_img_s"),
+            "bare_w0": med("bare_w0", "img_s"), "bare_w2": med("bare_w2", "img_s"),
+        },
+        "bytes_per_batch": {"ftui": ftui_bytes, "bare": bare_bytes},
+    }
+    return rows, results
+
+
 def main() -> None:
     p = harness.parser("input_pipeline", __doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--samples", type=int, default=3000, help="Training samples per pass.")
+    p.add_argument("--images", type=int, default=512, help="JPEGs in the ImageFolder part (0 leaves it out).")
     args = p.parse_args()
     if args.quick:
-        args.reps, args.samples = 1, 128
+        args.reps, args.samples, args.images = 1, 128, 72
     from core.data import build_data
 
     cfg = bench_config(args.samples, 0)
@@ -170,8 +307,11 @@ def main() -> None:
                    "batch_size": cfg.data.batch_size, "augment": "hflip 0.5", "threads": torch.get_num_threads()},
         "rates": rates, "medians": med, "data_share_0_workers": data_share, "pipeline_over_step": headroom,
     }
-    harness.report("input_pipeline", "Input pipeline: shapes + quickstart augmentation", rows, results, args.out,
-                   quick=args.quick)
+    if args.images:
+        folder_rows, results["imagefolder"] = folder_part(args.images, args.reps)
+        rows += folder_rows
+    harness.report("input_pipeline", "Input pipeline: shapes + quickstart augmentation; an ImageFolder of JPEGs",
+                   rows, results, args.out, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -613,9 +613,10 @@ class TrainerConfig(Section):
         "afresh: CPU epochs about 4 % faster; the process may keep up to 256 MB more. Skipped when MALLOC_* "
         "environment variables are set.",
     )
-    deterministic: bool = Field(
-        False, description="Deterministic algorithms only: an operation without a deterministic implementation "
-        "fails the run naming it (cuDNN autotuning off)."
+    deterministic: Union[bool, Literal["warn"]] = Field(
+        False, description="Deterministic algorithms only (cuDNN autotuning off): true fails the run naming an "
+        "operation that has no deterministic implementation; 'warn' goes on and records each such operation in "
+        "the run (events and run.json nondeterministic_ops)."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
     on_nonfinite: Literal["fail", "skip"] = Field(

@@ -128,3 +128,41 @@ def test_augmentation_leaves_callers_rng_alone(bundle) -> None:
     torch.manual_seed(123)
     bundle.train[(0, 0)]
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_workers_send_uint8_and_batches_equal_their_items_normalised(bundle) -> None:
+    """Issue 23: a quarter of the bytes through shared memory and PCIe; the same tensors as before."""
+    cfg = shapes_cfg(num_workers=1, normalize="auto", persistent_workers=False)
+    data = build_data(cfg, seed=5)
+    with build_loader(data.train, cfg, split="train", seed=5) as loader:
+        loader.set_epoch(2)
+        x, y = next(iter(loader.loader))  # what a worker sent
+        assert x.dtype == torch.uint8 and x.shape == (16, 3, 16, 16)
+        loader.set_epoch(2)
+        finished = [(x.clone(), y.clone()) for x, y in loader]
+    items = [data.train[(i, 2)] for i in EpochSampler(len(data.train), shuffle=True, seed=5).order(2)]
+    expected = torch.stack([x for x, _ in items[:16]])
+    assert finished[0][0].dtype == torch.float32 and torch.equal(finished[0][0], expected)  # bit for bit
+    assert finished[0][0].abs().max() > 1  # normalised, not [0, 1]
+    # on request, in channels_last, with the same values
+    last = build_loader(data.train, cfg, split="train", seed=5, device="cpu", channels_last=True)
+    last.set_epoch(2)
+    x_cl = next(iter(last))[0]
+    assert x_cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(x_cl, expected)
+    assert loader.dataset is data.train and not data.train.is_raw  # indexing the split still gives floats
+
+
+def test_other_data_moves_unchanged(tmp_path) -> None:
+    import numpy as np
+
+    rows = np.random.default_rng(0).normal(size=(40, 3))
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c,label\n" + "\n".join(f"{a},{b},{c},{'xy'[i % 2]}" for i, (a, b, c) in enumerate(rows)))
+    cfg = config_from_dict({"data": {"source": "csv", "csv": {"path": str(path), "target": "label"},
+                                     "batch_size": 8, "num_workers": 0}}).data
+    data = build_data(cfg, seed=0)
+    loader = build_loader(data.train, cfg, split="train", seed=0, device="cpu", channels_last=True)
+    assert getattr(data.train, "finish", None) is None
+    x, y = next(iter(loader))
+    assert x.dtype == torch.float32 and x.shape == (8, 3) and torch.equal(x, torch.stack([data.train[i][0] for i in
+                                                                                             loader.sampler.order(0)[:8]]))

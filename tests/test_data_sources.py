@@ -294,3 +294,34 @@ def test_image_that_breaks_while_loading_is_named_without_a_traceback(tmp_path: 
             loader.close()
     assert str(broken) in str(err.value) and "cannot read image" in str(err.value)
     assert "Traceback" not in str(err.value)
+
+
+def test_image_files_decode_to_pils_pixels_fast_path_or_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JPEG, PNG and WebP in RGB or grey go through torchvision.io (libjpeg-turbo: about twice PIL's speed
+    with its conversion to a tensor); CMYK and palette images, and a torchvision without decoders, PIL."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    from core.data import sources
+
+    rng = np.random.default_rng(0)
+    rgb = np.clip(np.cumsum(rng.normal(0, 9, (40, 48, 3)), axis=1) + 128, 0, 255).astype("uint8")
+    files = {"photo.jpg": Image.fromarray(rgb), "grey.jpg": Image.fromarray(rgb[..., 0]),
+             "lossless.png": Image.fromarray(rgb), "print.jpg": Image.fromarray(rgb).convert("CMYK"),
+             "palette.png": Image.fromarray(rgb).convert("P"), "web.webp": Image.fromarray(rgb)}
+    for name, img in files.items():
+        img.save(tmp_path / name, quality=90) if name.endswith(".jpg") else img.save(tmp_path / name)
+    expected = {}
+    for name in files:
+        path = str(tmp_path / name)
+        with Image.open(path) as ref:
+            expected[name] = pil_to_tensor(ref.convert("RGB"))
+        got = sources.load_image_file(path)
+        fast = name in ("photo.jpg", "grey.jpg", "lossless.png", "web.webp")
+        assert isinstance(got, torch.Tensor) == fast, name
+        got = got if fast else pil_to_tensor(got)
+        assert got.dtype == torch.uint8 and torch.equal(got, expected[name]), name
+    monkeypatch.setattr(sources, "_fast_decoder", lambda: None)  # a torchvision whose decoders are gone
+    fallback = sources.load_image_file(str(tmp_path / "photo.jpg"))
+    assert isinstance(fallback, Image.Image) and torch.equal(pil_to_tensor(fallback), expected["photo.jpg"])

@@ -140,12 +140,29 @@ def test_deterministic_refuses_a_nondeterministic_op_and_is_reset_for_the_next_t
     with pytest.raises(ConfigError) as info:
         trainer.fit()  # before: a warning, and a run that was not deterministic ended "finished"
     message = str(info.value)
-    assert "trainer.deterministic: true" in message and "put_" in message and "deterministic: false" in message
+    assert "trainer.deterministic: true" in message and "put_" in message and "deterministic: warn" in message
     assert read_json(trainer.run.path / "run.json")["status"] == "failed" and trainer.exit_code != 0
     assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
     # the same process, a Trainer that did not ask for it: nothing of the first survives
     Trainer(tiny_cfg(tmp_path, "free", trainer={"epochs": 1, "max_steps": 1}), model=PutNet(), record=False).fit()
     assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+
+
+def test_deterministic_warn_goes_on_and_records_each_nondeterministic_op(tmp_path: Path) -> None:
+    import json
+
+    from core.runs import read_json
+
+    trainer = Trainer(tiny_cfg(tmp_path, "warn", trainer={"epochs": 1, "deterministic": "warn"}), model=PutNet())
+    with pytest.warns(UserWarning, match="put_"):  # torch's own warning is still shown
+        trainer.fit()
+    assert trainer.status == "finished" and trainer.nondeterministic_ops == ["put_"]
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    info = read_json(trainer.run.path / "run.json")
+    assert info["nondeterministic_ops"] == ["put_"]
+    events = [json.loads(line) for line in (trainer.run.path / "events.jsonl").read_text().splitlines()]
+    recorded = [e for e in events if e["kind"] == "warning" and e.get("op") == "put_"]
+    assert len(recorded) == 1 and "does not repeat exactly" in recorded[0]["message"]
 
 
 # -- 11 and 14: TF32 and the defaults on CUDA, decided for a device -----------------------------

@@ -4,10 +4,15 @@ Keys are either an index or an ``(index, epoch)`` pair (what :class:`core.data.l
 yields). Random transforms run with torch's CPU generator seeded from ``(seed, epoch, index)``
 inside ``torch.random.fork_rng``, so a sample's augmentation does not depend on which worker draws
 it, on how many workers there are, or on what ran before it; the caller's RNG state is restored.
+
+An image split's transform is an :class:`core.data.transforms.ImagePipeline`; its :meth:`SplitDataset.raw`
+view (what the loaders' workers index) stops before the pipeline's :attr:`SplitDataset.finish`, so
+workers send uint8 and the loader normalises whole batches on the device.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Sequence
 
 import torch
@@ -44,8 +49,23 @@ class SplitDataset(Dataset):
         self.seed = int(seed)
         self.random = random
         self.split = split
+        self.is_raw = False  # the loaders' view: items stop before `finish`
         base_targets = [int(t) for t in base.targets]
         self.targets = [base_targets[i] for i in self.indices]
+
+    @property
+    def finish(self) -> Callable[..., Any] | None:
+        """The batch-wise last step of an image pipeline (uint8 to normalised float), or None."""
+        return getattr(self.transform, "finish", None)
+
+    def raw(self) -> SplitDataset:
+        """This split as the loaders' workers index it: items without :attr:`finish` (uint8 images),
+        or the split itself when there is nothing to leave to the loader."""
+        if self.finish is None:
+            return self
+        view = copy.copy(self)
+        view.is_raw = True
+        return view
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -53,14 +73,15 @@ class SplitDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, int]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         x, label = self.base[self.indices[index]]
-        if self.transform is not None:
+        transform = self.transform.sample if self.is_raw else self.transform  # type: ignore[union-attr]
+        if transform is not None:
             if self.random:
                 with torch.random.fork_rng(devices=[]):
                     # Only the CPU generator: seeding CUDA here would disturb the trainer's GPU RNG.
                     torch.random.default_generator.manual_seed(mix_seed(self.seed, epoch, index))
-                    x = self.transform(x)
+                    x = transform(x)
             else:
-                x = self.transform(x)
+                x = transform(x)
         return x, int(label)
 
 

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from core.config import DataConfig
+from core.data.device import BatchPreparer, CudaPrefetcher, DeviceBatches
 from core.data.seeding import mix_seed
 from core.errors import DataError, UserError
 
@@ -101,10 +102,14 @@ class EpochLoader:
     nobody chose, in whatever code runs then, which waits for them to exit.
     """
 
-    def __init__(self, loader: DataLoader, sampler: EpochSampler, batch_size: int):
+    def __init__(self, loader: DataLoader, sampler: EpochSampler, batch_size: int, *,
+                 prepare: BatchPreparer | None = None, dataset: Any = None):
         self.loader = loader
         self.sampler = sampler
         self.batch_size = batch_size
+        self._dataset = dataset if dataset is not None else loader.dataset
+        self.prepare = prepare or BatchPreparer(None, None, False)
+        """What each batch becomes after the workers: on the device, finished (core.data.device)."""
         self._last: weakref.ref[Any] | None = None  # the newest iterator, whose workers close() stops
 
     def close(self) -> None:
@@ -128,8 +133,8 @@ class EpochLoader:
 
     @property
     def dataset(self) -> Any:
-        """The dataset loaded."""
-        return self.loader.dataset
+        """The dataset loaded (its items as indexing gives them; the workers index its raw view)."""
+        return self._dataset
 
     @property
     def num_workers(self) -> int:
@@ -156,7 +161,11 @@ class EpochLoader:
         # iter() runs now, not lazily: callers may wrap it in torch.random.fork_rng.
         iterator = iter(self.loader)
         self._last = weakref.ref(iterator)
-        return _UserErrorsUnwrapped(iterator)
+        batches = _UserErrorsUnwrapped(iterator)
+        device = self.prepare.device
+        if device is not None and device.type == "cuda":
+            return CudaPrefetcher(batches, self.prepare)
+        return DeviceBatches(batches, self.prepare)
 
 
 class _UserErrorsUnwrapped:
@@ -228,8 +237,14 @@ def build_loader(
     world_size: int = 1,
     device_type: str = "cpu",
     collate_fn: Any = None,
+    device: torch.device | str | None = None,
+    channels_last: bool = False,
 ) -> EpochLoader:
     """A loader for ``split``: shuffled, ``drop_last`` batches for ``train``; ordered ones otherwise.
+
+    Image splits of the built-in sources travel from the workers as uint8 and are normalised by the
+    loader, on ``device`` when given (batches then come out there; on CUDA through a side-stream
+    prefetcher), else on the CPU: either way a batch equals its items stacked (see core.data.device).
 
     Args:
         dataset: A split of a :class:`core.data.DataBundle`.
@@ -241,7 +256,13 @@ def build_loader(
         device_type: Device the batches go to (``cuda`` pins memory when ``pin_memory: auto``).
         collate_fn: Turns a list of items into a batch (default: the dataset's ``collate_fn``
             attribute, which user data sets from ``data.collate``, else torch's).
+        device: Where the batches come out (None: the CPU, where the workers left them); sets
+            ``device_type``.
+        channels_last: Finish 4-D image batches in channels_last memory format.
     """
+    if device is not None:
+        device = torch.device(device)
+        device_type = device.type
     train = split == "train"
     batch_size = cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size)
     drop_last = cfg.drop_last if train else False
@@ -262,8 +283,10 @@ def build_loader(
     collate = collate_fn if collate_fn is not None else getattr(dataset, "collate_fn", None)
     if collate is not None:
         extra["collate_fn"] = collate
+    finish = getattr(dataset, "finish", None)
+    workers_view = dataset.raw() if finish is not None else dataset  # uint8 images from the workers
     loader = DataLoader(
-        dataset,
+        workers_view,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
@@ -273,4 +296,5 @@ def build_loader(
         generator=generator,
         **extra,
     )
-    return EpochLoader(loader, sampler, batch_size)
+    return EpochLoader(loader, sampler, batch_size, prepare=BatchPreparer(device, finish, channels_last),
+                       dataset=dataset)

@@ -1,8 +1,14 @@
 """Image preprocessing and train-only augmentation (torchvision.transforms.v2) built from the config.
 
-Order: to image, channel conversion, resize + centre crop, geometric and colour augmentation on
-uint8, to float in [0, 1], pixel affine, normalise, random erasing (which works in normalised
-units). Validation and test use the same pipeline without the random steps.
+A pipeline is two parts (:class:`ImagePipeline`): the per-sample steps, which end in uint8 — to
+image, channel conversion, resize + centre crop, geometric and colour augmentation, the pixel
+affine, random erasing (filling with the mean colour, which normalisation maps to 0) — and the
+:class:`Normalizer`, which turns uint8 into normalised float32. Data-loader workers run only the
+first part and send uint8 images, a quarter of the bytes of float32 through shared memory, pinned
+memory and PCIe; the loader normalises whole batches on the training device
+(:class:`core.data.loader.EpochLoader`). Indexing a dataset runs both parts, so an item is the same
+normalised float tensor either way. Validation and test use the same pipeline without the random
+steps.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ class ToChannels:
 
 
 class PixelAffine:
-    """With probability ``p``: ``x * scale + offset`` with scale and offset drawn uniformly, clamped to [0, 1]."""
+    """With probability ``p``: ``x * scale + offset`` on [0, 1] values, scale and offset drawn uniformly,
+    clamped to [0, 1]. A uint8 image stays uint8 (rounded to the nearest of its 256 levels)."""
 
     def __init__(self, scale: tuple[float, float], offset: tuple[float, float], p: float):
         self.scale = scale
@@ -55,6 +62,9 @@ class PixelAffine:
         r = torch.rand(2)
         a = self.scale[0] + (self.scale[1] - self.scale[0]) * float(r[0])
         b = self.offset[0] + (self.offset[1] - self.offset[0]) * float(r[1])
+        if img.dtype == torch.uint8:
+            x = img.as_subclass(torch.Tensor).to(torch.float32)
+            return x.mul_(a).add_(b * 255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
         return (img * a + b).clamp_(0.0, 1.0)
 
     def __repr__(self) -> str:
@@ -83,6 +93,72 @@ class ToFloatNormalized:
         if self.mean is None:
             return "ToFloatNormalized()"
         return f"ToFloatNormalized(mean={self.mean.flatten().tolist()}, std={(1 / self.inv_std).flatten().tolist()})"
+
+
+class Normalizer:
+    """uint8 images ``(C, H, W)`` or batches ``(N, C, H, W)``, on any device, to float32 in [0, 1] and then
+    ``(x - mean) / std`` per channel (no statistics: [0, 1] only); optionally in channels_last.
+
+    The same element-wise float32 steps as :class:`ToFloatNormalized`, so a batch normalised on a GPU
+    equals the stacked items normalised one by one on the CPU.
+    """
+
+    def __init__(self, mean: list[float] | None = None, std: list[float] | None = None):
+        self.mean = None if mean is None else [float(v) for v in mean]
+        self.std = None if std is None else [float(v) for v in std]
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        stats = self._stats.get(device)
+        if stats is None:
+            assert self.mean is not None and self.std is not None
+            mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+            inv_std = 1.0 / torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+            # made once per device (a host-to-device copy), then reused by every batch
+            stats = self._stats[device] = (mean.to(device), inv_std.to(device))
+        return stats
+
+    def __call__(self, img: torch.Tensor, *, channels_last: bool = False) -> torch.Tensor:
+        x = img.as_subclass(torch.Tensor)
+        layout = torch.channels_last if channels_last and x.dim() == 4 else torch.preserve_format
+        if x.dtype == torch.uint8:
+            x = x.to(dtype=torch.float32, memory_format=layout).mul_(1.0 / 255.0)
+        else:  # already float (a user's own step): normalise a copy
+            x = x.to(dtype=torch.float32, memory_format=layout, copy=True)
+        if self.mean is not None:
+            mean, inv_std = self._on(x.device)
+            x.sub_(mean).mul_(inv_std)
+        return x
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_stats": {}}  # device tensors stay in their process
+
+    def __repr__(self) -> str:
+        return "Normalizer()" if self.mean is None else f"Normalizer(mean={self.mean}, std={self.std})"
+
+
+class AsTensor:
+    """The last per-sample step: a plain uint8 tensor (not a tv_tensors.Image) for collation and workers."""
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        return img.as_subclass(torch.Tensor)
+
+    def __repr__(self) -> str:
+        return "AsTensor()"
+
+
+class ImagePipeline:
+    """``sample`` (per sample, ends in uint8) then ``finish`` (:class:`Normalizer`); calling it runs both."""
+
+    def __init__(self, sample: v2.Compose, finish: Normalizer):
+        self.sample = sample
+        self.finish = finish
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        return self.finish(self.sample(img))
+
+    def __repr__(self) -> str:
+        return f"ImagePipeline(sample={self.sample!r}, finish={self.finish!r})"
 
 
 def has_augmentation(aug: AugmentConfig) -> bool:
@@ -135,8 +211,8 @@ def base_steps(cfg: DataConfig) -> list[Callable[[Any], Any]]:
 
 def build_image_transform(
     cfg: DataConfig, *, train: bool, size: tuple[int, int], normalization: dict | None
-) -> v2.Compose:
-    """The full pipeline for one split; ``size`` is the (H, W) after resizing (used by resized crops)."""
+) -> ImagePipeline:
+    """The pipeline for one split; ``size`` is the (H, W) after resizing (used by resized crops)."""
     aug = cfg.augment
     steps = base_steps(cfg)
     if train:
@@ -155,19 +231,15 @@ def build_image_transform(
             jitter = v2.ColorJitter(brightness=j.brightness, contrast=j.contrast, saturation=j.saturation, hue=j.hue)
             steps.append(_maybe(jitter, j.p))
     if train and aug.affine:
-        # The pixel affine works on [0, 1] values, so normalisation has to wait for it.
-        steps.append(ToFloatNormalized())
         steps.append(PixelAffine(tuple(aug.affine.scale), tuple(aug.affine.offset), aug.affine.p))
-        if normalization is not None:
-            steps.append(ToFloatNormalized(normalization["mean"], normalization["std"]))
-    elif normalization is not None:
-        steps.append(ToFloatNormalized(normalization["mean"], normalization["std"]))
-    else:
-        steps.append(ToFloatNormalized())
     if train and aug.random_erasing:
         e = aug.random_erasing
-        steps.append(v2.RandomErasing(p=e.p, scale=tuple(e.scale), ratio=tuple(e.ratio)))
-    return v2.Compose(steps)
+        # the mean colour: what normalisation turns into 0, the value erasing wrote in normalised units
+        fill = [min(255, max(0, round(255.0 * m))) for m in normalization["mean"]] if normalization is not None else 0
+        steps.append(v2.RandomErasing(p=e.p, scale=tuple(e.scale), ratio=tuple(e.ratio), value=fill))
+    steps.append(AsTensor())
+    finish = Normalizer(normalization["mean"], normalization["std"]) if normalization is not None else Normalizer()
+    return ImagePipeline(v2.Compose(steps), finish)
 
 
 def build_stats_transform(cfg: DataConfig) -> v2.Compose:

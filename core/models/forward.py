@@ -13,19 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.data.device import to_device  # noqa: F401 - the one mover of inputs, re-exported for the trainer
 from core.errors import ModelError
 from core.usercode import user_frame
-
-
-def to_device(inputs: Any, device: torch.device, *, non_blocking: bool = True) -> Any:
-    """Move a tensor, or the tensors of a tuple/list/dict, to ``device``."""
-    if isinstance(inputs, torch.Tensor):
-        return inputs.to(device, non_blocking=non_blocking)
-    if isinstance(inputs, Mapping):
-        return {k: to_device(v, device, non_blocking=non_blocking) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_device(v, device, non_blocking=non_blocking) for v in inputs)
-    return inputs
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:

@@ -7,8 +7,9 @@ import ctypes
 import os
 import platform
 import random
+import warnings
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -95,33 +96,58 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_backends(deterministic: bool, cudnn_benchmark: bool, *, tf32: bool = True,
+def configure_backends(deterministic: bool | str, cudnn_benchmark: bool, *, tf32: bool = True,
                        device: torch.device | None = None) -> None:
     """Set torch's process-wide switches for this run, every one of them, so that nothing a previous
     Trainer in the same process set survives into this one.
 
-    ``deterministic`` means it: an operation without a deterministic implementation raises (see
-    :func:`nondeterministic_op`) instead of warning. TF32 applies to CUDA only; elsewhere float32
-    matmuls keep full precision.
+    ``deterministic: true`` means it: an operation without a deterministic implementation raises (see
+    :func:`nondeterministic_op`); ``"warn"`` lets torch warn instead, and the trainer records each
+    such operation (:func:`watch_nondeterminism`), as Lightning's ``deterministic="warn"``. TF32
+    applies to CUDA only; elsewhere float32 matmuls keep full precision.
     """
-    if deterministic:
+    wanted = bool(deterministic)
+    if wanted:
         # cuBLAS needs this workspace setting for deterministic matmuls on CUDA >= 10.2.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = bool(cudnn_benchmark and not deterministic)
+    torch.use_deterministic_algorithms(wanted, warn_only=deterministic == "warn")
+    torch.backends.cudnn.deterministic = wanted
+    torch.backends.cudnn.benchmark = bool(cudnn_benchmark and not wanted)
     on_cuda = device is not None and device.type == "cuda"
     torch.set_float32_matmul_precision("high" if on_cuda and tf32 else "highest")
     torch.backends.cudnn.allow_tf32 = tf32 if on_cuda else True  # True is torch's own default
 
 
-def nondeterministic_op(exc: BaseException) -> str | None:
-    """The operation named by torch's "does not have a deterministic implementation" error, or None."""
+_NONDETERMINISTIC = " does not have a deterministic implementation"
+
+
+def nondeterministic_op(exc: BaseException | str) -> str | None:
+    """The operation named by torch's "does not have a deterministic implementation" error (or warning
+    text), or None."""
     text = str(exc)
-    marker = " does not have a deterministic implementation"
-    if not isinstance(exc, RuntimeError) or marker not in text:
+    if (not isinstance(exc, (RuntimeError, str))) or _NONDETERMINISTIC not in text:
         return None
-    return text.split(marker, 1)[0].strip().splitlines()[-1].strip() or "an operation"
+    return text.split(_NONDETERMINISTIC, 1)[0].strip().splitlines()[-1].strip() or "an operation"
+
+
+@contextlib.contextmanager
+def watch_nondeterminism(report: Callable[[str], None]) -> Iterator[None]:
+    """While it is open, call ``report(op)`` for each warning torch gives about an operation without a
+    deterministic implementation (``deterministic: warn``). Every warning is still shown as before."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        op = nondeterministic_op(str(message))
+        if op is not None:
+            report(op)
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        if warnings.showwarning is show:
+            warnings.showwarning = shown
 
 
 @dataclass(frozen=True)

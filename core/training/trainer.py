@@ -52,7 +52,7 @@ from core.training.metrics import ClassificationMetrics, TrainAccumulator, scala
 from core.training.nonfinite import NonFiniteSkip, gradients_finite
 from core.training.runtime import (
     RuntimePlan, autocast, check_precision, configure_backends, nondeterministic_op, plan_runtime, resolve_device,
-    resolve_precision, seed_everything, steady_malloc,
+    resolve_precision, seed_everything, steady_malloc, watch_nondeterminism,
 )
 from core.training.resume import check_resume
 from core.training.schedule import LrSchedule, apply_lr
@@ -150,6 +150,7 @@ class Trainer:
         self.callback_metrics: dict[str, float] = {}
         self.history: dict[str, list[float]] = {}
         self.last_eval: dict[str, dict[str, Any]] = {}
+        self.nondeterministic_ops: list[str] = []  # deterministic: warn — the operations torch warned about
         self.nonfinite_skipped = 0  # batches with a non-finite loss (skip mode), as of the last read-out
         self._skip_guard: NonFiniteSkip | None = None
         self.fit_started_at: float | None = None
@@ -263,7 +264,9 @@ class Trainer:
         self.finetuner.setup()
         self.optimizer = self.finetuner.build_optimizer()
 
-        shard = {"rank": self.strategy.rank, "world_size": self.strategy.world_size, "device_type": self.device.type}
+        # batches come out of the loaders on the device, images normalised there (core.data.device)
+        shard = {"rank": self.strategy.rank, "world_size": self.strategy.world_size, "device": self.device,
+                 "channels_last": self.runtime.channels_last}
         self.train_loader = build_loader(self.data.train, cfg.data, split="train", seed=cfg.run.seed, **shard)
         self.val_loader = build_loader(self.data.val, cfg.data, split="val", seed=cfg.run.seed, **shard)
         accum = cfg.trainer.accumulate_grad_batches
@@ -435,7 +438,7 @@ class Trainer:
             restore_rng(self._pending_rng)
             self._pending_rng = None
             self.strategy.seed_rank(self.cfg.run.seed, self.global_step)
-        with _gc_frozen():
+        with _gc_frozen(), watch_nondeterminism(self._nondeterministic):
             self._fit_loop()
         self.strategy.finish(self)
         if self.signal_received is not None:
@@ -968,7 +971,8 @@ class Trainer:
             # sharded like validation: _evaluate sums the ranks' counts, so each sample must be on one rank
             self.test_loader = build_loader(
                 self.data.test, self.cfg.data, split="test", seed=self.cfg.run.seed, rank=self.strategy.rank,
-                world_size=self.strategy.world_size, device_type=self.device.type,
+                world_size=self.strategy.world_size, device=self.device,
+                channels_last=self.runtime is not None and self.runtime.channels_last,
             )
         return self.test_loader
 
@@ -1026,13 +1030,23 @@ class Trainer:
     def _deterministic_refusal(self, exc: BaseException | None) -> ConfigError | None:
         """The message for torch refusing an operation under ``trainer.deterministic: true``, or None."""
         op = nondeterministic_op(exc) if exc is not None else None
-        if op is None or not self.cfg.trainer.deterministic:
+        if op is None or self.cfg.trainer.deterministic is not True:
             return None
         return ConfigError(
             f"trainer.deterministic: true, but this run uses {op}, which has no deterministic implementation on "
-            f"{self.device.type}. Fix: set trainer.deterministic: false (runs then repeat only up to such "
-            "operations), or change the model so that it does not use it."
+            f"{self.device.type}. Fix: set trainer.deterministic: warn (the run goes on and records each such "
+            "operation) or false, or change the model so that it does not use it."
         )
+
+    def _nondeterministic(self, op: str) -> None:
+        """``deterministic: warn``: record each operation that keeps this run from repeating exactly (once)."""
+        if op in self.nondeterministic_ops:
+            return
+        self.nondeterministic_ops.append(op)
+        self.log_event("warning", f"trainer.deterministic: warn, but {op} has no deterministic implementation on "
+                       f"{self.device.type}: this run does not repeat exactly", op=op)
+        if self.run is not None:
+            self.run.update(nondeterministic_ops=list(self.nondeterministic_ops))
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():

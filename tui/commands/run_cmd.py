@@ -174,6 +174,9 @@ def _summary(trainer: Any, console: Console) -> None:
         # even with --quiet: a resume that changed the run's config says so
         shown = ", ".join(f"{key} {then!r} -> {now!r}" for key, (then, now) in trainer.resume_changes.items())
         lines.append(f"  changed:    {shown} on this resume (recorded in the run)")
+    if trainer.nondeterministic_ops:
+        lines.append(f"  not exact:  {', '.join(trainer.nondeterministic_ops)} (no deterministic implementation; "
+                     "trainer.deterministic: warn)")
     if trainer.run is not None:
         ckpts = trainer.run.path / "checkpoints"
         lines.append(f"  run:        {trainer.run.path}")
