@@ -21,7 +21,8 @@ timed between two device synchronisations: no checkpoint, validation or epoch en
 The ratio is ftui / hand-written; GPU utilisation is the median ``util`` of the run's ``system.jsonl``
 (ftui's own telemetry), and peak memory is ``torch.cuda.max_memory_allocated``.
 
-    python benchmarks/gpu_throughput.py [--models resnet18,resnet50] [--compile] [--steps 30] [--quick]
+    python benchmarks/gpu_throughput.py [--models resnet18,resnet50] [--compile | --compile-models resnet18]
+                                        [--steps 30] [--quick]
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ def main() -> None:
     p = harness.parser("gpu_throughput", __doc__.splitlines()[0])
     p.add_argument("--models", default="resnet18,resnet50", help="Comma-separated model names.")
     p.add_argument("--compile", action="store_true", help="Also measure the compute variant under torch.compile.")
+    p.add_argument("--compile-models", default="", help="Comma-separated models to compile (as --compile, for those).")
     p.add_argument("--no-loader", action="store_true", help="Leave out the variant through the real loaders.")
     p.add_argument("--warmup", type=int, default=10, help="Training batches before the timed window.")
     p.add_argument("--steps", type=int, default=30, help="Training batches in the timed window.")
@@ -268,7 +270,8 @@ def main() -> None:
         batch_of = {m: 4 for m in models}
     workers = resolve_num_workers(args.workers if args.workers == "auto" else int(args.workers))
     name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu (dry run: figures not meaningful)"
-    results: dict[str, Any] = {"device": name, "compile": args.compile, "warmup": args.warmup, "steps": args.steps,
+    results: dict[str, Any] = {"device": name, "compile": args.compile or args.compile_models, "warmup": args.warmup,
+                               "steps": args.steps,
                                "workers": workers, "models": {}}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ftui-bench-gpu-") as tmp:
@@ -283,7 +286,8 @@ def main() -> None:
             x = torch.randn(batch, 3, side, side, device=device, generator=g).contiguous(memory_format=torch.channels_last)
             y = torch.randint(0, CLASSES, (batch,), device=device, generator=g)
             found: dict[str, Any] = {"batch": batch}
-            variants = [("compute", False)] + ([("compute_compiled", True)] if args.compile else [])
+            compiled = args.compile or model in args.compile_models.split(",")
+            variants = [("compute", False)] + ([("compute_compiled", True)] if compiled else [])
             for key, compile_ in variants:
                 cfg = ftui_config(root, f"{model}-{key}", model, batch, args.warmup + args.steps, compile_, device)
                 plain = plain_run(model, Window(device, args.warmup, args.steps, batch), (x, y), compile_, side=side)

@@ -99,3 +99,24 @@ def test_benchmark_quick(name: str, tmp_path: Path) -> None:
         names = [v["name"] for v in results["tables"]["tiny"]["variants"]]
         assert names == ["original", "pruned50", "pruned50-ft1", "int8", "pruned50-ft1-int8"]
         assert all(v["latency_ms"]["onnxruntime"]["1"] > 0 for v in results["tables"]["tiny"]["variants"])
+
+
+@pytest.mark.slow
+def test_gpu_proof_dry_run_on_the_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_proof.py --cpu-dry-run: the GPU test module in its CPU mode and the throughput
+    benchmark at toy sizes, into the one JSON the proof writes on a GPU (issue 23)."""
+    out = tmp_path / "gpu_proof.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_proof.py"), "--cpu-dry-run", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-3000:]}"
+    proof = json.loads(out.read_text())["results"]
+    assert proof["dry_run"] is True and proof["ran_on_gpu"] is False and proof["passed"] is True
+    cases = {c["name"]: c["outcome"] for c in proof["tests"]["cases"]}
+    assert len(cases) >= 8 and "failed" not in cases.values()
+    # what the CPU can run ran; what needs CUDA was skipped, and says so
+    assert cases["test_resume_is_exact_on_the_gpu_and_a_gpu_checkpoint_resumes_on_the_cpu"] == "passed"
+    assert cases["test_compiled_training_survives_a_live_freeze_and_says_it_recompiled"] == "passed"
+    assert cases["test_float16_skips_a_bad_step_through_gradscaler_without_a_host_sync"] == "skipped"
+    found = proof["throughput"]["results"]["models"]["resnet18"]
+    assert found["compute"]["ftui"]["img_s"] > 0 and found["loader"]["plain"]["img_s"] > 0
+    assert proof["machine"]["cuda_available"] in (True, False) and proof["seconds"] > 0

@@ -50,6 +50,9 @@ class BatchPreparer:
         self.device = device
         self.finish = finish
         self.channels_last = channels_last
+        place = getattr(finish, "place", None)
+        if device is not None and place is not None:
+            place(device)  # the statistics' copy happens here, not as a sync inside a batch
 
     def __call__(self, batch: Any) -> Any:
         if not isinstance(batch, (tuple, list)) or not batch:

@@ -108,6 +108,14 @@ class Normalizer:
         self.std = None if std is None else [float(v) for v in std]
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def place(self, device: torch.device | str) -> None:
+        """Put the statistics on ``device`` now (one blocking copy), not inside the first batch."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())  # the key batches will look it up by
+        if self.mean is not None:
+            self._on(device)
+
     def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         stats = self._stats.get(device)
         if stats is None:
