@@ -255,6 +255,11 @@ def run_lightning(cfg: Config) -> dict[str, Any]:
             self.val_total = torch.zeros((), dtype=torch.float64)
             self.val_count = 0
 
+        def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+            # Lightning's hook for work on the device: the loaders' workers send uint8 images, and the
+            # EpochLoader finishes them (normalises) after the transfer, as ftui's Trainer does
+            return (train if self.trainer.training else val).prepare(batch)
+
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             x, y = batch
             loss = F.cross_entropy(self.model(x), y)
