@@ -13,7 +13,7 @@ import torch
 from core.errors import ConfigError
 from core.training.callback import Callback
 from core.training.trainer import Trainer
-from test_trainer_support import params_of, tiny_cfg
+from support.training import params_of, tiny_cfg
 
 
 class PoisonBatch(Callback):
