@@ -206,8 +206,9 @@ def test_the_first_line_of_a_run_says_how_it_computes(tmp_path: Path) -> None:
     out = io.StringIO()
     progress = ProgressCallback("plain", Console(file=out, width=200))
     Trainer(tiny_cfg(tmp_path, trainer={"epochs": 1, "max_steps": 1}), callbacks=[progress], record=False).fit()
-    first = out.getvalue().splitlines()[0]
-    assert ", cpu (32), 1 epochs x 6 batches" in first, first
+    # setup phases come first; the start line is the one that says what trains on what
+    started = next(line for line in out.getvalue().splitlines() if " epochs x " in line)
+    assert ", cpu (32), 1 epochs x 6 batches" in started, out.getvalue()
 
 
 # -- 13. data workers per process share the node's cores --------------------------------------
