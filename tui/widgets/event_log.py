@@ -33,7 +33,8 @@ TOLD_BY_THEIR_EVENT = frozenset({"freeze", "unfreeze", "set-lr", "pause", "resum
 
 def shown_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``events`` as the log shows them: answers that repeat their command's event left out, checkpoints
-    saved at one step merged into one (``saved best.pt and last.pt``)."""
+    saved at one step merged into one (``saved best.pt and last.pt``). An event already in that form (the
+    line shown last, given again with the events that follow it) is taken as it is."""
     out: list[dict[str, Any]] = []
     for event in events:
         kind = event.get("kind")
@@ -45,9 +46,9 @@ def shown_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             last["files"] = [*last["files"], event["file"]]
             last["message"] = "saved " + " and ".join(last["files"])
             continue
-        if kind == "checkpoint" and event.get("file"):
+        if kind == "checkpoint" and event.get("file") and not event.get("files"):
             event = {**event, "files": [event["file"]]}
-        out.append(event)
+        out.append(dict(event))
     return out
 
 
@@ -72,12 +73,23 @@ class EventLog(RichLog):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, wrap=True, markup=False, highlight=False, max_lines=5000)
         self.written = 0
+        self._shown: list[dict[str, Any]] = []
 
     def show(self, events: list[dict[str, Any]], total: int, started: float | None) -> None:
         """``events`` are the newest ``len(events)`` of ``total`` events seen so far."""
         new = total - self.written
         if new <= 0:
             return
-        for event in shown_events(events[-new:] if new <= len(events) else events):
+        # The line shown last goes in again: a live run's last.pt often comes a read after its best.pt.
+        last = self._shown[-1:]
+        lines = shown_events([*last, *(events[-new:] if new <= len(events) else events)])
+        if last and lines[0] != last[0]:
+            self._shown[-1] = lines[0]
+            self.clear()  # a log has no way to replace its last line; the events are few (one per thing)
+            for event in self._shown:
+                self.write(event_line(event, started))
+        for event in lines[len(last):]:
+            self._shown.append(event)
             self.write(event_line(event, started))
+        del self._shown[:-self.max_lines]
         self.written = total
