@@ -244,3 +244,24 @@ async def test_at_80x24_and_60x20_config_names_stay_whole_and_the_machine_panel_
             assert any(f"{configs.name}/ (n: new run)" in line for line in lines), size
             machine = " ".join(lines[-8:])
             assert "CPU " in machine and " cores" in machine and "RAM " in machine and " GiB" in machine, size
+
+
+@pytest.mark.asyncio
+async def test_a_config_in_two_folders_of_one_name_stays_on_one_line_at_80x24(tmp_path: Path) -> None:
+    # a copy of sample_configs/ in the current directory beside the checkout's own: both listed
+    root, _ = make_root(tmp_path)
+    folders = [tmp_path / where / "sample_configs" for where in ("here", "checkout")]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / "imagefolder_example.yaml").write_text("trainer:\n  epochs: 1\n")
+    app = FtuiApp(root, config_dirs=folders)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scanned)
+        await pilot.pause()
+        lines = [line.strip("▊▎ ") for line in screen_text(app).splitlines()]
+        listed = [line for line in lines if "imagefolder_example.yaml" in line]
+        # each on its own line with the start of its folder, which tells them apart; no folder wrapped below
+        assert len(listed) == 2 and listed[0] != listed[1], lines
+        assert all(re.search(r"\.yaml  /\S+…", line) for line in listed), listed
+        assert not any(line.startswith(("sample_configs", "/")) for line in lines), lines
+        assert any("sample_configs/ +1 more (n: new run)" in line for line in lines), lines

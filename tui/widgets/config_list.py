@@ -46,7 +46,13 @@ def config_labels(paths: list[Path], width: int | None = None) -> list[Text]:
             name = name[: keep - keep // 3] + "…" + name[len(name) - keep // 3:]
         text = Text(name, style="bold")
         if names.count(path.name) > 1 and str(path.parent) not in ("", "."):
-            text.append(f"  {path.parent}/", style="dim")
+            folder = f"{path.parent}/"
+            room = None if width is None else width - len(name) - 2
+            if room is not None and len(folder) > room:
+                # its start tells same-named folders apart (a path typed here, the checkout's absolute one)
+                folder = folder[: room - 1] + "…" if room >= 4 else ""
+            if folder:
+                text.append(f"  {folder}", style="dim")
         labels.append(text)
     return labels
 
@@ -57,7 +63,11 @@ def folders_text(paths: list[Path], max_len: int = 28) -> str:
     folders = list(dict.fromkeys(str(Path(display_path(p)).parent) for p in paths))
     text = ", ".join(f if f == "." else f"{f}/" for f in folders)
     if len(text) > max_len:
-        text = ", ".join(f if f == "." else f"…/{Path(f).name}/" for f in folders)
+        short = list(dict.fromkeys(f if f == "." else f"…/{Path(f).name}/" for f in folders))
+        text = ", ".join(short)
+        if len(short) < len(folders) or len(text) > max_len:  # two folders of one name read as one
+            first = folders[0] if len(folders[0]) + 1 <= max_len - 8 else short[0]
+            text = f"{first if first == '.' else first.rstrip('/') + '/'} +{len(folders) - 1} more"
     return text
 
 
