@@ -253,7 +253,8 @@ async def test_a_config_in_two_folders_of_one_name_stays_on_one_line_at_80x24(tm
     folders = [tmp_path / where / "sample_configs" for where in ("here", "checkout")]
     for folder in folders:
         folder.mkdir(parents=True)
-        (folder / "imagefolder_example.yaml").write_text("trainer:\n  epochs: 1\n")
+        for name in ("imagefolder_example", "finetune_shapes", "quickstart"):  # more than the list shows: it scrolls
+            (folder / f"{name}.yaml").write_text("trainer:\n  epochs: 1\n")
     app = FtuiApp(root, config_dirs=folders)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.screen.scanned)
@@ -263,5 +264,7 @@ async def test_a_config_in_two_folders_of_one_name_stays_on_one_line_at_80x24(tm
         # each on its own line with the start of its folder, which tells them apart; no folder wrapped below
         assert len(listed) == 2 and listed[0] != listed[1], lines
         assert all(re.search(r"\.yaml  /\S+…", line) for line in listed), listed
+        shown = [line for line in lines if ".yaml" in line and "(n: new run)" not in line]
+        assert len(shown) >= 3 and all(re.search(r"\.yaml  /\S+…", line) for line in shown), shown
         assert not any(line.startswith(("sample_configs", "/")) for line in lines), lines
         assert any("sample_configs/ +1 more (n: new run)" in line for line in lines), lines

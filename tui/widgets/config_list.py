@@ -98,7 +98,14 @@ class ConfigList(OptionList):
     def _fill(self) -> None:
         highlighted = self.highlighted
         self.clear_options()
-        width = self.scrollable_content_region.width - 1 if self.size.width else None
+        width = None
+        if self.size.width:
+            region = self.scrollable_content_region
+            # the scrollbar these options bring takes its columns after this fill, and a label one column
+            # too long wraps its folder onto a line of its own
+            scrollbar = 0 if self.show_vertical_scrollbar or len(self.paths) <= region.height else \
+                self.styles.scrollbar_size_vertical
+            width = region.width - scrollbar - 1
         self.add_options([Option(label, id=str(p)) for p, label in zip(self.paths, config_labels(self.paths, width))])
         if highlighted is not None and self.paths:
             self.highlighted = min(highlighted, len(self.paths) - 1)
