@@ -68,6 +68,7 @@ def test_diff_of_real_fine_tune_start_and_end(tmp_path: Path) -> None:
     assert kinds["stage2.1.num_batches_tracked"] == kinds["stage2.1.running_var"] == "buffer"
     assert kinds["stage2.1.weight"] == kinds["stage2.0.weight"] == "parameter"
     plain = runner.invoke(app, ["diff", str(start), str(end)], env={"COLUMNS": "80"}).stdout
+    assert "\nBuffers (running statistics, counters) (unchanged ones left out)\n" in plain  # its title on one line
     parameters, buffers = plain.split("Buffers (running statistics, counters)")
     assert "stage2.1.weight" in parameters and "running_var" not in parameters
     assert "stage2.1.num_batches_tracked" in buffers  # whole, not broken mid-word at 80 columns

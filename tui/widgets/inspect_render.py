@@ -345,6 +345,7 @@ def _tensor_diff_table(title: str, rows: list[dict[str, Any]]) -> Table:
     Names never break: a shape may wrap instead (tensor names are what a reader searches for).
     """
     table = _table(title)
+    table.min_width = len(title)  # a title wider than its columns wrapped mid-phrase, even at 120 columns
     for col in ("tensor", "status", "shape", "rel. Δ", "max |Δ|"):
         table.add_column(col, justify="right" if col in ("rel. Δ", "max |Δ|") else "left",
                          overflow="fold", no_wrap=col != "shape")
