@@ -14,6 +14,7 @@ sweeps.)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -33,6 +34,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from core.runs import read_json
+from support.app import screen_text, wait_for, wait_loaded
+from tui.app import FtuiApp
 from tui.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +125,25 @@ def wait_status(run_dir: Path, statuses: tuple[str, ...], timeout: float = 180.0
     raise AssertionError(f"{run_dir} never reached {statuses}: {(run_dir / 'stdout.log').read_text()[-2000:]}")
 
 
+async def _stop_dialog(cwd: Path, run_dir: Path) -> str:
+    """The dashboard's stop dialog for the running ``run_dir``, as text; cancelled (the run goes on)."""
+    here = Path.cwd()
+    os.chdir(cwd)
+    try:
+        app = FtuiApp(Path("runs"), watch=run_dir)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_loaded(pilot, app.screen)
+            await wait_for(pilot, lambda: "running" in screen_text(app).splitlines()[0], timeout=60)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: "ends as stopped" in screen_text(app))
+            text = " ".join(screen_text(app).replace("│", " ").replace("█", " ").split())
+            await pilot.press("n")
+            await pilot.pause()
+        return text
+    finally:
+        os.chdir(here)
+
+
 def _shrink(samples: Path) -> None:
     """The two samples of the walk, small enough for seconds (everything else as printed)."""
     for name, epochs in (("quickstart", 1), ("finetune_shapes", 3)):
@@ -180,16 +202,19 @@ def test_the_readme_walk_and_ftuis_own_suggestions_run_as_printed(tmp_path: Path
     assert "finetune_shapes" in run(by_verb["runs"], tmp_path).stdout
     assert "quickstart" in run(by_verb["compare"], tmp_path).stdout
 
-    # what ftui prints on the way: --detach's "stop it", then ctl's fix for a run that is not running
+    # what ftui prints on the way: the dashboard's stop dialog, --detach's "stop it", then ctl's fix for a
+    # run that is not running (the dialog's resume command and ctl's are one command, run as printed)
     again = run("ftui run sample_configs/quickstart.yaml --detach --set trainer.epochs=20", tmp_path).stdout
     assert "its name:      quickstart-2, as runs/quickstart is taken" in again
+    dialog = asyncio.run(_stop_dialog(tmp_path, Path("runs/quickstart-2")))
+    resume_it = re.search(r"resume it with `([^`]+)`", dialog).group(1)
     stop_it = re.search(r"stop it: +(ftui ctl \S+ stop)", again).group(1)
     assert "ok — stopping at step" in run(stop_it, tmp_path).stdout
     assert wait_status(runs / "quickstart-2", ("stopped",))["status"] == "stopped"
     refused = run("ftui ctl quickstart-2 pause", tmp_path, ok=False)
     assert refused.exit_code == 2
     fix = re.search(r"Fix: resume it with `([^`]+)`", " ".join(refused.stderr.split())).group(1)
-    assert fix == "ftui run --resume runs/quickstart-2"
+    assert fix == resume_it == "ftui run --resume runs/quickstart-2"
     resumed = run(fix, tmp_path)
     assert "finished: quickstart-2" in resumed.stdout
     assert json.loads((runs / "quickstart-2" / "run.json").read_text())["status"] == "finished"

@@ -119,7 +119,7 @@ class FtuiApp(App[None]):
 
         self.push_screen(
             ConfirmScreen(f"Stop {name}?", "The trainer finishes its current step, saves checkpoints/last.pt and "
-                          f"ends as stopped; resume it with `ftui run {path / 'config.yaml'} --resume {path}`."),
+                          f"ends as stopped; resume it with `ftui run --resume {path}` (its own config)."),
             answered,
         )
 
