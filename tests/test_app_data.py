@@ -108,6 +108,8 @@ def test_per_class_precision_recall_f1_by_hand() -> None:
 
 def test_formatting_helpers() -> None:
     assert format_duration(59.6) == "1:00"
+    # compare keeps a duration to 0.1 s (8.5068 -> 8.5): both read as `ftui runs ls` reads 8.5068
+    assert format_duration(8.5) == format_duration(8.5068) == "0:09"
     assert format_duration(3725) == "1:02:05"
     assert format_duration(None) == "—"
     assert format_best({"metric": "val/acc", "value": 0.75}) == "val/acc 0.7500"

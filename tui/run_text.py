@@ -15,7 +15,7 @@ def format_duration(seconds: float | None) -> str:
     """``H:MM:SS`` (or ``M:SS`` under an hour); "—" when unknown."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "—"
-    s = int(round(seconds))
+    s = int(math.floor(seconds + 0.5))  # half up: round(8.5) is 8, and compare (to 0.1 s) read 0:08 for 0:09
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
