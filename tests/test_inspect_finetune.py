@@ -72,6 +72,8 @@ def test_diff_of_real_fine_tune_start_and_end(tmp_path: Path) -> None:
     parameters, buffers = plain.split("Buffers (running statistics, counters)")
     assert "stage2.1.weight" in parameters and "running_var" not in parameters
     assert "stage2.1.num_batches_tracked" in buffers  # whole, not broken mid-word at 80 columns
+    shown = runner.invoke(app, ["inspect", str(end)], env={"COLUMNS": "120"}).stdout
+    assert "simple_cnn (checkpoint, head 'head', 3 classes)" in shown and "head head" not in shown
     inspected = json.loads(runner.invoke(app, ["inspect", str(end), "--json"]).stdout)
     assert inspected["format"] == "ftui" and inspected["architecture"]["name"] == "simple_cnn"
     assert inspected["data"]["class_names"] == ["circle", "square", "star"]

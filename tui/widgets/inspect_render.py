@@ -152,7 +152,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("modified", summary.get("created") or "-")
     table.add_row("ftui version", summary.get("ftui_version") or "-")
     if arch:
-        extra = ", ".join(f"{k} {arch[k]}" for k in ("head", "num_classes") if arch.get(k) is not None)
+        # the head's module path quoted: a model whose head is `head` read "head head"
+        extra = ", ".join([*([f"head '{arch['head']}'"] if arch.get("head") else []),
+                           *([f"{arch['num_classes']} classes"] if arch.get("num_classes") is not None else [])])
         table.add_row("architecture", f"{arch.get('name')} ({arch.get('source')}{', ' + extra if extra else ''})")
     for entry in summary.get("code") or []:
         table.add_row(f"{entry.get('role')} code", Text(code_text(entry)))
