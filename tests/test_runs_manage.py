@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from core import manage
 from core.errors import RunError
 from core.run_index import RunIndex, differing_keys, make_listing, parse_query
-from core.runs import META_JSON, RUN_JSON, TRASH_DIR, read_json, read_meta
+from core.runs import CONFIG_JSON, META_JSON, RUN_JSON, TRASH_DIR, read_json, read_meta
 from runs_helpers import make_run, make_running
 from tui.cli import app
 
@@ -162,3 +162,36 @@ def test_ftui_runs_mv_tag_note_archive(root: Path) -> None:
     assert fast2["archived"] and fast2["tags"] == ["lr:high"] and fast2["notes"] == "ten times the lr"
     missing = runner.invoke(app, ["runs", "mv", "nope", "x", "--root", str(root)])
     assert missing.exit_code == 2 and "no such run" in missing.output
+
+
+def test_ftui_runs_ls_in_a_terminal_keeps_each_runs_facts_whole(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from tui.commands import runs_cmd
+
+    # configs that differ in many long values (a fine-tune beside the run it started from)
+    for name, classes, weights in (("base", ["circle", "square", "triangle", "cross", "ring", "star"], None),
+                                   ("fast", ["diamond", "ellipse", "arrow", "heart"], "runs/base/checkpoints/best.pt")):
+        config = json.loads((root / name / CONFIG_JSON).read_text())
+        config["data"]["shapes"] = {"classes": classes, "difficulty": 0.5 + len(classes) / 100, "train_size": 6000}
+        config["model"]["weights"] = weights
+        (root / name / CONFIG_JSON).write_text(json.dumps(config))
+    info = json.loads((root / "fast" / RUN_JSON).read_text())
+    info["best"]["value"] = 0.9575
+    (root / "fast" / RUN_JSON).write_text(json.dumps(info))
+    for width in (80, 120):
+        monkeypatch.setattr(runs_cmd, "_console", lambda: Console(width=width, force_terminal=True, color_system=None,
+                                                                highlight=False, soft_wrap=False))
+        out = runner.invoke(app, ["runs", "ls", "--root", str(root), "--sort", "best", "--desc"]).output
+        lines = out.splitlines()
+        assert all(len(line) <= width for line in lines), out
+        assert lines[0].split()[:6] == ["name", "status", "epoch", "·", "step", "best"], out
+        assert lines[1].split()[:6] == ["fast", "finished", "3/3", "·", "72", "0.9575"], out  # whole, at 80 too
+        note = " ".join(out.split("3 of 3 runs")[1].split())
+        assert note.startswith("; ") and "more columns in a wider terminal or with --json: " in note, out
+        assert "data.shapes.classes" in note or "shapes.classes" in lines[0], out  # shown, or said to be left out
+    # piped: every column, every cell whole
+    monkeypatch.undo()
+    piped = runner.invoke(app, ["runs", "ls", "--root", str(root)]).output
+    assert '["circle","square","triangle","cross","ring","star"]' in piped and "dataset" in piped.splitlines()[0]
+    assert "more columns" not in piped

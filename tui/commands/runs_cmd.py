@@ -23,9 +23,34 @@ from core.runs import TRASH_DIR, resolve_run
 from tui.listing_format import BASE_COLUMNS, best_header, cell, columns_of, entry_json, header
 
 
+#: The columns a listing never drops or cuts: which run, how it ended, how far it got, how good it is.
+KEPT_WHOLE = ("name", "status", "progress", "best", "duration")
+#: The widest a config value's column gets in a terminal (a long list or path ends in "…").
+HPARAM_WIDTH = 28
+
+
 def _console() -> Console:
-    # piped into a file or grep: no terminal width to fit, so never cut a cell short
+    # piped into a file or grep: no terminal width to fit, so never cut a line short
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 400)
+
+
+def fit_columns(columns: list[str], widths: dict[str, int], room: int | None) -> tuple[list[str], dict[str, int]]:
+    """The columns a listing shows in ``room`` terminal columns, and the width each gets: the run's own
+    facts (:data:`KEPT_WHOLE`) whole, a config value at most :data:`HPARAM_WIDTH`, then as many of the rest
+    as fit, in order (one too wide for what is left is left out). ``room`` None (piped into a file or grep): every column, every cell whole."""
+    if room is None:
+        return list(columns), dict(widths)
+    fitted = {c: widths[c] if c in KEPT_WHOLE else min(widths[c], HPARAM_WIDTH) for c in columns}
+    shown = [c for c in columns if c in KEPT_WHOLE]
+    used = sum(fitted[c] for c in shown) + 2 * (len(shown) - 1)
+    for column in columns:
+        if column in KEPT_WHOLE:
+            continue
+        if used + 2 + fitted[column] > room:
+            continue  # squeezed, it would show nothing: left out (and said), a narrower one may still fit
+        shown.append(column)
+        used += 2 + fitted[column]
+    return [c for c in columns if c in shown], {c: fitted[c] for c in shown}
 
 
 def _root_opt(root: Path) -> str:
@@ -52,18 +77,27 @@ def ls_command(root: Path, *, query: str, sort: str | None, reverse: bool, show_
                                                          if listing.hidden_archived else ""))
         return
     clock = time.time()
-    columns = columns_of(listing)
+    every = columns_of(listing)
+    labels = {key: best_header(listing.entries) if key == "best" else header(key) for key in every}
+    cells = [{key: cell(entry, key, clock) for key in every} for entry in listing.entries]
+    widths = {key: max(len(labels[key]), *(len(row[key]) for row in cells)) for key in every}
+    columns, fitted = fit_columns(every, widths, console.width if console.is_terminal else None)
     table = PlainTable(box=None, pad_edge=False, header_style="bold")  # run names, tags, notes: text
     for key in columns:
-        label = best_header(listing.entries) if key == "best" else header(key)
-        table.add_column(label, no_wrap=True, justify="right" if key in ("best", "duration") else "left",
-                         style="cyan" if key in listing.hparams else None)
-    for entry in listing.entries:
-        table.add_row(*(cell(entry, key, clock) for key in columns))
+        table.add_column(labels[key], no_wrap=True, justify="right" if key in ("best", "duration") else "left",
+                         style="cyan" if key in listing.hparams else None, overflow="ellipsis",
+                         min_width=fitted[key], max_width=fitted[key])
+    for row in cells:
+        table.add_row(*(row[key] for key in columns))
+    if not console.is_terminal:
+        console.width = sum(fitted.values()) + 2 * len(columns)  # piped: never a cell cut short
     console.print(table)
     shown = f"{len(listing.entries)} of {listing.total} runs"
     if listing.hidden_archived:
         shown += f" ({listing.hidden_archived} archived hidden: --all)"
+    left = [key for key in every if key not in columns]
+    if left:
+        shown += f"; {len(left)} more columns in a wider terminal or with --json: {', '.join(left)}"
     console.print(Text(shown, style="dim"))
 
 
