@@ -56,7 +56,10 @@ async def test_a_finished_run_shows_its_tree_read_only(tmp_path: Path) -> None:
         tree = app.screen.query_one(LayerTreeView)
         await _until(pilot, lambda: tree.has_focus and "stage1" in tree.modules)
         text = screen_text(app)
-        assert "4.4K of 4.4K params trainable  lr now (b: base)  finished (read-only)" in text
+        assert "finished (read-only)  4.4K of 4.4K params trainable  lr now (b: base)" in text
+        await pilot.resize_terminal(80, 24)
+        await _until(pilot, lambda: "finished (read-only)" in screen_text(app))  # first: never cut at 80 columns
+        await pilot.resize_terminal(120, 40)
         # the rate it trained at last (a finished one-cycle run: almost 0), not the base the schedule scaled
         assert "● trains  lr 4e-08" in _line(app, "stage2") and "lr 4e-08" in _line(app, "head")
         await pilot.press("b")

@@ -257,6 +257,11 @@ class LayerTreeView(Tree[str]):
     def _label_root(self) -> None:
         model = self._model or {}
         parts: list[tuple[str, str] | str] = [(str(model.get("name") or "model"), "bold")]
+        # whether the tree can be steered comes first: at 80 columns the line's end is cut
+        if self.info.get("paused"):
+            parts.append(("  ⏸ paused", "bold yellow"))
+        elif not self.active and self.info:
+            parts.append((f"  {self.info.get('status', '')} (read-only)", "dim"))
         if model:
             share = trainable_share(model)
             parts.append((f"  {format_count(model.get('trainable_params'))} of "
@@ -268,10 +273,6 @@ class LayerTreeView(Tree[str]):
                 parts.append((f"  LoRA{rank}: {lora.get('layers')} adapters, {format_count(lora.get('params'))} params",
                               "magenta"))
             parts.append(("  base lr (b: now)" if self.show_base else "  lr now (b: base)", "magenta"))
-        if self.info.get("paused"):
-            parts.append(("  ⏸ paused", "bold yellow"))
-        elif not self.active and self.info:
-            parts.append((f"  {self.info.get('status', '')} (read-only)", "dim"))
         mine = [p for p in self.pending.values() if not p.path]
         if mine:
             parts.append((f"  ⧗ {', '.join(p.command for p in mine)}…", "yellow"))
