@@ -126,14 +126,14 @@ def wait_status(run_dir: Path, statuses: tuple[str, ...], timeout: float = 180.0
 
 
 async def _stop_dialog(cwd: Path, run_dir: Path) -> str:
-    """The dashboard's stop dialog for the running ``run_dir``, as text; cancelled (the run goes on)."""
+    """The dashboard's stop dialog for the paused ``run_dir``, as text; cancelled (the run goes on)."""
     here = Path.cwd()
     os.chdir(cwd)
     try:
         app = FtuiApp(Path("runs"), watch=run_dir)
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_loaded(pilot, app.screen)
-            await wait_for(pilot, lambda: "running" in screen_text(app).splitlines()[0], timeout=60)
+            await wait_for(pilot, lambda: "paused" in screen_text(app).splitlines()[0], timeout=60)
             await pilot.press("s")
             await wait_for(pilot, lambda: "ends as stopped" in screen_text(app))
             text = " ".join(screen_text(app).replace("│", " ").replace("█", " ").split())
@@ -204,8 +204,9 @@ def test_the_readme_walk_and_ftuis_own_suggestions_run_as_printed(tmp_path: Path
 
     # what ftui prints on the way: the dashboard's stop dialog, --detach's "stop it", then ctl's fix for a
     # run that is not running (the dialog's resume command and ctl's are one command, run as printed)
-    again = run("ftui run sample_configs/quickstart.yaml --detach --set trainer.epochs=20", tmp_path).stdout
+    again = run("ftui run sample_configs/quickstart.yaml --detach --set trainer.epochs=3", tmp_path).stdout
     assert "its name:      quickstart-2, as runs/quickstart is taken" in again
+    assert "ok — paused at step" in run("ftui ctl quickstart-2 pause", tmp_path).stdout  # it waits for us
     dialog = asyncio.run(_stop_dialog(tmp_path, Path("runs/quickstart-2")))
     resume_it = re.search(r"resume it with `([^`]+)`", dialog).group(1)
     stop_it = re.search(r"stop it: +(ftui ctl \S+ stop)", again).group(1)
