@@ -268,3 +268,19 @@ async def test_a_config_in_two_folders_of_one_name_stays_on_one_line_at_80x24(tm
         assert len(shown) >= 3 and all(re.search(r"\.yaml  /\S+…", line) for line in shown), shown
         assert not any(line.startswith(("sample_configs", "/")) for line in lines), lines
         assert any("sample_configs/ +1 more (n: new run)" in line for line in lines), lines
+
+
+@pytest.mark.asyncio
+async def test_at_80x24_the_runs_table_shows_a_long_named_runs_best_value_whole(tmp_path: Path) -> None:
+    from runs_helpers import make_run
+
+    root, configs = make_root(tmp_path)
+    make_run(root, "quickstart-pruned50-ft", lr=0.005, batch_size=32, best=0.9575, created=2e9)
+    app = app_for(root, configs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scanned)
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+    (row,) = [line for line in lines if "quickstart-pruned50-ft" in line]
+    assert row.split()[1:6] == ["finished", "3/3", "·", "72", "0.9575"], lines  # not 0.957, not pushed off
+    assert any(line.split()[:6] == ["name", "status", "epoch", "·", "step", "best"] for line in lines), lines
