@@ -476,3 +476,20 @@ async def test_every_tab_stays_in_the_tab_bar_at_60_columns() -> None:
         await pilot.resize_terminal(120, 40)
         await pilot.pause()
         assert "7 Layers" in screen_text(app).splitlines()[1]
+
+
+@pytest.mark.asyncio
+async def test_the_confusion_tab_names_classes_whole_where_they_fit_and_never_cuts_its_figures() -> None:
+    for size in ((120, 40), (80, 24), (60, 20)):
+        app = FtuiApp(FIXTURE.parent, watch=FIXTURE)
+        async with app.run_test(size=size) as pilot:
+            await wait_loaded(pilot, app.screen)
+            await pilot.press("3")
+            await pilot.pause()
+            lines = screen_text(app).splitlines()
+        header = next(line for line in lines if line.strip().startswith("true \\ pred"))
+        if size[0] == 120:  # six classes: room for every name (it read "cir… squ… tri…")
+            assert header.split()[3:9] == ["circle", "square", "triangle", "cross", "ring", "star"], header
+        # P, R, F1 and n whole at every size (at 60 columns they read "0.…")
+        circle = next(line for line in lines if line.strip().startswith("circle"))
+        assert circle.split()[-4:] == ["0.35", "0.62", "0.45", "32"], (size, circle)

@@ -27,11 +27,22 @@ def _short(name: str, width: int) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def confusion_table(matrix: list[list[float]], names: list[str], title: str) -> Table:
-    """The heatmap as a Rich table: rows are true classes, columns predicted ones, cells row-normalised."""
+def confusion_table(matrix: list[list[float]], names: list[str], title: str, width: int | None = None) -> Table:
+    """The heatmap as a Rich table: rows are true classes, columns predicted ones, cells row-normalised.
+
+    ``width``: the columns the table may take; its class columns then grow to show whole names where
+    they fit (without it, or where they do not, a name is cut to its start and "…")."""
     n = len(matrix)
     per_class = per_class_from_confusion(matrix)
-    cell_w = max(4, min(6, max((len(str(int(max(r or [0])))) for r in matrix), default=1) + 1))
+    digits = max((len(str(int(max(r or [0])))) for r in matrix), default=1)
+    cell_w = max(4, min(6, digits + 1))
+    if width is not None and n:
+        # every column has a space either side: the row labels, n class columns, P, R, F1 (4 each), n
+        label_w = max(len("true \\ pred"), min(12, max((len(name) for name in names), default=0)))
+        support_w = max(len(str(int(sum(float(v) for v in row)))) for row in matrix)
+        room = (width - (label_w + 2) - 3 * 6 - (support_w + 2) + 2) // n - 2  # + 2: no space at the edges
+        longest = max((len(name) for name in names), default=0)
+        cell_w = max(digits, 1, min(max(longest, cell_w), room))
     table = PlainTable(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1), show_edge=False)
     table.add_column("true \\ pred", no_wrap=True, style="bold")
     for name in names:
@@ -73,5 +84,6 @@ class ConfusionMatrix(Static):
             return
         others = [s for s in splits if s != split]
         hint = Text(f"  (press v for {', '.join(others)})", style="dim") if others else Text("")
-        table = confusion_table(matrix, names, f"{split}: rows = true class, columns = predicted")
+        room = self.app.size.width - 4 if self.is_attached else None  # its padding and the pane's
+        table = confusion_table(matrix, names, f"{split}: rows = true class, columns = predicted", room)
         self.update(Group(table, hint))
