@@ -437,6 +437,9 @@ async def test_events_tell_one_thing_once(tmp_path: Path) -> None:
     assert sum("saved best.pt and last.pt" in line for line in lines) == 4 and not any(
         line.endswith("saved last.pt") or line.endswith("saved best.pt") for line in lines), text
     assert sum("froze stage1" in line for line in lines) == 1  # the freeze, not again as its answer
+    # the optimizer's groups as the run started: one line, a group and its no_decay twin as one
+    assert sum("lr_group" in line for line in lines) == 1, text
+    assert "optimizer groups: default lr 0.01 (4.3K params) · head lr 0.01 (" in " ".join(text.split()), text
     assert any("matches no module" in line for line in lines) and any("validated at step 72" in line for line in lines)
 
 

@@ -2,8 +2,9 @@
 
 One thing that happened is one line: a control command that took effect is already told by the event
 it caused (``froze stage2``, ``paused``, ``saved last.pt``), so its ``control`` answer is not shown
-again — refusals and answers that say something of their own (``validate``) are; and the checkpoints
-written at one step (``best.pt`` and ``last.pt`` at an epoch's end) share one line.
+again — refusals and answers that say something of their own (``validate``) are; the checkpoints
+written at one step (``best.pt`` and ``last.pt`` at an epoch's end) share one line, and so do the
+optimizer's groups as a run starts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
+from tui.format import format_count
 from tui.run_state import format_duration, to_float
 
 KIND_STYLES = {
@@ -31,6 +33,34 @@ KIND_STYLES = {
 TOLD_BY_THEIR_EVENT = frozenset({"freeze", "unfreeze", "set-lr", "pause", "resume", "checkpoint", "stop", "prune"})
 
 
+def groups_message(groups: list[dict[str, Any]]) -> str:
+    """The optimizer's groups at a start, on one line: a group and its ``/no_decay`` twin as one, with
+    how many parameters it holds and whether any of them train (a frozen backbone's group has none)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        name = str(group.get("name", "?")).removesuffix("/no_decay")
+        into = merged.setdefault(name, {"lrs": [], "params": 0, "trainable": 0, "counted": False})
+        if group.get("lr") not in into["lrs"]:
+            into["lrs"].append(group.get("lr"))
+        for key in ("params", "trainable"):
+            if isinstance(group.get(key), (int, float)):
+                into[key] += group[key]
+                into["counted"] = True
+    parts = []
+    for name, into in merged.items():
+        text = f"{name} lr {' / '.join(str(lr) for lr in into['lrs'])}"
+        if into["counted"]:
+            frozen = ", all frozen" if into["params"] and not into["trainable"] else ""
+            text += f" ({format_count(into['params'])} params{frozen})"
+        parts.append(text)
+    return "optimizer groups: " + " · ".join(parts)
+
+
+def _within_a_second(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    ta, tb = to_float(a.get("time")), to_float(b.get("time"))
+    return ta is not None and tb is not None and abs(ta - tb) < 1.0
+
+
 def shown_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``events`` as the log shows them: answers that repeat their command's event left out, checkpoints
     saved at one step merged into one (``saved best.pt and last.pt``). An event already in that form (the
@@ -46,6 +76,13 @@ def shown_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             last["files"] = [*last["files"], event["file"]]
             last["message"] = "saved " + " and ".join(last["files"])
             continue
+        if (kind == "lr_group" and last is not None and last.get("kind") == "lr_group" and "name" in event
+                and last.get("groups") and _within_a_second(event, last)):
+            last["groups"] = [*last["groups"], event]
+            last["message"] = groups_message(last["groups"])
+            continue
+        if kind == "lr_group" and "name" in event and not event.get("groups"):
+            event = {**event, "groups": [event], "message": groups_message([event])}
         if kind == "checkpoint" and event.get("file") and not event.get("files"):
             event = {**event, "files": [event["file"]]}
         out.append(dict(event))
