@@ -297,7 +297,10 @@ async def test_the_lr_plot_draws_every_group_with_a_legend(tmp_path: Path) -> No
         if "lrs" in row and row["step"] >= 40:
             lr = row["lrs"]["default"] / 10
             row["lrs"].update({"unfrozen:stage3": lr, "unfrozen:stage3/no_decay": lr})
+        if "lrs" in row and row["step"] >= 60:  # the head's modules moved to groups of their own: its group ends
+            row["lrs"] = {k: v for k, v in row["lrs"].items() if not k.startswith("head")}
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    head_until = max(r["step"] for r in rows if "head" in r.get("lrs", {}))
     app = FtuiApp(tmp_path, watch=run)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot, app.screen)
@@ -308,6 +311,8 @@ async def test_the_lr_plot_draws_every_group_with_a_legend(tmp_path: Path) -> No
         await pilot.press("2")
         text = screen_text(app)
         assert "lr/unfrozen:stage3" in text and "4.000e-09" in text and "/no_decay" not in text
+        # its last value is not a rate anything trains at now: the row says until when it was
+        assert f"lr/head (until step {head_until})" in text and "lr/default (until" not in text, text
     # a run recorded without group rates: its `lr` (the max over the groups), labelled as such
     for row in rows:
         row.pop("lrs", None)

@@ -271,7 +271,19 @@ class RunState:
         twins = {f"{GROUP_LR_PREFIX}{name}{NO_DECAY}" for name in self.lr_groups()}
         keys = sorted((k for k in self.latest if not (k[0] == "train" and k[1] in twins)),
                       key=lambda k: (order.get(k[0], 9), k[0], k[1]))
-        return [(split, metric, self.latest[(split, metric)], self.best.get((split, metric))) for split, metric in keys]
+        return [(split, self._metric_label(split, metric), self.latest[(split, metric)], self.best.get((split, metric)))
+                for split, metric in keys]
+
+    def _metric_label(self, split: str, metric: str) -> str:
+        """A group's learning rate that stopped being logged (its modules all moved to groups of their own
+        by unfreezes) says until when: its latest value is not the rate anything trains at now."""
+        if split != "train" or not metric.startswith(GROUP_LR_PREFIX):
+            return metric
+        series, overall = self.series.get((split, metric)), self.series.get((split, "lr"))
+        if series is None or overall is None or not len(series) or not len(overall):
+            return metric
+        last, now = int(series.column("step")[-1]), int(overall.column("step")[-1])
+        return f"{metric} (until step {last})" if last < now else metric
 
     def class_names(self, n: int) -> list[str]:
         """Class names from run.json, or ``0..n-1``."""
