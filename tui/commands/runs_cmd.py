@@ -37,7 +37,8 @@ def _console() -> Console:
 def fit_columns(columns: list[str], widths: dict[str, int], room: int | None) -> tuple[list[str], dict[str, int]]:
     """The columns a listing shows in ``room`` terminal columns, and the width each gets: the run's own
     facts (:data:`KEPT_WHOLE`) whole, a config value at most :data:`HPARAM_WIDTH`, then as many of the rest
-    as fit, in order (one too wide for what is left is left out). ``room`` None (piped into a file or grep): every column, every cell whole."""
+    as fit, in order (one too wide for what is left is left out). ``room`` None (piped into a file or
+    grep): every column, every cell whole."""
     if room is None:
         return list(columns), dict(widths)
     fitted = {c: widths[c] if c in KEPT_WHOLE else min(widths[c], HPARAM_WIDTH) for c in columns}
