@@ -7,6 +7,7 @@ x axis (step, epoch or wall time), merging the ones that fall on the same step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -112,19 +113,56 @@ SHORT = {"unfreeze": "unfreeze", "freeze": "freeze", "lr": "lr", "paused": "paus
 
 
 def draw_in_lane(plt: Any, found: list[Marker], x_lo: float, y_lo: float, y_hi: float, *, log: bool = False,
-                 color: Any = "gray") -> None:
+                 color: Any = "gray", rows: int | None = None, legend_rows: int = 0) -> bool:
     """Draw ``found`` on a plotext figure whose data spans ``y_lo..y_hi`` from ``x_lo``: a vertical line
     per marker (none for checkpoints alone) and its letters in a lane added below the data, where
-    they hide neither the curves nor the legend (top left)."""
+    they hide neither the curves nor the legend (top left).
+
+    ``rows`` is the plot's height inside its frame and ``legend_rows`` the lines of its legend: where
+    the lane would run through the legend, only the lines are drawn and ``False`` says the letters were
+    left out (so the caller leaves their legend out too). The y axis is labelled only where data can
+    be, never at the lane's made-up values (a loss axis reading -0.24)."""
+    letters = rows is None or rows > legend_rows
     if log and y_lo > 0 and y_hi > 0:
         ratio = (y_hi / y_lo) if y_hi > y_lo else 10.0
         lane, bottom = y_lo / ratio**0.1, y_lo / ratio**0.16
     else:
         span = (y_hi - y_lo) or (abs(y_hi) or 1.0)
         lane, bottom = y_lo - 0.1 * span, y_lo - 0.16 * span
-    # an invisible point makes room for the lane (plotext's ylim breaks the legend on a log scale)
-    plt.scatter([x_lo], [bottom], marker=" ")
+        if letters:
+            ticks = nice_ticks(y_lo, y_hi, max(2, min(6, (rows or 10) // 2 + 1)))
+            plt.yticks(ticks, tick_labels(ticks))
     for marker in found:
         if marker.line:
             plt.vline(marker.x, color)
+    if not letters:
+        return False
+    # an invisible point makes room for the lane (plotext's ylim breaks the legend on a log scale)
+    plt.scatter([x_lo], [bottom], marker=" ")
+    for marker in found:
         plt.text(marker.letters, marker.x, lane, color=color, alignment="center")
+    return True
+
+
+def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
+    """As many round values (1, 2 or 5 times a power of ten apart) from ``lo`` to ``hi`` as fit in
+    ``most``, the closest spacing first."""
+    if not hi > lo:
+        return [lo]
+    power = 10.0 ** math.floor(math.log10((hi - lo) / max(1, most)))
+    for step in (f * power * scale for scale in (1, 10, 100) for f in (1, 2, 5)):
+        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+        if 0 < last - first + 1 <= most:
+            return [i * step for i in range(first, last + 1)]
+    return [lo, hi]
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Labels with as many decimals as the ticks' spacing needs, all alike."""
+    if len(ticks) < 2:
+        return [f"{t:.3g}" for t in ticks]
+    step = min(b - a for a, b in zip(ticks, ticks[1:]))
+    if step >= 1e4 or step < 1e-4:
+        return [f"{t:.1e}" if t else "0" for t in ticks]
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    return [f"{t:.{decimals}f}" for t in ticks]

@@ -140,11 +140,15 @@ class MetricPlot(PlotextPlot):
         self.drawn_markers = []
         if opts.markers and drawn and self.state is not None and np.isfinite(y_hi):
             found = event_markers.markers(self.state.events, opts.x_axis, self.state.info, (x_lo, x_hi))
-            if found:
-                event_markers.draw_in_lane(plt, found, x_lo, y_lo, y_hi, log=opts.log_y)
+            # the legend takes a row per line; a plot too short for it and the lane keeps the legend
+            lettered = bool(found) and event_markers.draw_in_lane(
+                plt, found, x_lo, y_lo, y_hi, log=opts.log_y, rows=self.size.height - 5, legend_rows=drawn)
+            if lettered:
                 room = self.size.width - len(title) - 8
                 plt.title(f"{title}   {event_markers.legend(found, room)}".rstrip())
                 self.drawn_markers = found
+            else:
+                self.drawn_markers = [m for m in found if m.line]
         if opts.log_y and drawn:
             plt.yscale("log")
         if not drawn:

@@ -141,7 +141,8 @@ class OverlayPlot(PlotextPlot):
                 found = event_markers.markers(run.state.events, opts.x_axis, run.state.info, (x_lo, x_hi))
                 if found:
                     # one lane for all runs; a marker takes its run's colour
-                    event_markers.draw_in_lane(plt, found, x_lo, y_lo, y_hi, log=opts.log_y, color=run.color)
+                    event_markers.draw_in_lane(plt, found, x_lo, y_lo, y_hi, log=opts.log_y, color=run.color,
+                                               rows=self.size.height - 5)
                     self.drawn_markers[run.name] = found
                     kinds += found
             if kinds:

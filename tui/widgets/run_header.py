@@ -68,10 +68,12 @@ def header_text(facts: HeaderFacts, *, compact: bool) -> Text:
         share = ["  ", (facts.trainable.replace(" ", ""), "bold"), (" trains", "dim")] if compact else \
             ["  ", (facts.trainable, "bold"), (" trainable", "dim")]
     if compact:
+        # a finished run says so in its status: "ETA done" is the one thing 80 columns can spare
+        eta = [] if facts.eta == "done" else [(" ETA ", "dim"), facts.eta]
         return Text.assemble(
             (facts.name, "bold"), " ", status_text(facts.status),
             ("  ep ", "dim"), facts.epoch, ("  step ", "dim"), facts.step, *share,
-            "  ", facts.elapsed, (" ETA ", "dim"), facts.eta,
+            "  ", facts.elapsed, *eta,
             "  ", facts.samples_per_s, ("/s", "dim"),
         )
     return Text.assemble(
