@@ -77,6 +77,10 @@ def test_ftui_checkpoint_summary(ftui_ckpt: Path) -> None:
     assert s["weights"]["count"] == 2 + 5 + 2
     frozen = {t["name"]: t["frozen"] for t in s["tensors"]}
     assert frozen["0.weight"] is True and frozen["4.weight"] is False
+    # BatchNorm statistics are buffers: neither trained nor frozen, whatever their module is
+    buffers = {t["name"] for t in s["tensors"] if t["buffer"]}
+    assert buffers == {"1.running_mean", "1.running_var", "1.num_batches_tracked"}
+    assert all(frozen[name] is None for name in buffers) and frozen["1.weight"] is not None
     modules = {m["path"]: m for m in s["modules"]}
     assert modules["0"]["type"] == "Conv2d" and modules["0"]["frozen"] is True and modules["0"]["params"] == 112
     opt = s["optimizer"]

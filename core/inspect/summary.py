@@ -52,7 +52,9 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         "step": as_number(raw.get("global_step") if lightning else raw.get("step")),
         "best": _best(raw, lightning),
         "weights": _weights_totals(infos),
-        "tensors": [dict(i.as_dict(), frozen=frozen_of(i.name)) for i in infos],
+        # a buffer (BatchNorm statistics, counters) is neither trained nor frozen: the optimizer never sees it
+        "tensors": [dict(i.as_dict(), buffer=is_buffer(i.name), frozen=None if is_buffer(i.name) else frozen_of(i.name))
+                    for i in infos],
         "modules": _modules(infos, tree, frozen_of),
         "optimizer": _optimizer(raw, config, lightning),
         "scheduler": _scheduler(raw, lightning),

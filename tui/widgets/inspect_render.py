@@ -205,7 +205,7 @@ def tensors_table(summary: dict[str, Any]) -> Table:
     table.add_column("frozen", no_wrap=True)
     for t in summary.get("tensors") or []:
         table.add_row(t["name"], "×".join(map(str, t["shape"])) or "scalar", t["dtype"], format_count(t["numel"], "-"),
-                      fmt_frozen(t.get("frozen")))
+                      Text("buffer", style="dim") if t.get("buffer") else fmt_frozen(t.get("frozen")))
     return table
 
 
