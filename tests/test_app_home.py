@@ -284,3 +284,18 @@ async def test_at_80x24_the_runs_table_shows_a_long_named_runs_best_value_whole(
     (row,) = [line for line in lines if "quickstart-pruned50-ft" in line]
     assert row.split()[1:6] == ["finished", "3/3", "·", "72", "0.9575"], lines  # not 0.957, not pushed off
     assert any(line.split()[:6] == ["name", "status", "epoch", "·", "step", "best"] for line in lines), lines
+
+
+@pytest.mark.asyncio
+async def test_a_long_runs_root_keeps_the_runs_title_on_one_line_at_80x24(tmp_path: Path) -> None:
+    deep = tmp_path / "experiments-of-the-vision-team" / "fine-tuning-on-the-new-cluster"
+    deep.mkdir(parents=True)
+    root, configs = make_root(deep)
+    app = app_for(root, configs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scanned)
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        # the folders that tell this root apart and the key hint, on the first line; nothing wrapped below
+        assert lines[0].strip() == "Runs in …/fine-tuning-on-the-new-cluster/runs (enter: watch)", lines[:2]
+        assert "name" in lines[1] and "status" in lines[1], lines[:2]

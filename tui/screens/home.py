@@ -23,11 +23,21 @@ from core.errors import RunError
 from core.run_index import RunEntry, RunIndex, differing_keys, make_listing, parse_query
 from core.runs import CHECKPOINT_DIR, RUN_JSON, read_json
 from tui.listing_format import BASE_COLUMNS, header
-from tui.widgets.config_list import ConfigList, find_configs, folders_text
+from tui.widgets.config_list import ConfigList, display_path, find_configs, folders_text
 from tui.widgets.machine_panel import MachinePanel
 from tui.widgets.runs_table import RunsTable
 
 SCAN_SECONDS = 1.0
+
+
+def runs_title(root: Path, max_len: int = 44) -> str:
+    """The runs pane's title on one line at 80 columns: the root as a person types it, a long one
+    shortened to its last two folders (a long absolute root wrapped the title onto a second line)."""
+    shown = display_path(root)
+    if len(shown) > max_len:
+        path = Path(shown)
+        shown = f"…/{path.parent.name}/{path.name}" if path.parent.name else f"…/{path.name}"
+    return f"Runs in {shown} (enter: watch)"
 
 
 @dataclass
@@ -84,7 +94,8 @@ class HomeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="runs-pane"):
-            yield Label(Text(f"Runs in {self.root} (enter: watch)"), id="runs-title", classes="pane-title")
+            yield Label(Text(runs_title(self.root), no_wrap=True, overflow="ellipsis"), id="runs-title",
+                        classes="pane-title")
             box = Input(placeholder="filter: words, key=value, key>value — enter keeps it, escape clears",
                         id="runs-filter")
             box.display = False  # shown by / (hidden, it must not take the first focus)
