@@ -299,6 +299,10 @@ def test_lr_events_have_one_writer_and_pause_events_one_meaning(tmp_path: Path) 
     assert all(set(e) >= {"groups", "factor"} for e in lr) and all("command_id" not in e for e in lr)
     head = [e for e in lr if any(g["name"] == "head" and g["base_lr"] == 0.05 for g in e["groups"])]
     assert head and head[0]["message"].startswith("learning rates:") and head[0]["factor"] == 1.0
+    # every group is in the event's fields; the message names a no-decay twin only when its rate differs
+    names = [g["name"] for g in head[0]["groups"]]
+    assert "head/no_decay" in names and "head=0.05" in head[0]["message"]
+    assert "no_decay" not in head[0]["message"], head[0]["message"]
     plateaus = [e for e in lr if e["message"].startswith("plateau")]
     assert [e["factor"] for e in plateaus] == [0.5]  # the first validation sets the best; the second reduces
     assert len(lr) == 1 + len(plateaus)  # the command's change written once, by the monitor

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.finetune import NO_DECAY
 from core.training.callback import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +57,11 @@ class LearningRateMonitor(Callback):
                    "params": sum(p.numel() for p in g["params"])} for i, g in enumerate(optimizer.param_groups)]
         factor = signature[-1]
         if signature[:-1] != last[:-1]:
-            message = "learning rates: " + ", ".join(f"{g['name']}={g['base_lr']:g}" for g in groups)
+            rates = {g["name"]: g["base_lr"] for g in groups}
+            # a group's no-weight-decay twin follows its group: named once, unless its rate was set apart
+            said = [g for g in groups if not (g["name"].endswith(NO_DECAY)
+                                              and rates.get(g["name"][: -len(NO_DECAY)]) == g["base_lr"])]
+            message = "learning rates: " + ", ".join(f"{g['name']}={g['base_lr']:g}" for g in said)
         else:
             message = f"plateau: lr factor now {factor:g}"
         trainer.log_event("lr", message, groups=groups, factor=factor)
