@@ -501,3 +501,17 @@ async def test_the_confusion_tab_names_classes_whole_where_they_fit_and_never_cu
         # P, R, F1 and n whole at every size (at 60 columns they read "0.…")
         circle = next(line for line in lines if line.strip().startswith("circle"))
         assert circle.split()[-4:] == ["0.35", "0.62", "0.45", "32"], (size, circle)
+
+
+def test_a_long_event_wraps_under_its_message_not_under_the_time() -> None:
+    from rich.console import Console
+
+    from tui.widgets.event_log import event_row
+
+    event = {"kind": "lr_group", "time": 100.0, "message": "optimizer groups: default lr 0.003 (72.3K params) · "
+                                                            "head lr 0.003 (390 params)"}
+    console = Console(width=80, record=True, color_system=None)
+    console.print(event_row(event, 100.0))
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[0].startswith("   +0:00 lr_group    optimizer groups:") and len(lines) == 2, lines
+    assert lines[1][:21].strip() == "" and "390 params" in lines[1], lines  # under the message's first column

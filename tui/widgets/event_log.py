@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.table import Table
 from rich.text import Text
 from textual.widgets import RichLog
 
@@ -98,6 +99,18 @@ def event_line(event: dict[str, Any], started: float | None) -> Text:
     return Text.assemble((f"{when:>8} ", "dim"), (f"{kind:<11} ", style or "bold"), str(event.get("message", "")))
 
 
+def event_row(event: dict[str, Any], started: float | None) -> Table:
+    """:func:`event_line` as a grid whose message wraps under itself, not under the time (a long
+    message at 80 columns broke back to the first column)."""
+    line = event_line(event, started)
+    cut = len(line) - len(str(event.get("message", "")))  # the time and the kind, each padded to its width
+    grid = Table.grid()
+    grid.add_column(width=cut, no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    grid.add_row(line[:cut], line[cut:])
+    return grid
+
+
 class EventLog(RichLog):
     """Appends only the events it has not written yet."""
 
@@ -124,9 +137,9 @@ class EventLog(RichLog):
             self._shown[-1] = lines[0]
             self.clear()  # a log has no way to replace its last line; the events are few (one per thing)
             for event in self._shown:
-                self.write(event_line(event, started))
+                self.write(event_row(event, started))
         for event in lines[len(last):]:
             self._shown.append(event)
-            self.write(event_line(event, started))
+            self.write(event_row(event, started))
         del self._shown[:-self.max_lines]
         self.written = total
