@@ -822,3 +822,12 @@ def test_a_run_that_fills_the_disk_ends_failed_with_the_reason(small_disk: Path)
         Trainer(config_from_dict(raw), callbacks=[FillTheDisk()]).fit()
     info = read_json(small_disk / "full" / "run.json")
     assert info["status"] == "failed" and "no space left" in info["error"]
+
+
+def test_an_error_prints_what_the_file_holds_as_text_not_as_emoji_or_markup(tmp_path: Path) -> None:
+    # a passwd-like file: Rich's emoji codes turned the bytes b'root:x:0:0' into 'root❌0:0'
+    passwd = tmp_path / "passwd[red]"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    result = runner.invoke(app, ["inspect", str(passwd)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "root:x:0:0" in result.output and "❌" not in result.output and "passwd[red]" in result.output

@@ -7,4 +7,4 @@ def print_error(message: str) -> None:
     """Print a user-facing error (Rich markup) to stderr: one paragraph, no traceback."""
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
+    Console(emoji=False, stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)

@@ -26,7 +26,7 @@ def compare_command(specs: list[str], root: Path, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(comparison.to_json(), indent=1))
     else:
-        console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 400)
+        console = Console(emoji=False, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 400)
         console.print(comparison_table(comparison))
         for note in comparison.notes:
             console.print(Text(f"note: {note}", style="yellow"))

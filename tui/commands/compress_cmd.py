@@ -13,7 +13,7 @@ def compress_command(ckpt: Path, options: object, *, as_json: bool = False) -> N
     """Make the compressed variants, print the trade-off table (or its JSON) and where it was saved."""
     from core.compress.pipeline import compress
 
-    console = Console(highlight=False, soft_wrap=True, stderr=as_json)
+    console = Console(emoji=False, highlight=False, soft_wrap=True, stderr=as_json)
     import sys
 
     result = compress(ckpt, options, say=lambda text: console.print(f"[dim]{_escape(text)}[/]"),  # type: ignore[arg-type]
@@ -25,7 +25,7 @@ def compress_command(ckpt: Path, options: object, *, as_json: bool = False) -> N
         return
     from tui.widgets.tradeoff_render import tradeoff_view
 
-    out = Console(highlight=False)
+    out = Console(emoji=False, highlight=False)
     out.print(tradeoff_view(result.table, compact=out.width < 110))
     console.print(f"saved: {result.tradeoff_path} (and one checkpoint per variant in {result.out})")
     first = next((v for v in result.table["variants"][1:]), None)
@@ -94,7 +94,7 @@ def _export_rebuilt(rebuilt: Any, target: Path, opset: int | None) -> None:
 
 
 def _announce(names: list[str]) -> None:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(emoji=False, stderr=True, highlight=False, soft_wrap=True)
     for name in names:
         err.print(f"running your code: {name}", markup=False)
 

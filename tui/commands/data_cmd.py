@@ -43,7 +43,7 @@ def preview(config: Path, *, split: str, n: int, seed: int | None, overrides: li
             measured = channel_stats(train, list(range(len(train))), lambda x: x.float(), seed=cfg.run.seed,
                                      max_samples=500)
     draw_seed = cfg.run.seed if seed is None else seed
-    console = Console(highlight=False)
+    console = Console(emoji=False, highlight=False)
     console.print(preview_renderable(data, split, n, draw_seed, measured))
     if out is not None:
         if data.task != "image":

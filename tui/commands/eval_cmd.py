@@ -16,7 +16,7 @@ def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list
     """Evaluate a checkpoint on a split and print metrics."""
     from core.training.evaluate import evaluate_checkpoint
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(emoji=False, stderr=True, highlight=False, soft_wrap=True)
 
     def announce(names: list[str]) -> None:
         for name in names:
@@ -26,7 +26,7 @@ def eval_command(ckpt: Path, *, config: Path | None, split: str, overrides: list
                                  announce=announce, base=base)
     for notice in result.notices:
         err.print(f"warning: {notice}", markup=False)
-    Console(highlight=False).print(render_evaluation(result))
+    Console(emoji=False, highlight=False).print(render_evaluation(result))
     if config is None and not overrides and base is None:
         from core.training.evaluate import record_in_run
 

@@ -53,7 +53,7 @@ def explain_command(
     methods.captum()  # a missing install is reported before minutes of loading, not after
     from core.explain.session import Explainer, Selection
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(emoji=False, stderr=True, highlight=False, soft_wrap=True)
 
     def announce(names: list[str]) -> None:
         for name in names:
@@ -63,7 +63,7 @@ def explain_command(
                                command=f"ftui explain {ckpt}", announce=announce)
     for notice in explainer.notices:
         err.print(f"warning: {notice}", markup=False)
-    console = Console(highlight=False)
+    console = Console(emoji=False, highlight=False)
     try:
         if list_layers:
             _print_layers(explainer, console, as_json)

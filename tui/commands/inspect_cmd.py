@@ -14,14 +14,14 @@ from rich.console import Console
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return Console(emoji=False, highlight=False, soft_wrap=False)
 
 
 def warn_unsafe(path: Path) -> None:
     """The loud warning printed before anything is unpickled with ``weights_only=False``."""
     from rich.markup import escape
 
-    Console(stderr=True, highlight=False).print(
+    Console(emoji=False, stderr=True, highlight=False).print(
         f"[bold white on red] WARNING [/] [bold red]--unsafe: loading {escape(str(path))} with weights_only=False. "
         "Any code pickled in this file runs now, with your permissions. Only do this for files you trust.[/]"
     )

@@ -23,7 +23,7 @@ def export_lora_command(ckpt: Path, *, format_: str, out: Path | None, merge: bo
     from core.lora.export import export_merged, export_peft
     from tui.widgets.inspect_render import fmt_bytes
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(emoji=False, stderr=True, highlight=False, soft_wrap=True)
 
     def announce(names: list[str]) -> None:
         for name in names:

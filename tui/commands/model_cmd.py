@@ -84,7 +84,7 @@ def _model_config_to_show(model_cfg: Any) -> tuple[Any, str | None]:
 def show(config: Path, *, depth: int, overrides: list[str]) -> None:
     """Print the layer tree."""
     tree, notes = describe(config, overrides)
-    Console(highlight=False).print(render_tree(tree, depth=depth, notes=notes))
+    Console(emoji=False, highlight=False).print(render_tree(tree, depth=depth, notes=notes))
 
 
 def graph(config: Path, *, format_: str, depth: int, overrides: list[str]) -> None:

@@ -42,7 +42,7 @@ def run_command(
 
     worker = launched_by_torchrun()
     n = nproc if nproc is not None else cfg.trainer.devices
-    console = Console(highlight=False, soft_wrap=True, markup=False)  # paths and names are text
+    console = Console(emoji=False, highlight=False, soft_wrap=True, markup=False)  # paths and names are text
     if detach:
         extra = ["--nproc", str(n)] if n > 1 else []
         return _detach(config, overrides, name=name, resume=resume, quiet=quiet, console=console, extra=extra,

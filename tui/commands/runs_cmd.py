@@ -31,7 +31,7 @@ HPARAM_WIDTH = 28
 
 def _console() -> Console:
     # piped into a file or grep: no terminal width to fit, so never cut a line short
-    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 400)
+    return Console(emoji=False, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 400)
 
 
 def fit_columns(columns: list[str], widths: dict[str, int], room: int | None) -> tuple[list[str], dict[str, int]]:

@@ -27,7 +27,7 @@ def sweep_command(config: Path, params: list[str], *, trials: int, parallel: int
     from core.sweep.runner import Sweep, SweepOptions
     from core.sweep.space import parse_space
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(emoji=False, highlight=False, soft_wrap=True)
     options = SweepOptions(config=config, params=parse_space(params), trials=trials, parallel=parallel,
                            overrides=overrides, storage=storage, name=name, sampler=sampler, pruner=pruner,
                            seed=seed, root=root)

@@ -250,5 +250,5 @@ def _width(renderable: object) -> int:
     from rich.console import Console
     from rich.measure import Measurement
 
-    console = Console(width=1000)
+    console = Console(emoji=False, width=1000)
     return int(Measurement.get(console, console.options, renderable).maximum)

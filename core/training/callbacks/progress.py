@@ -32,7 +32,7 @@ class ProgressCallback(Callback):
     """Shows training progress on ``console`` in ``mode`` ('auto', 'rich', 'plain' or 'none')."""
 
     def __init__(self, mode: str = "auto", console: Console | None = None) -> None:
-        self.console = console or Console(highlight=False)
+        self.console = console or Console(emoji=False, highlight=False)
         self.mode = resolve_mode(mode, self.console)
         self._progress: Progress | None = None
         self._epoch_task: Any = None
