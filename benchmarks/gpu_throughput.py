@@ -225,18 +225,6 @@ def bare_loader(folder: Path, batch: int, workers: int, device: Any, side: int =
                       num_workers=workers, pin_memory=torch.device(device).type == "cuda", **extra)
 
 
-def write_jpeg_folder(root: Path, images: int, side: int = 224) -> None:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for i in range(images):
-        folder = root / f"class{i % CLASSES}"
-        folder.mkdir(parents=True, exist_ok=True)
-        walk = np.cumsum(rng.normal(0, 6, (side, side, 3)), axis=1) + rng.uniform(60, 190, (side, 1, 3))
-        Image.fromarray(np.clip(walk, 0, 255).astype("uint8")).save(folder / f"{i:05d}.jpg", quality=90)
-
-
 def main() -> None:
     p = harness.parser("gpu_throughput", __doc__.splitlines()[0])
     p.add_argument("--models", default="resnet18,resnet50", help="Comma-separated model names.")
@@ -279,7 +267,7 @@ def main() -> None:
         folder = root / "jpegs"
         if not args.no_loader:
             per_epoch = max(batch_of.values()) * (args.warmup + args.steps + 2)
-            write_jpeg_folder(folder, per_epoch, side)
+            harness.write_jpeg_folder(folder, per_epoch, side, CLASSES)
         for model in models:
             batch = batch_of.get(model, 64)
             g = torch.Generator(device=device).manual_seed(0)

@@ -124,6 +124,20 @@ def report(name: str, title: str, rows: list[dict[str, Any]], results: dict[str,
     print(f"wrote {out}")
 
 
+def write_jpeg_folder(root: Path, images: int, side: int = 224, classes: int = 4) -> None:
+    """``images`` JPEGs (quality 90) of smooth noise, like photographs to a codec, in ``classes`` folders
+    (the ImageFolder the input-pipeline and GPU-throughput benchmarks read)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(images):
+        folder = root / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        walk = np.cumsum(rng.normal(0, 6, (side, side, 3)), axis=1) + rng.uniform(60, 190, (side, 1, 3))
+        Image.fromarray(np.clip(walk, 0, 255).astype("uint8")).save(folder / f"{i:05d}.jpg", quality=90)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

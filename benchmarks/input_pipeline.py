@@ -138,19 +138,6 @@ IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 FOLDER_BATCH = 64
 
 
-def write_jpeg_folder(root: Any, images: int, side: int = 224, classes: int = 4) -> None:
-    """``images`` JPEGs (quality 90) of smooth noise, like photographs to a codec, in ``classes`` folders."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for i in range(images):
-        folder = root / f"class{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        walk = np.cumsum(rng.normal(0, 6, (side, side, 3)), axis=1) + rng.uniform(60, 190, (side, 1, 3))
-        Image.fromarray(np.clip(walk, 0, 255).astype("uint8")).save(folder / f"{i:05d}.jpg", quality=90)
-
-
 def folder_config(root: Any, workers: int) -> Config:
     from core.config import config_from_dict
 
@@ -212,7 +199,7 @@ def folder_part(images: int, reps: int) -> tuple[list[dict[str, Any]], dict[str,
 
     with tempfile.TemporaryDirectory(prefix="ftui-bench-jpeg-") as tmp:
         root = Path(tmp)
-        write_jpeg_folder(root, images)
+        harness.write_jpeg_folder(root, images)
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in ("ftui_w0", "ftui_w2", "bare_w0", "bare_w2")}
         for rep in range(reps):
             runs["ftui_w0"].append(ftui_folder_pass(root, 0, rep))
