@@ -17,6 +17,7 @@ from typing import Any
 from core.errors import RunError
 from core.run_index import RunEntry, differing_keys, load_entry
 from core.runs import METRICS, RunDelta, RunReader
+from core.scalars import to_float
 
 #: The results rows of a comparison, in order: (key, label). ``val/acc`` is the last validation's.
 RESULT_ROWS: tuple[tuple[str, str], ...] = (
@@ -64,7 +65,7 @@ class ComparedRun:
             for key, value in row.items():
                 if key in ("step", "epoch", "time", "split"):
                     continue
-                number = _scalar(value)
+                number = to_float(value)
                 if number is not None:
                     self.final[f"{split}/{key}"] = number
             confusion = row.get("confusion")
@@ -192,16 +193,6 @@ def incompatibility(reference: ComparedRun, run: ComparedRun) -> str | None:
 
 def _a(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
-
-
-def _scalar(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
 
 
 def format_number(value: Any) -> str:

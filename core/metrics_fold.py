@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.gc_pause import gc_paused
+from core.scalars import to_float  # also what readers import from here
 
 #: Keys of a metrics row that are coordinates, not metrics.
 COORDINATES = ("step", "epoch", "time", "split")
@@ -36,17 +37,6 @@ GROUP_LR_PREFIX = "lr/"
 NO_DECAY = "/no_decay"
 #: Types that can hold a point: int and float, and str for "nan"/"inf"/"-inf" (bool is not an int here).
 _MAYBE_NUMBER = {int, float, str}
-
-
-def to_float(value: Any) -> float | None:
-    """A metric value as a float ("nan"/"inf" strings included), or None if it is not a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
 
 
 @dataclass

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from core.runs import ACTIVE_STATUSES
+from core.scalars import to_float
 
 
 def format_duration(seconds: float | None) -> str:
@@ -56,23 +57,12 @@ def display_epoch(info: dict[str, Any]) -> str:
 def format_best(best: Any) -> str:
     """``run.json``'s ``best`` (a number or ``{"metric", "value", ...}``) as short text."""
     if isinstance(best, dict):
-        value = _number(best.get("value"))
+        value = to_float(best.get("value"))
         metric = best.get("metric") or best.get("monitor") or ""
         text = format_value(value) if value is not None else "—"
         return f"{metric} {text}".strip()
-    value = _number(best)
+    value = to_float(best)
     return format_value(value) if value is not None else "—"
-
-
-def _number(value: Any) -> float | None:
-    # core.metrics_fold.to_float, without the NumPy that module loads
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
 
 
 def trainable_share(model: dict[str, Any] | None) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from core import control
 from core.runs import ACTIVE_STATUSES, METRICS, RUN_JSON, RunReader, live_status, read_json
+from core.scalars import to_float
 from core.sweep.study import Objective
 
 
@@ -76,7 +77,7 @@ class TrialRun:
         for row in rows:
             if row.get("split") != split:
                 continue
-            value = _number(row.get(key))
+            value = to_float(row.get(key))
             if value is None or not math.isfinite(value):
                 continue
             if self.best is None or self.objective.better(value, self.best):
@@ -114,13 +115,3 @@ class TrialRun:
 
     def seconds(self) -> float:
         return (self.ended_at or time.monotonic()) - self.started
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
