@@ -22,19 +22,11 @@ dashboard makes them) folded into a ``tui.run_state.RunState``:
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
-import pty
 import random
-import select
 import shutil
-import signal
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -179,50 +171,16 @@ def watch_to_loaded(root: Path, name: str, timeout: float = 120.0) -> dict[str, 
     been read and folded, and the views are drawn from the same state in the same redraw.
     """
     ftui = str(Path(sys.executable).with_name("ftui"))
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    env.pop("TEXTUAL", None)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([ftui, "watch", name, "--root", str(root)], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, cwd=harness.REPO, start_new_session=True)
-    os.close(slave)
-    seen = b""
-    first = loaded = float("nan")
+    first = float("nan")
     sentinel = f"{SENTINEL_LOSS:.4f}".encode()
-    try:
-        while time.perf_counter() - t0 < timeout:
-            ready, _, _ = select.select([master], [], [], 0.02)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                seen += os.read(master, 1 << 16)
-            except OSError:
-                break
-            now = time.perf_counter() - t0
+    with harness.PtyApp([ftui, "watch", name, "--root", str(root)], cwd=harness.REPO) as app:
+        for seen, now in app.output(timeout):
             if first != first and b"loss" in seen and b"accuracy" in seen:
                 first = now
-                os.write(master, b"2")
+                app.press("2")
             if first == first and sentinel in seen[-(1 << 17):]:
-                loaded = now
-                break
-        os.write(master, b"q")
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        os.close(master)
-    if loaded != loaded:
-        raise SystemExit(f"ftui watch never showed every view loaded within {timeout:.0f}s:\n"
-                         f"{seen[-1500:].decode(errors='replace')}")
-    return {"first_frame_s": first, "loaded_s": loaded}
+                return {"first_frame_s": first, "loaded_s": now}
+        raise SystemExit(f"ftui watch never showed every view loaded within {timeout:.0f}s:\n{app.tail()}")
 
 
 def incremental(path: Path, reader: Any, state: Any, start: int, reps: int) -> list[float]:

@@ -35,14 +35,8 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on: cores, CPU model, memory, load, versions, date."""
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from core.system.host import cpu_model
+
     mem_gib = None
     try:
         import psutil
@@ -58,7 +52,7 @@ def machine() -> dict[str, Any]:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
         "cpus": os.cpu_count(),
-        "cpu_model": model,
+        "cpu_model": cpu_model(),
         "memory_gib": mem_gib,
         "load_avg_1_5_15": load,
         "python": platform.python_version(),
@@ -136,6 +130,86 @@ def write_jpeg_folder(root: Path, images: int, side: int = 224, classes: int = 4
         folder.mkdir(parents=True, exist_ok=True)
         walk = np.cumsum(rng.normal(0, 6, (side, side, 3)), axis=1) + rng.uniform(60, 190, (side, 1, 3))
         Image.fromarray(np.clip(walk, 0, 255).astype("uint8")).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a live process has used so far, from /proc (nan where unavailable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class PtyApp:
+    """An ftui app started as a person starts it, in a 120x40 pseudo-terminal (the timing benchmarks'
+    way to see what is on the screen, and when). Use as a context manager: leaving presses ``q``, then
+    ends the process if it does not quit."""
+
+    def __init__(self, argv: list[str], *, cwd: Path, cols: int = 120, rows: int = 40) -> None:
+        import fcntl
+        import pty
+        import struct
+        import subprocess
+        import termios
+
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
+        env.pop("TEXTUAL", None)  # no devtools in a measurement
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
+                                     start_new_session=True)
+        os.close(slave)
+        self.seen = b""
+
+    def output(self, timeout: float) -> Iterable[tuple[bytes, float]]:
+        """All output so far and the seconds since the start, after each read, until ``timeout`` or the
+        app's exit (the caller breaks out when the screen shows what it waits for)."""
+        import select
+
+        while time.perf_counter() - self.t0 < timeout:
+            ready, _, _ = select.select([self.master], [], [], 0.02)
+            if not ready:
+                if self.proc.poll() is not None:
+                    return
+                continue
+            try:
+                self.seen += os.read(self.master, 1 << 16)
+            except OSError:
+                return
+            yield self.seen, time.perf_counter() - self.t0
+
+    def press(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def tail(self) -> str:
+        """The last output, for a message when the app never showed what was waited for."""
+        return self.seen[-1500:].decode(errors="replace")
+
+    def __enter__(self) -> PtyApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        import subprocess
+
+        try:
+            self.press("q")
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+        finally:
+            os.close(self.master)
 
 
 def _json_default(value: Any) -> Any:

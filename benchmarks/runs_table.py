@@ -24,18 +24,11 @@ Beside wall times, CPU times tell what an idle core would take on a machine othe
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
-import pty
 import random
-import select
 import shutil
-import signal
-import struct
-import subprocess
 import tempfile
-import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -81,53 +74,12 @@ def open_in_pty(root: Path, n: int, timeout: float = 30.0) -> tuple[float, float
     """Seconds from starting ``ftui --root ROOT`` in a 120 x 40 pseudo-terminal to "N of N runs" on it,
     and the CPU seconds the app used until then."""
     ftui = shutil.which("ftui") or str(Path(os.sys.executable).parent / "ftui")
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([ftui, "--root", str(root)], stdin=slave, stdout=slave, stderr=slave, env=env,
-                            cwd=root.parent, start_new_session=True)
-    os.close(slave)
     marker = f"{n} of {n} runs".encode()
-    seen, t_open, cpu = b"", float("nan"), float("nan")
-    try:
-        while time.perf_counter() - t0 < timeout:
-            ready, _, _ = select.select([master], [], [], 0.02)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                seen += os.read(master, 1 << 16)
-            except OSError:
-                break
+    with harness.PtyApp([ftui, "--root", str(root)], cwd=root.parent) as app:
+        for seen, now in app.output(timeout):
             if marker in seen:
-                t_open = time.perf_counter() - t0
-                cpu = cpu_seconds(proc.pid)
-                break
-        os.write(master, b"q")
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        os.close(master)
-    if t_open != t_open:
-        raise SystemExit(f"ftui never showed {marker.decode()!r}; last output:\n{seen[-1500:].decode(errors='replace')}")
-    return t_open, cpu
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a live process has used so far, from /proc (nan where unavailable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+                return now, app.cpu_seconds()
+        raise SystemExit(f"ftui never showed {marker.decode()!r}; last output:\n{app.tail()}")
 
 
 async def typing(root: Path, n: int) -> dict[str, Any]:

@@ -26,17 +26,12 @@ machine that other work keeps busy.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 from pathlib import Path
 
@@ -62,15 +57,6 @@ def run_to_exit(cmd: list[str], env: dict[str, str] | None = None) -> tuple[floa
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a live process has used so far, from /proc (nan where unavailable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
 def run_first_lines(ftui: str, root: Path, timeout: float = 120.0) -> tuple[float, float, float, float]:
     """Seconds from starting ``ftui run`` to its first line and to its first optimizer step's line, and
     the CPU seconds it had used at each (``/proc``)."""
@@ -90,9 +76,9 @@ def run_first_lines(ftui: str, root: Path, timeout: float = 120.0) -> tuple[floa
             seen += line
             now = time.perf_counter() - t0
             if first != first:
-                first, first_cpu = now, cpu_seconds(proc.pid)
+                first, first_cpu = now, harness.cpu_seconds(proc.pid)
             if b" step 1/" in line:
-                step, cpu = now, cpu_seconds(proc.pid)
+                step, cpu = now, harness.cpu_seconds(proc.pid)
                 break
     finally:
         if proc.poll() is None:
@@ -105,50 +91,17 @@ def run_first_lines(ftui: str, root: Path, timeout: float = 120.0) -> tuple[floa
 
 def watch_first_frame(ftui: str, root: Path, name: str, timeout: float = 30.0) -> tuple[float, float, float]:
     """Seconds to the header with the run name, to the plot titles, and CPU seconds used by the latter."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    env.pop("TEXTUAL", None)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([ftui, "watch", name, "--root", str(root)], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, cwd=harness.REPO, start_new_session=True)
-    os.close(slave)
-    seen = b""
     t_header = t_plot = cpu_plot = float("nan")
-    try:
-        while time.perf_counter() - t0 < timeout:
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            seen += chunk
-            now = time.perf_counter() - t0
+    with harness.PtyApp([ftui, "watch", name, "--root", str(root)], cwd=harness.REPO) as app:
+        for seen, now in app.output(timeout):
             if t_header != t_header and name.encode() in seen:
                 t_header = now
             if t_plot != t_plot and b"loss" in seen and b"accuracy" in seen:
-                t_plot = now
-                cpu_plot = cpu_seconds(proc.pid)
+                t_plot, cpu_plot = now, app.cpu_seconds()
             if t_header == t_header and t_plot == t_plot:
                 break
-        os.write(master, b"q")
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        os.close(master)
-    if t_header != t_header:
-        tail = seen[-1500:].decode(errors="replace")
-        raise SystemExit(f"ftui watch never showed the run name within {timeout:.0f}s; last output:\n{tail}")
+        if t_header != t_header:
+            raise SystemExit(f"ftui watch never showed the run name within {timeout:.0f}s; last output:\n{app.tail()}")
     return t_header, t_plot, cpu_plot
 
 

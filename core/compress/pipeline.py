@@ -418,18 +418,10 @@ def _measure(variants: list[Variant], batch: torch.Tensor, threads: int, repeats
 
 
 def _machine(threads: int) -> dict[str, Any]:
-    import platform
+    from core.system.host import cpu_model
 
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     try:
         load = [round(v, 2) for v in os.getloadavg()]
     except OSError:
         load = None
-    return {"cpu": model, "cpus": os.cpu_count(), "threads": threads, "load": load, "torch": torch.__version__}
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "threads": threads, "load": load, "torch": torch.__version__}
